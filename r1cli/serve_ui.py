@@ -1,0 +1,93 @@
+"""What `r1 serve` shows: a spinner naming the stage on a terminal, one line per stage when piped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from r1cli.console import Environment
+from r1cli.errors import ExitStatus, R1Error
+from r1cli.server import cmdline, process, serve, state
+from r1cli.server.cmdline import ServeOptions
+from r1cli.server.logs import Fatal, Stage
+
+
+class _StageDisplay:
+    def __init__(self, env: Environment, title: str):
+        self.env = env
+        self.t0 = time.monotonic()
+        self.title = title
+        self.status = None
+        if env.stderr_isatty:
+            self.status = env.err.status(f"{title}: starting vLLM", spinner="dots")
+            self.status.start()
+        else:
+            env.note(f"r1: {title}: starting vLLM")
+
+    def __call__(self, event: Stage | Fatal) -> None:
+        if not isinstance(event, Stage):
+            return
+        elapsed = time.monotonic() - self.t0
+        if self.status is not None:
+            self.status.update(f"{self.title}: {event.label} [dim]({elapsed:.0f} s)[/dim]")
+        else:
+            self.env.note(f"r1: [{elapsed:5.1f} s] {event.label}")
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
+        json_out: bool) -> None:
+    opts = serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"))
+    display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
+    try:
+        result = serve.start(opts, timeout=timeout, log_file=log_file, on_event=display)
+    finally:
+        display.close()
+    record, facts = result.record, result.started.watcher.facts
+    _summary(env, record, facts, result.started.seconds)
+    if detach:
+        if json_out:
+            print(json.dumps(asdict(record)))
+        else:
+            print(record.url)
+        env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
+        return
+    _foreground(env, record, result.started.proc)
+
+
+def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds: float) -> None:
+    parts = [f"ready in {seconds:.1f} s", record.url, f"model {record.served_name}"]
+    if "max_model_len" in facts:
+        parts.append(f"max model len {facts['max_model_len']:,}")
+    if "kv_cache_tokens" in facts:
+        parts.append(f"KV cache {facts['kv_cache_tokens']:,} tokens")
+    if "weights_gib" in facts:
+        parts.append(f"weights {facts['weights_gib']:.2f} GiB")
+    env.note("r1: " + ", ".join(parts))
+
+
+def _foreground(env: Environment, record: state.ServerRecord, proc) -> None:
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # `kill <r1>` stops the server too, as Ctrl-C does
+    env.note("r1: serving; press Ctrl-C to stop")
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        freed = process.stop_server(record)
+        env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
+        raise SystemExit(ExitStatus.INTERRUPTED) from None
+    state.remove(record.port)
+    from r1cli.server.logs import diagnose
+
+    with open(record.log_path, errors="replace") as fh:
+        fatal = diagnose(fh.readlines()[-400:])
+    raise R1Error(f"the server exited with status {code}" + (f": {fatal.message}" if fatal else ""),
+                  hint=fatal.hint if fatal else f"read the log: {record.log_path}")

