@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 
@@ -25,11 +25,25 @@ def _isatty(stream: IO) -> bool:
 
 @dataclass
 class Environment:
-    stdin: IO = field(default_factory=lambda: sys.stdin)
-    stdout: IO = field(default_factory=lambda: sys.stdout)
-    stderr: IO = field(default_factory=lambda: sys.stderr)
+    """Streams default to sys.* as they are when used (tests and pytest's capture replace them)."""
+
+    _stdin: IO | None = None
+    _stdout: IO | None = None
+    _stderr: IO | None = None
     _err_console: Any = None
     _out_console: Any = None
+
+    @property
+    def stdin(self) -> IO:
+        return self._stdin or sys.stdin
+
+    @property
+    def stdout(self) -> IO:
+        return self._stdout or sys.stdout
+
+    @property
+    def stderr(self) -> IO:
+        return self._stderr or sys.stderr
 
     @property
     def stdin_isatty(self) -> bool:
@@ -54,7 +68,7 @@ class Environment:
     @property
     def err(self):
         """A Rich console on stderr (imported only by commands that draw)."""
-        if self._err_console is None:
+        if self._err_console is None or self._err_console.file is not self.stderr:
             from rich.console import Console
 
             self._err_console = Console(file=self.stderr, no_color=not self.err_color,
@@ -64,7 +78,7 @@ class Environment:
 
     @property
     def out(self):
-        if self._out_console is None:
+        if self._out_console is None or self._out_console.file is not self.stdout:
             from rich.console import Console
 
             self._out_console = Console(file=self.stdout, no_color=not self.out_color, highlight=False,

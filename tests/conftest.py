@@ -66,3 +66,8 @@ def demo_server():
 @pytest.fixture
 def r1():
     return run_r1
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `stops_demo_server` stop the shared server: they run after everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("stops_demo_server") is not None)

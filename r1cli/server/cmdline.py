@@ -108,10 +108,10 @@ def vllm_env(opts: ServeOptions) -> dict[str, str]:
     }
     if opts.api_key:
         env["VLLM_API_KEY"] = opts.api_key  # through the environment: argv is visible to every `ps`
-    if opts.cpu:
-        env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
     if opts.model == str(config.demo_model_dir()):
         env["HF_HUB_OFFLINE"] = "1"  # the demo is on disk: never wait on the hub
+        if opts.cpu:
+            env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
     return env
 
 
