@@ -170,6 +170,43 @@ def ask(
     return ask_mod.run(env, client.resolve_target(base_url, api_key, model), opts)
 
 
+# ----------------------------------------------------------------------------------------------- status
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (schema: r1cli/status.py).")] = False,
+    watch: Annotated[Optional[float], typer.Option("--watch", "-w", min=0.1, metavar="N",
+                                                   help="Refresh every N seconds until Ctrl-C.")] = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+) -> int:
+    """GPUs (through NVML) and servers: alive, healthy, models, load. Exit 0 if one is ready, else 3."""
+    from r1cli import status as status_mod
+
+    return status_mod.run(env, base_url, api_key, json_out=json_out, watch=watch)
+
+
+# ----------------------------------------------------------------------------------------------- chat
+@app.command()
+def chat(
+    hide_thinking: Annotated[bool, typer.Option("--hide-thinking", help="Hide the reasoning behind a spinner (/think show|hide).")] = False,
+    math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive (/math on|off).")] = True,
+    system: System = None,
+    temperature: Temperature = config.DEFAULT_TEMPERATURE,
+    top_p: TopP = config.DEFAULT_TOP_P,
+    max_tokens: MaxTokens = None,
+    timeout: Annotated[float, typer.Option("--timeout", envvar="R1_TIMEOUT", help="Seconds to wait for data from the server.")] = 300.0,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+) -> int:
+    """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
+    from r1cli import client, repl
+
+    settings = repl.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, math=math,
+                             show_thinking=not hide_thinking, system=system, timeout=timeout)
+    return repl.run(env, client.resolve_target(base_url, api_key, model), settings)
+
+
 # ----------------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """The one error boundary: every failure becomes one line and an exit status."""
@@ -196,7 +233,7 @@ def run(argv: list[str] | None = None) -> int:
     except click_exc.ClickException as exc:
         print(f"r1: error: {exc.format_message()}", file=sys.stderr)
         return ExitStatus.USAGE
-    except (KeyboardInterrupt, click_exc.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         print("", file=sys.stderr)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:

