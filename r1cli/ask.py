@@ -110,11 +110,9 @@ def _single(env, target, messages, params, opts, cancel) -> Outcome:
         return _one(target, messages, params, opts, thinking, cancel)
     except client.StreamCut as cut:
         thinking.close()
-        if cut.partial.content or cut.partial.reasoning:
-            env.stdout.write((cut.partial.content or "") + "\n")
+        if cut.partial.content:  # what arrived is the user's: print it, the error says it is incomplete
+            env.stdout.write(cut.partial.content + "\n")
             env.stdout.flush()
-            env.note(f"r1: what arrived before the cut: {len(cut.partial.reasoning)} characters of reasoning, "
-                     f"{len(cut.partial.content)} of answer")
         raise
     finally:
         thinking.close()

@@ -207,6 +207,32 @@ def chat(
     return repl.run(env, client.resolve_target(base_url, api_key, model), settings)
 
 
+# ----------------------------------------------------------------------------------------------- doctor
+@app.command()
+def doctor(
+    model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).")] = config.DEFAULT_MODEL,
+    quant: Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT")] = None,
+    port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
+    json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,
+) -> int:
+    """Check this machine for serving: Python, vLLM, torch/CUDA, NVML, GPU capability and memory, model cache, port, state dir."""
+    import json
+
+    from r1cli import doctor as doctor_mod
+    from r1cli.server import cmdline
+
+    checks = doctor_mod.run_checks(cmdline.resolve_model(model), quant, port)
+    if json_out:
+        print(json.dumps(doctor_mod.checks_json(checks), indent=1))
+    else:
+        colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for check in checks:
+            env.out.print(f"[{colors[check.status]}]{check.status:>4}[/]  {check.name}: {check.detail}", markup=True)
+            if check.fix and check.status != "ok":
+                env.out.print(f"      fix: {check.fix}", markup=False)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 # ----------------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """The one error boundary: every failure becomes one line and an exit status."""

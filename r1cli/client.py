@@ -201,10 +201,16 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
     try:
         try:
             conn.connect()
-            conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
+        except OSError as exc:
+            raise _unreachable(target, r1http.describe(exc)) from None
+        conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
+        try:
             conn.request("POST", path, body=json.dumps(body).encode(),
                          headers={"Content-Type": "application/json", "Accept": "text/event-stream", **target.headers})
             resp = conn.getresponse()
+        except (socket.timeout, TimeoutError):
+            raise R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {timeout:g} s",
+                          hint="raise --timeout, or see what the server is doing: `r1 status`, `r1 logs`") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _unreachable(target, r1http.describe(exc)) from None
         if resp.status != 200:

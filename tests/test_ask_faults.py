@@ -1,0 +1,60 @@
+"""Faults a real vLLM won't produce on demand, against a scripted server (tests/scripted_server.py)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import run_r1
+from scripted_server import ScriptedServer
+
+
+@pytest.fixture
+def server(request):
+    srv = ScriptedServer(request.param)
+    yield srv
+    srv.close()
+
+
+@pytest.mark.parametrize("server", ["cut"], indirect=True)
+def test_stream_cut_mid_answer(server):
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url)
+    assert proc.returncode == 1
+    assert proc.stdout == "The answer is \n"  # what arrived is kept
+    assert proc.stderr.splitlines()[0] == "r1: error: the answer was cut off mid-stream (the connection closed before the end)"
+
+
+@pytest.mark.parametrize("server", ["error500"], indirect=True)
+def test_server_error_shows_the_servers_message(server):
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == "r1: error: the server answered 500: EngineCore encountered an issue"
+
+
+@pytest.mark.parametrize("server", ["unauthorized"], indirect=True)
+def test_401_says_an_api_key_is_needed(server):
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[0] == f"r1: error: the server at {server.base_url} needs an API key"
+    assert "R1_API_KEY" in proc.stderr
+
+
+@pytest.mark.parametrize("server", ["hang"], indirect=True)
+def test_server_that_never_answers_times_out(server):
+    t0 = time.monotonic()
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, "--timeout", "1")
+    assert time.monotonic() - t0 < 10
+    assert proc.returncode == 1
+    assert "r1: error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("server", ["raw_think"], indirect=True)
+def test_think_tags_inside_content_are_split(server):
+    proc = run_r1("ask", "What is 2+3?", "--json", "--base-url", server.base_url, check=True)
+    import json
+
+    data = json.loads(proc.stdout)
+    assert data["answer"] == "5"
+    assert data["reasoning"] == "2 + 3 = 5.\n"
+    assert "</think>" not in data["content"]
