@@ -87,3 +87,15 @@ class ScriptedServer:
             h.wfile.write(sse({"content": piece}))
         h.wfile.write(sse({}, "stop"))
         h.wfile.write(b"data: [DONE]\n\n")
+
+    @staticmethod
+    def _instant(h):
+        """A short answer at once, shaped like vLLM with --reasoning-parser (for benchmarks/ask_speed.py)."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        h.wfile.write(sse({"role": "assistant", "content": ""}))
+        h.wfile.write(sse({"reasoning": "2 + 3 = 5.\n"}))
+        h.wfile.write(sse({"content": "The answer is \\boxed{5}."}))
+        h.wfile.write(sse({}, "stop"))
+        h.wfile.write(b"data: [DONE]\n\n")
