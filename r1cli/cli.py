@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Serve DeepSeek-R1 distills on vLLM and talk to them from a terminal or a pipeline.\n\n"
          "Exit statuses: 0 ok, 1 error, 2 bad usage, 3 no server, 4 no answer, 5 server failed to start, 130 interrupted.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

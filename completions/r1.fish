@@ -1,0 +1,1 @@
+complete --command r1 --no-files --arguments "(env _R1_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) r1)" --condition "env _R1_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) r1"

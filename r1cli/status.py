@@ -1,0 +1,600 @@
+"""`r1 status`: what runs, whether it answers, and what it holds (GPU memory through NVML, CPU RSS).
+
+`collect()` returns one plain dict, the `--json` schema (stable; new keys may be added, none renamed):
+
+    {
+      "nvml":    {"available": bool, "driver_version": str|null, "error": str|null},
+      "gpus":    [gpu.gpus_json() items: index, name, uuid, memory_used_mib, memory_total_mib,
+                  memory_used_pct, memory_free_mib, utilization_pct, temperature_c, power_w,
+                  compute_capability, processes: [{pid, name, used_mib, server_port}]],
+      "servers": [{
+        "port": int, "url": str (OpenAI base URL, ends in /v1),
+        "source": "r1" (a record of `r1 serve`) | "url" (--base-url / R1_BASE_URL / the default),
+        "pid": int|null, "create_time": float|null, "alive": bool|null (null: not r1's, unknown),
+        "uptime_s": float|null,
+        "state": "ready" | "starting" | "down" | "dead" | "needs_api_key" | "unhealthy",
+        "health": int|null (HTTP status of GET /health; null: no answer),
+        "models": [{"id": str, "root": str|null, "max_model_len": int|null}],
+        "version": str|null,
+        "metrics": {"running": int|null, "waiting": int|null, "kv_cache_usage_pct": float|null,
+                    "prompt_tokens_total": int|null, "generation_tokens_total": int|null,
+                    "ttft_mean_s": float|null},
+        "backend": "gpu"|"cpu"|null, "cpu_rss_bytes": int|null (process tree, cpu backend),
+        "log_path": str|null,
+        "error": str|null (one line: why it is not ready)
+      }],
+      "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
+    }
+
+States: ready = /health 200 and /v1/models 200; starting = r1's process runs but its port does not
+listen yet (loading); down = nothing listens; dead = r1's record names a process that is gone (the
+record is then removed); needs_api_key = /v1/models answered 401; unhealthy = something listens but
+/health is not 200, or it accepts connections and does not answer within the read timeout.
+
+Every HTTP request of every server runs in its own thread with a 1 s connect timeout and a short
+read timeout, and NVML is queried beside them, so a black-holed port costs at most about 3 s.
+psutil, pynvml, prometheus_client and rich are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from r1cli import config, http as r1http
+
+CONNECT_TIMEOUT = 1.0
+READ_TIMEOUT = 2.0
+STATES = ("ready", "starting", "down", "dead", "needs_api_key", "unhealthy")
+METRIC_KEYS = ("running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
+               "ttft_mean_s")
+PROBES = {"health": "/health", "models": "/v1/models", "version": "/version", "metrics": "/metrics"}
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
+
+
+# --- HTTP probes ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Probe:
+    status: int | None = None  # None: no HTTP answer
+    body: bytes = b""
+    error: str | None = None
+    silent: bool = False  # connected, then nothing came back before the read timeout
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except ValueError:
+            return None
+
+
+def probe(url: str, headers: dict[str, str] | None = None, *, connect_timeout: float = CONNECT_TIMEOUT,
+          read_timeout: float = READ_TIMEOUT) -> Probe:
+    """GET url; never raises. The connect and the read have their own timeouts."""
+    try:
+        conn, path = r1http.connect(url, connect_timeout)
+    except (ValueError, OSError) as exc:
+        return Probe(error=str(exc))
+    try:
+        try:
+            conn.connect()
+        except OSError as exc:
+            return Probe(error=r1http.describe(exc))
+        conn.sock.settimeout(read_timeout)
+        try:
+            conn.request("GET", path, headers={"Accept": "*/*", **(headers or {})})
+            resp = conn.getresponse()
+            return Probe(resp.status, resp.read())
+        except (socket.timeout, TimeoutError):
+            return Probe(error=f"no answer within {read_timeout:g} s", silent=True)
+        except (OSError, http.client.HTTPException) as exc:
+            return Probe(error=r1http.describe(exc))
+    finally:
+        conn.close()
+
+
+def _run_parallel(jobs: dict, deadline_s: float) -> dict:
+    """Run each callable in its own daemon thread; a job still running at the deadline (a DNS lookup
+    that hangs, say) yields None instead of holding status up."""
+    results: dict = {}
+
+    def work(key, fn):
+        try:
+            results[key] = fn()
+        except Exception as exc:  # noqa: BLE001 - one failed probe must not sink the others
+            results[key] = exc
+
+    threads = [threading.Thread(target=work, args=(k, fn), daemon=True) for k, fn in jobs.items()]
+    for t in threads:
+        t.start()
+    end = time.monotonic() + deadline_s
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return {k: results.get(k) for k in jobs}
+
+
+# --- /metrics ---------------------------------------------------------------------------------------
+
+
+def empty_metrics() -> dict:
+    return {key: None for key in METRIC_KEYS}
+
+
+def parse_metrics(text: str) -> dict:
+    """vLLM's Prometheus text -> the `metrics` object. Samples of several engines (data parallel) are
+    added up, except KV cache usage, where the fullest engine counts."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, float] = {}
+    peaks: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.startswith("vllm:") or sample.name.endswith(("_bucket", "_created")):
+                continue
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+            peaks[sample.name] = max(peaks.get(sample.name, sample.value), sample.value)
+
+    def count(name: str) -> int | None:
+        value = totals.get(name)
+        return int(value) if value is not None else None
+
+    kv = peaks.get("vllm:kv_cache_usage_perc", peaks.get("vllm:gpu_cache_usage_perc"))  # the latter: vLLM < 0.10
+    ttft_sum = totals.get("vllm:time_to_first_token_seconds_sum")
+    ttft_count = totals.get("vllm:time_to_first_token_seconds_count")
+    return {
+        "running": count("vllm:num_requests_running"),
+        "waiting": count("vllm:num_requests_waiting"),
+        "kv_cache_usage_pct": round(kv * 100.0, 1) if kv is not None else None,  # vLLM reports 0..1
+        "prompt_tokens_total": count("vllm:prompt_tokens_total"),
+        "generation_tokens_total": count("vllm:generation_tokens_total"),
+        "ttft_mean_s": round(ttft_sum / ttft_count, 4) if ttft_sum is not None and ttft_count else None,
+    }
+
+
+# --- which servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    url: str  # ends in /v1
+    port: int
+    record: object | None = None  # state.ServerRecord
+    alive: bool | None = None
+
+    @property
+    def root(self) -> str:
+        return self.url[: -len("/v1")]
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
+    from r1cli.server import state
+
+    records, corrupt = state.load_all()
+    for path in corrupt:
+        notes.append(f"unreadable server record {path} (remove it by hand)")
+    if base_url:
+        from r1cli import client
+
+        url = client.resolve_target(base_url, None, None).base_url  # validates and appends /v1
+        parts = urlsplit(url)
+        port = _port_of(url)
+        for record in records:
+            if record.port == port and (parts.hostname in LOCAL_HOSTS or parts.hostname == record.host):
+                return [_Target(url, port, record, state.is_alive(record))]
+        return [_Target(url, port)]
+    targets = [_Target(r.url, r.port, r, state.is_alive(r)) for r in records]
+    if not any(t.alive for t in targets) and all(t.port != config.DEFAULT_PORT for t in targets):
+        targets.append(_Target(config.DEFAULT_BASE_URL, config.DEFAULT_PORT))
+    return targets
+
+
+# --- collect ----------------------------------------------------------------------------------------
+
+
+def collect(base_url: str | None = None, api_key: str | None = None, *, connect_timeout: float = CONNECT_TIMEOUT,
+            read_timeout: float = READ_TIMEOUT) -> dict:
+    """Everything `r1 status` shows, as the documented JSON object. Never raises for a server that is
+    down, slow or dead, nor for a machine without NVML; only a bad --base-url is a UsageError."""
+    notes: list[str] = []
+    targets = _targets(base_url, notes)
+    headers = r1http.auth_headers(api_key)
+    server_pids = {t.record.pid: t.port for t in targets if t.record is not None and t.alive}
+
+    from r1cli import gpu
+
+    jobs: dict = {"nvml": lambda: gpu.query(server_pids)}
+    for i, t in enumerate(targets):
+        if t.record is not None and not t.alive:
+            continue  # dead: nothing to ask
+        for name, path in PROBES.items():
+            url = t.root + path
+            jobs[(i, name)] = (lambda url=url: probe(url, headers, connect_timeout=connect_timeout,
+                                                     read_timeout=read_timeout))
+        if t.record is not None and t.record.backend == "cpu":
+            jobs[(i, "rss")] = (lambda pid=t.record.pid: tree_rss(pid))
+    results = _run_parallel(jobs, connect_timeout + read_timeout + 1.0)
+
+    report = results["nvml"]
+    if not isinstance(report, gpu.NvmlReport):
+        report = gpu.NvmlReport(False, None, f"NVML query did not finish: {report!r}" if report else
+                                "NVML query did not finish in time")
+    now = time.time()
+    servers = []
+    for i, t in enumerate(targets):
+        probes = {name: _as_probe(results.get((i, name))) for name in PROBES}
+        server = _server(t, probes, now, api_key)
+        rss = results.get((i, "rss"))
+        server["cpu_rss_bytes"] = rss if isinstance(rss, int) else None
+        servers.append(server)
+        if server["state"] == "dead" and _remove_dead(t.record):
+            notes.append(f"the server on port {t.port} (pid {t.record.pid}) is gone; its record was removed")
+    return {"nvml": report.to_json(), "gpus": gpu.gpus_json(report), "servers": servers, "notes": notes}
+
+
+def _as_probe(result) -> Probe:
+    if isinstance(result, Probe):
+        return result
+    if result is None:
+        return Probe(error="no answer in time", silent=True)
+    return Probe(error=f"{type(result).__name__}: {result}")
+
+
+def tree_rss(pid: int) -> int | None:
+    """Resident memory of a process and all its descendants, in bytes."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root] + root.children(recursive=True)
+    except psutil.Error:
+        return None
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def _remove_dead(record) -> bool:
+    """Remove a dead server's record, unless an `r1 serve` is starting on that port or wrote a new one."""
+    from r1cli.errors import UsageError
+    from r1cli.server import state
+
+    try:
+        with state.port_lock(record.port):
+            try:
+                current = state.load(record.port)
+            except Exception:  # noqa: BLE001 - unreadable now: leave it to the user
+                return False
+            if current is None:
+                return True  # someone else removed it already
+            if (current.pid, current.create_time) != (record.pid, record.create_time):
+                return False
+            state.remove(record.port)
+            return True
+    except (UsageError, OSError):
+        return False
+
+
+def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | None) -> dict:
+    rec = t.record
+    out = {
+        "port": t.port,
+        "url": t.url,
+        "source": "r1" if rec is not None else "url",
+        "pid": rec.pid if rec is not None else None,
+        "create_time": rec.create_time if rec is not None else None,
+        "alive": t.alive,
+        "uptime_s": round(now - rec.create_time, 1) if rec is not None and t.alive else None,
+        "state": "down",
+        "health": None,
+        "models": [],
+        "version": None,
+        "metrics": empty_metrics(),
+        "backend": rec.backend if rec is not None else None,
+        "cpu_rss_bytes": None,
+        "log_path": rec.log_path if rec is not None else None,
+        "error": None,
+    }
+    if rec is not None and not t.alive:
+        out["state"] = "dead"
+        out["error"] = f"its process (pid {rec.pid}) is gone"
+        return out
+
+    health, models = probes["health"], probes["models"]
+    out["health"] = health.status
+    if models.status == 200:
+        data = models.json() or {}
+        for item in data.get("data") or []:
+            if isinstance(item, dict) and "id" in item:
+                out["models"].append({"id": item["id"], "root": item.get("root"),
+                                      "max_model_len": item.get("max_model_len")})
+    if probes["version"].status == 200:
+        version = (probes["version"].json() or {})
+        out["version"] = version.get("version") if isinstance(version, dict) else None
+    if probes["metrics"].status == 200:
+        try:
+            out["metrics"] = parse_metrics(probes["metrics"].body.decode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - a server that is not vLLM, or a format change: no load figures
+            pass
+
+    if health.status is None and models.status is None:
+        if health.silent or models.silent:
+            out["state"] = "unhealthy"
+            out["error"] = f"port {t.port} accepts connections but is not answering ({health.error})"
+        elif rec is not None:
+            out["state"] = "starting"
+            out["error"] = f"not listening yet ({health.error}); `r1 logs --port {t.port}` shows its progress"
+        else:
+            out["state"] = "down"
+            out["error"] = f"nothing answers at {t.root} ({health.error})"
+    elif models.status == 401:
+        out["state"] = "needs_api_key"
+        out["error"] = ("the server refused the API key" if api_key else
+                        "needs an API key: pass --api-key or set R1_API_KEY")
+    elif models.status == 200 and health.status in (200, 404):  # 404: an OpenAI server without /health
+        out["state"] = "ready"
+    else:
+        out["state"] = "unhealthy"
+        if health.status is not None and health.status != 200:
+            why = "the engine is dead" if health.status == 503 else "not healthy"
+            out["error"] = f"/health answered {health.status}: {why}"
+        elif models.status is not None:
+            out["error"] = f"/v1/models answered {models.status}"
+        else:
+            out["error"] = f"/v1/models: {models.error}"
+    return out
+
+
+def exit_status(data: dict) -> int:
+    """0 when at least one server is ready, 3 (no server) otherwise."""
+    from r1cli.errors import ExitStatus
+
+    ready = any(s["state"] == "ready" for s in data["servers"])
+    return int(ExitStatus.OK if ready else ExitStatus.NO_SERVER)
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def _mib(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f} GiB" if value >= 1024 else f"{value:.0f} MiB"
+
+
+def _bytes(value: int | None) -> str:
+    return _mib(value / 2**20) if value is not None else "?"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _model_text(server: dict) -> str:
+    parts = []
+    for m in server["models"]:
+        parts.append(f"{m['id']} (ctx {m['max_model_len']:,})" if m.get("max_model_len") else m["id"])
+    return ", ".join(parts) or "-"
+
+
+def _load_text(server: dict) -> str | None:
+    m = server["metrics"]
+    if all(v is None for v in m.values()):
+        return None
+    parts = []
+    if m["running"] is not None or m["waiting"] is not None:
+        parts.append(f"{m['running'] if m['running'] is not None else '?'} running, "
+                     f"{m['waiting'] if m['waiting'] is not None else '?'} waiting")
+    if m["kv_cache_usage_pct"] is not None:
+        parts.append(f"KV cache {m['kv_cache_usage_pct']:.1f}%")
+    if m["prompt_tokens_total"] is not None or m["generation_tokens_total"] is not None:
+        parts.append(f"tokens {m['prompt_tokens_total'] or 0:,} in / {m['generation_tokens_total'] or 0:,} out")
+    if m["ttft_mean_s"] is not None:
+        parts.append(f"mean TTFT {m['ttft_mean_s'] * 1000:.0f} ms")
+    return ", ".join(parts)
+
+
+def _memory_text(server: dict, gpus: list[dict]) -> str | None:
+    if server["cpu_rss_bytes"] is not None:
+        return f"{_bytes(server['cpu_rss_bytes'])} resident (CPU backend, process tree)"
+    used = [(g["index"], p["used_mib"]) for g in gpus for p in g["processes"] if p["server_port"] == server["port"]]
+    if used:
+        return ", ".join(f"GPU {i}: {_mib(mib)}" for i, mib in used)
+    return None
+
+
+def _gpu_line(g: dict) -> str:
+    extras = []
+    if g["utilization_pct"] is not None:
+        extras.append(f"{g['utilization_pct']}% util")
+    if g["temperature_c"] is not None:
+        extras.append(f"{g['temperature_c']} C")
+    if g["power_w"] is not None:
+        extras.append(f"{g['power_w']:.0f} W")
+    tail = (", " + ", ".join(extras)) if extras else ""
+    return (f"GPU {g['index']} {g['name']}: {_mib(g['memory_used_mib'])} / {_mib(g['memory_total_mib'])} "
+            f"({g['memory_used_pct']:.0f}%){tail}")
+
+
+def _process_line(p: dict) -> str:
+    mark = f"  [r1 :{p['server_port']}]" if p["server_port"] is not None else ""
+    return f"pid {p['pid']} {p['name']}: {_mib(p['used_mib'])}{mark}"
+
+
+def _server_head(s: dict) -> str:
+    who = f"pid {s['pid']}, up {_duration(s['uptime_s'])}" if s["pid"] is not None and s["alive"] else None
+    parts = [f":{s['port']}", s["state"], s["url"]]
+    if s["models"]:
+        parts.append(_model_text(s))
+    if s["version"]:
+        parts.append(f"vLLM {s['version']}")
+    if who:
+        parts.append(who)
+    return "  ".join(parts)
+
+
+def render_plain(data: dict) -> str:
+    """Plain lines, for a pipe or a file: no colour, no layout tricks."""
+    lines = []
+    nvml = data["nvml"]
+    if not nvml["available"]:
+        lines.append(f"gpu: {nvml['error']}")
+    else:
+        lines.append(f"gpu: driver {nvml['driver_version']}, {len(data['gpus'])} GPU(s)"
+                     + (f" ({nvml['error']})" if nvml["error"] else ""))
+        for g in data["gpus"]:
+            lines.append("  " + _gpu_line(g))
+            for p in g["processes"]:
+                lines.append("    " + _process_line(p))
+    for s in data["servers"]:
+        lines.append("server " + _server_head(s))
+        load = _load_text(s)
+        if load:
+            lines.append(f"  load: {load}")
+        memory = _memory_text(s, data["gpus"])
+        if memory:
+            lines.append(f"  memory: {memory}")
+        if s["error"]:
+            lines.append(f"  {s['error']}")
+    for note in data.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+STATE_STYLE = {"ready": "bold green", "starting": "yellow", "down": "red", "dead": "red",
+               "needs_api_key": "yellow", "unhealthy": "red"}
+
+
+def render_rich(data: dict):
+    """A compact Rich renderable for a terminal: a head line per GPU and per server, details indented."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts = []
+    nvml = data["nvml"]
+    if not nvml["available"]:
+        parts.append(Text.assemble(("GPU    ", "bold"), (nvml["error"], "dim")))
+    else:
+        parts.append(Text.assemble(("GPU    ", "bold"), f"driver {nvml['driver_version']}, {len(data['gpus'])} GPU(s)",
+                                   (f"  {nvml['error']}" if nvml["error"] else "", "yellow")))
+        for g in data["gpus"]:
+            pct = g["memory_used_pct"]
+            style = "red" if pct >= 95 else "yellow" if pct >= 80 else "green"
+            line = Text(f"  {g['index']} {g['name']}  {_mib(g['memory_used_mib'])} / {_mib(g['memory_total_mib'])} ")
+            line.append(f"{pct:.0f}%", style=style)
+            extras = [f"{g['utilization_pct']}% util" if g["utilization_pct"] is not None else None,
+                      f"{g['temperature_c']} C" if g["temperature_c"] is not None else None,
+                      f"{g['power_w']:.0f} W" if g["power_w"] is not None else None]
+            line.append("  " + " · ".join(e for e in extras if e), style="dim")
+            parts.append(line)
+            for p in g["processes"]:
+                proc = Text(f"      pid {p['pid']} {p['name']}  {_mib(p['used_mib'])}", style="dim")
+                if p["server_port"] is not None:
+                    proc.append(f"  r1 :{p['server_port']}", style="cyan")
+                parts.append(proc)
+
+    for s in data["servers"]:
+        head = Text.assemble(("server ", "bold"), (f":{s['port']} ", "bold"),
+                             (s["state"].replace("_", " "), STATE_STYLE.get(s["state"], "")))
+        if s["models"]:
+            head.append(f"  {_model_text(s)}")
+        if s["version"]:
+            head.append(f"  vLLM {s['version']}", style="dim")
+        if s["pid"] is not None and s["alive"]:
+            head.append(f"  pid {s['pid']}, up {_duration(s['uptime_s'])}", style="dim")
+        parts.append(head)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column()
+        grid.add_row("    url", s["url"])
+        load = _load_text(s)
+        if load:
+            grid.add_row("    load", load.replace(", ", " · "))
+        memory = _memory_text(s, data["gpus"])
+        if memory:
+            grid.add_row("    memory", memory)
+        if s["error"]:
+            grid.add_row("    why", Text(s["error"], style="red" if s["state"] in ("down", "dead", "unhealthy") else "yellow"))
+        parts.append(grid)
+    for note in data.get("notes", []):
+        parts.append(Text(f"note: {note}", style="dim"))
+    return Group(*parts)
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def run(env, base_url: str | None, api_key: str | None, *, json_out: bool = False, watch: float | None = None) -> int:
+    """Collect, render, and return the exit status; with watch, refresh until Ctrl-C."""
+    if watch is None:
+        data = collect(base_url, api_key)
+        _emit(env, data, json_out)
+        return exit_status(data)
+    if env.stdout_isatty and not json_out:
+        return _watch_live(env, base_url, api_key, watch)
+    code = 3
+    try:
+        while True:
+            t0 = time.monotonic()
+            data = collect(base_url, api_key)
+            code = exit_status(data)
+            _emit(env, data, json_out, stamp=True)
+            time.sleep(max(0.0, watch - (time.monotonic() - t0)))
+    except KeyboardInterrupt:
+        return code
+
+
+def _emit(env, data: dict, json_out: bool, stamp: bool = False) -> None:
+    if json_out:
+        env.stdout.write(json.dumps(data) + "\n")
+    elif env.stdout_isatty:
+        env.out.print(render_rich(data))
+    else:
+        if stamp:
+            env.stdout.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        env.stdout.write(render_plain(data))
+    env.stdout.flush()
+
+
+def _watch_live(env, base_url, api_key, every: float) -> int:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    code = 3
+    with Live(console=env.out, auto_refresh=False, transient=False) as live:
+        try:
+            while True:
+                t0 = time.monotonic()
+                data = collect(base_url, api_key)
+                code = exit_status(data)
+                footer = Text(f"every {every:g} s, {time.strftime('%H:%M:%S')}; Ctrl-C stops", style="dim")
+                live.update(Group(render_rich(data), footer), refresh=True)
+                time.sleep(max(0.0, every - (time.monotonic() - t0)))
+        except KeyboardInterrupt:
+            pass
+    return code
