@@ -329,7 +329,7 @@ def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check
 # --- port and state directory -------------------------------------------------------------------
 
 
-def port_holder(port: int) -> str | None:
+def port_listener(port: int) -> str | None:
     """'pid 123 (python)' listening on the port, when psutil may tell."""
     try:
         import psutil
@@ -347,19 +347,15 @@ def port_holder(port: int) -> str | None:
 
 
 def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
-    name = "port"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is no conflict
-        sock.bind((host, port))
-    except OSError as exc:
-        holder = port_holder(port)
+    from r1cli.server.process import port_holder
+
+    reason = port_holder(host, port)
+    if reason:
+        holder = port_listener(port)
         who = f" by {holder}" if holder else ""
-        return Check(name, FAIL, f"{host}:{port} is taken{who} ({exc.strerror or exc})",
+        return Check("port", FAIL, f"{host}:{port} is taken{who} ({reason})",
                      "stop that process (r1 stop) or choose another port with --port")
-    finally:
-        sock.close()
-    return Check(name, OK, f"{host}:{port} is free")
+    return Check("port", OK, f"{host}:{port} is free")
 
 
 def check_state_dir() -> Check:

@@ -24,6 +24,18 @@ for var in ("R1_BASE_URL", "R1_API_KEY", "R1_MODEL", "R1_PORT", "NO_COLOR"):
     os.environ.pop(var, None)
 
 
+def real_nvml_works() -> bool:
+    """True on a machine with an NVIDIA driver (never in CI): the tests of NVML's failure need none."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        pynvml.nvmlShutdown()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no usable NVML
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

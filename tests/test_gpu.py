@@ -11,22 +11,14 @@ from pathlib import Path
 import pytest
 
 from r1cli import gpu
+from conftest import real_nvml_works
 
 MIB = 1024 * 1024
 
 
-def _real_nvml_works() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        return True
-    except Exception:
-        return False
 
 
-needs_no_driver = pytest.mark.skipif(_real_nvml_works(), reason="an NVIDIA driver is present here")
+needs_no_driver = pytest.mark.skipif(real_nvml_works(), reason="an NVIDIA driver is present here")
 
 
 @needs_no_driver

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, run_r1
+from conftest import ROOT, free_port, real_nvml_works, run_r1
 from r1cli import gpu, http as r1http, status
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
@@ -27,18 +27,9 @@ METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total"
                "ttft_mean_s"}
 
 
-def _real_nvml_works() -> bool:
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        pynvml.nvmlShutdown()
-        return True
-    except Exception:
-        return False
 
 
-NVML_WORKS = _real_nvml_works()
+NVML_WORKS = real_nvml_works()
 
 
 @pytest.fixture

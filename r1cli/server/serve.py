@@ -23,9 +23,9 @@ def _looks_like_path(model: str) -> bool:
 
 def hf_cached_config(repo: str) -> Path | None:
     """config.json of a repo in the local Hugging Face cache, without importing huggingface_hub."""
-    cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME") or os.path.expanduser("~/.cache/huggingface"), "hub")
-    snapshots = Path(cache) / ("models--" + repo.replace("/", "--")) / "snapshots"
+    from r1cli.doctor import hf_hub_cache
+
+    snapshots = hf_hub_cache() / ("models--" + repo.replace("/", "--")) / "snapshots"
     found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
     return found[-1] if found else None
 
@@ -80,7 +80,10 @@ def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
                                hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
     reason = process.port_holder(opts.host, opts.port)
     if reason:
-        raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason})",
+        from r1cli.doctor import port_listener
+
+        who = port_listener(opts.port)
+        raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason}{', by ' + who if who else ''})",
                                hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
 
     if _looks_like_path(opts.model) and not Path(opts.model).expanduser().is_dir():
