@@ -25,6 +25,8 @@ CAUSE_BY_NAME = {
     "max-len-too-big": "max_len_too_big",
     "mem-util-too-high": "memory_taken",
     "bad-reasoning-parser": "bad_reasoning_parser",
+    "memory-taken": "memory_taken",  # captured on the lent H100 with 20 GiB held by another process
+    "tp-too-large": "tp_too_large",  # --tp 2 on that one-GPU machine
 }
 
 # Figures and flags each shared log's verdict must name: (in message, in hint, in evidence).
@@ -433,3 +435,15 @@ def test_logs_module_imports_only_stdlib():
     names |= {node.module.split(".")[0] for node in ast.walk(tree)
               if isinstance(node, ast.ImportFrom) and node.module and node.level == 0}
     assert names <= set(sys.stdlib_module_names) | {"__future__"}, names
+
+
+def test_real_h100_startup_stages_and_figures():
+    """Captured from `r1 serve` of a 1.5B-shaped model with vLLM 0.25 on the lent H100."""
+    path = Path(__file__).parent / "data" / "logs" / "gpu-0.25-ready-h100.log"
+    w, events = _watch(_lines(path))
+    keys = _collapse([e.key for e in events if isinstance(e, Stage)])
+    assert keys.index("loading") < keys.index("kv_cache") < keys.index("graphs") < keys.index("app_started")
+    assert w.fatal is None and w.app_started
+    assert w.facts["weights_gib"] == 3.45
+    assert w.facts["kv_cache_tokens"] == 2199584
+    assert w.facts["version"] == "0.25.0"

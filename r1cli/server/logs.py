@@ -292,6 +292,10 @@ class LogWatcher:
                 f["max_concurrency"] = _num(c.group(2))
                 label += f", max concurrency {f['max_concurrency']:g}x"
             return Stage("kv_cache", label)
+        c = _CONCURRENCY.search(msg)  # vLLM 0.25 on GPU logs it on a line of its own
+        if c and "kv_cache_tokens" in f:
+            f["max_concurrency"] = _num(c.group(2))
+            return Stage("kv_cache", f"KV cache: {f['kv_cache_tokens']:,} tokens, max concurrency {f['max_concurrency']:g}x")
         m = _GRAPHS_TOOK.search(msg)
         if m:
             f["graph_seconds"] = _num(m.group(1))

