@@ -216,46 +216,46 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
         if resp.status != 200:
             raise _http_error(target, resp.status, resp.read())
         done = False
-        while True:
-            try:
-                line = resp.readline()
-            except (socket.timeout, TimeoutError):
-                raise StreamCut(out, f"no data for {timeout:g} s") from None
-            except (OSError, http.client.HTTPException) as exc:
-                raise StreamCut(out, r1http.describe(exc)) from None
-            if not line:
-                break
-            line = line.strip()
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
-            if data == b"[DONE]":
-                done = True
-                break
-            chunk = json.loads(data)
-            if "error" in chunk:
-                err = chunk["error"]
-                raise R1Error(f"the server reported an error mid-answer: {err.get('message', err) if isinstance(err, dict) else err}")
-            out.model = chunk.get("model") or out.model
-            if chunk.get("usage"):
-                out.usage = chunk["usage"]
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-                if reasoning:
-                    parsed_by_server = True
-                    emit("reasoning", reasoning)
-                text = delta.get("content")
-                if text:
-                    if parsed_by_server:
-                        emit("answer", text)
-                    else:
-                        if splitter is None:
-                            splitter = ThinkSplitter(in_think=opens_think)
-                        for channel, piece in splitter.feed(text):
-                            emit(channel, piece)
-                if choice.get("finish_reason"):
-                    out.finish_reason = choice["finish_reason"]
+        pending = b""
+        try:
+            for block in r1http.iter_body(resp):
+                *lines, pending = (pending + block).split(b"\n")
+                events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+                if b"[DONE]" in events:
+                    done = True
+                    events = events[: events.index(b"[DONE]")]
+                # One parse per network read, not per token: a fast server packs hundreds of events in one.
+                for chunk in json.loads(b"[" + b",".join(events) + b"]") if events else ():
+                    if "error" in chunk:
+                        err = chunk["error"]
+                        raise R1Error("the server reported an error mid-answer: "
+                                      + str(err.get("message", err) if isinstance(err, dict) else err))
+                    if chunk.get("usage"):
+                        out.usage = chunk["usage"]
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+                        if reasoning:
+                            parsed_by_server = True
+                            emit("reasoning", reasoning)
+                        text = delta.get("content")
+                        if text:
+                            if parsed_by_server:
+                                emit("answer", text)
+                            else:
+                                if splitter is None:
+                                    splitter = ThinkSplitter(in_think=opens_think)
+                                for channel, piece in splitter.feed(text):
+                                    emit(channel, piece)
+                        if choice.get("finish_reason"):
+                            out.finish_reason = choice["finish_reason"]
+                if done:
+                    break
+        except (socket.timeout, TimeoutError):
+            raise StreamCut(out, f"no data for {timeout:g} s") from None
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise StreamCut(out, r1http.describe(exc)) from None
+        out.model = out.model or target.model
         if splitter is not None:
             for channel, piece in splitter.flush():
                 emit(channel, piece)

@@ -41,24 +41,34 @@ class _StageDisplay:
             self.status.stop()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
         json_out: bool) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill <r1>` stops the server too, as Ctrl-C does
     opts = serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"))
     display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
     try:
         result = serve.start(opts, timeout=timeout, log_file=log_file, on_event=display)
     finally:
         display.close()
-    record, facts = result.record, result.started.watcher.facts
-    _summary(env, record, facts, result.started.seconds)
-    if detach:
-        if json_out:
-            print(json.dumps(asdict(record)))
-        else:
-            print(record.url)
-        env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
-        return
-    _foreground(env, record, result.started.proc)
+    record = result.record
+    # From here on, an interrupt at any point (even between two lines) must stop what was started.
+    try:
+        _summary(env, record, result.started.watcher.facts, result.started.seconds)
+        if detach:
+            print(json.dumps(asdict(record)) if json_out else record.url)
+            env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
+            return
+        env.note("r1: serving; press Ctrl-C to stop")
+        code = result.started.proc.wait()
+    except KeyboardInterrupt:
+        freed = process.stop_server(record)
+        env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
+        raise SystemExit(ExitStatus.INTERRUPTED) from None
+    _exited(record, code)
 
 
 def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds: float) -> None:
@@ -72,18 +82,8 @@ def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds:
     env.note("r1: " + ", ".join(parts))
 
 
-def _foreground(env: Environment, record: state.ServerRecord, proc) -> None:
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)  # `kill <r1>` stops the server too, as Ctrl-C does
-    env.note("r1: serving; press Ctrl-C to stop")
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        freed = process.stop_server(record)
-        env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
-        raise SystemExit(ExitStatus.INTERRUPTED) from None
+def _exited(record: state.ServerRecord, code: int) -> None:
+    """vLLM ended by itself while serving: say why."""
     state.remove(record.port)
     from r1cli.server.logs import diagnose
 

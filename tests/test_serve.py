@@ -109,8 +109,9 @@ def test_foreground_serve_stopped_by_sigint_leaves_no_process(demo_server):
     assert len(tree) >= 3  # r1, the API server, EngineCore (and its worker)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 130
+    rest = proc.stderr.read()
     gone, alive = psutil.wait_procs(tree, timeout=5)
-    assert alive == []
+    assert alive == [], rest
     assert state.load(port) is None
     assert http.status_of(f"http://127.0.0.1:{port}/health") is None
 

@@ -179,11 +179,11 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
         try:
             started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
                                          time.monotonic() + timeout, on_event, offset=offset)
-        except BaseException:
+            record.ready_at = time.time()
+            state.save(record)
+            process.mark_loaded(log_path, record.served_name)
+        except BaseException:  # a failure, Ctrl-C or SIGTERM: nothing of the server may be left
             process.stop_tree(proc.pid, timeout=5)
             state.remove(opts.port)
             raise
-        record.ready_at = time.time()
-        state.save(record)
-        process.mark_loaded(log_path, record.served_name)
     return ServeResult(record, started)
