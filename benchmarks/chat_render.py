@@ -120,9 +120,7 @@ def run_r1_pty(url: str, marks: list[int]) -> dict:
             return b""
 
     end = _read_until(read, clock, marks[-1])
-    child.expect_exact(b"tok/s")
-    child.expect_exact(b"\x1b[?2004h")  # the next prompt
-    child.expect_exact(b">>> ")
+    # The stats line and the next prompt may already have come with the last read: just leave.
     child.send(b"\x04")
     child.expect(pexpect.EOF)
     child.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import socket
 import time
 from dataclasses import dataclass, field
@@ -217,6 +218,8 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
             raise _http_error(target, resp.status, resp.read())
         done = False
         pending = b""
+        flush = getattr(on_piece, "flush", None)  # views that buffer their writes
+        last_flush = 0.0
         try:
             for block in r1http.iter_body(resp):
                 *lines, pending = (pending + block).split(b"\n")
@@ -249,6 +252,13 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
                                     emit(channel, piece)
                         if choice.get("finish_reason"):
                             out.finish_reason = choice["finish_reason"]
+                # Flush when caught up with the server (nothing more to read right now) or every 50 ms:
+                # a reader behind a fast server writes to the terminal in batches, never lagging visibly.
+                if flush is not None:
+                    now = time.monotonic()
+                    if now - last_flush > 0.05 or not select.select([resp.fp], [], [], 0)[0]:
+                        flush()
+                        last_flush = now
                 if done:
                     break
         except (socket.timeout, TimeoutError):

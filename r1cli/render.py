@@ -159,6 +159,11 @@ class _Base:
     def reasoning(self) -> str:
         return "".join(self.reasoning_parts)
 
+    def flush(self) -> None:
+        """Called by the client once per network read: one write to the terminal per read, not per token."""
+        self.env.stdout.flush()
+        self.env.stderr.flush()
+
     def _count(self) -> None:
         self.pieces += 1
         if self.t_first is None:
@@ -202,7 +207,6 @@ class TerminalView(_Base):
             if text:
                 self.reasoning_col = 0 if text.endswith("\n") else 1
                 self.out.write(text)
-                self.out.flush()
             return
         self.answer_parts.append(text)
         text = sanitize(text)
@@ -218,7 +222,6 @@ class TerminalView(_Base):
             self.out.write(lead)
         self.cursor.advance(text)
         self.out.write(text)
-        self.out.flush()
 
     def _close_line(self) -> str:
         if self.state == "reasoning":
@@ -294,7 +297,6 @@ class PlainView(_Base):
                         text = DIM + text
                 self.reasoning_started = self.reasoning_started or bool(text)
                 self.err.write(text)
-                self.err.flush()
             return
         self.answer_parts.append(text)
         text = sanitize(text)
@@ -306,7 +308,6 @@ class PlainView(_Base):
             self._end_reasoning()
         self.out.write(text)
         self.last = text
-        self.out.flush()
 
     def _end_reasoning(self) -> None:
         if self.reasoning_started:
