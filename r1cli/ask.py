@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import sys
 import threading
 from dataclasses import dataclass
 
@@ -241,5 +240,5 @@ def _report_samples(env: Environment, opts: AskOptions, outcomes: list[Outcome])
         env.stdout.write(winner + "\n")
         env.stdout.flush()
         if env.stderr_isatty:
-            env.dim(f"votes: " + ", ".join(f"{a}: {n}" for a, n in votes.items()))
+            env.dim("votes: " + ", ".join(f"{a}: {n}" for a, n in votes.items()))
     return 0

