@@ -139,6 +139,9 @@ Temperature = Annotated[float, typer.Option("--temperature", "-t", envvar="R1_TE
                                             help="DeepSeek recommends 0.5-0.7.")]
 TopP = Annotated[float, typer.Option("--top-p", envvar="R1_TOP_P", min=0.0, max=1.0,
                                      help="0.95 as in DeepSeek's evaluation (the article's 0.9 is not theirs).")]
+# Not R1_TIMEOUT: that one is serve's readiness deadline (minutes), this one a read timeout.
+RequestTimeout = Annotated[float, typer.Option("--timeout", envvar="R1_REQUEST_TIMEOUT", min=0.1,
+                                               help="Seconds to wait for data from the server.")]
 MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", envvar="R1_MAX_TOKENS", min=1,
                                                   help="Cap on generated tokens (default: the rest of the context window).")]
 
@@ -155,7 +158,7 @@ def ask(
     top_p: TopP = config.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
-    timeout: Annotated[float, typer.Option("--timeout", envvar="R1_TIMEOUT", help="Seconds to wait for data from the server.")] = 300.0,
+    timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
     model: Model = None,
@@ -194,7 +197,7 @@ def chat(
     temperature: Temperature = config.DEFAULT_TEMPERATURE,
     top_p: TopP = config.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
-    timeout: Annotated[float, typer.Option("--timeout", envvar="R1_TIMEOUT", help="Seconds to wait for data from the server.")] = 300.0,
+    timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
     model: Model = None,
