@@ -286,16 +286,14 @@ class LogWatcher:
         m = _KV_SIZE.search(msg)
         if m:
             f["kv_cache_tokens"] = _int(m.group(1))
+        c = _CONCURRENCY.search(msg)  # on the same line on CPU 0.32, on a line of its own on GPU 0.25
+        if c:
+            f["max_concurrency"] = _num(c.group(2))
+        if m or (c and "kv_cache_tokens" in f):
             label = f"KV cache: {f['kv_cache_tokens']:,} tokens"
-            c = _CONCURRENCY.search(msg)
-            if c:
-                f["max_concurrency"] = _num(c.group(2))
+            if "max_concurrency" in f:
                 label += f", max concurrency {f['max_concurrency']:g}x"
             return Stage("kv_cache", label)
-        c = _CONCURRENCY.search(msg)  # vLLM 0.25 on GPU logs it on a line of its own
-        if c and "kv_cache_tokens" in f:
-            f["max_concurrency"] = _num(c.group(2))
-            return Stage("kv_cache", f"KV cache: {f['kv_cache_tokens']:,} tokens, max concurrency {f['max_concurrency']:g}x")
         m = _GRAPHS_TOOK.search(msg)
         if m:
             f["graph_seconds"] = _num(m.group(1))
