@@ -140,6 +140,23 @@ class Spinner:
         self._thread = None
 
 
+class _Batched:
+    """A stream whose writes are joined until flush(): one system call per network read, not per token."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+    def flush(self) -> None:
+        if self.parts:
+            self.stream.write("".join(self.parts))
+            self.parts.clear()
+        self.stream.flush()
+
+
 class _Base:
     def __init__(self, env: Environment, show_thinking: bool):
         self.env = env
@@ -160,9 +177,10 @@ class _Base:
         return "".join(self.reasoning_parts)
 
     def flush(self) -> None:
-        """Called by the client once per network read: one write to the terminal per read, not per token."""
-        self.env.stdout.flush()
-        self.env.stderr.flush()
+        """Called by the client when it has caught up with the server (and at least every 50 ms)."""
+        self.out.flush()
+        if self.err is not self.out:
+            self.err.flush()
 
     def _count(self) -> None:
         self.pieces += 1
@@ -173,7 +191,7 @@ class _Base:
 class TerminalView(_Base):
     def __init__(self, env: Environment, show_thinking: bool):
         super().__init__(env, show_thinking)
-        self.out = env.stdout
+        self.out = self.err = _Batched(env.stdout)
         self.color = env.out_color
         size = shutil.get_terminal_size((80, 24))
         self.width, self.height = size.columns, size.lines
@@ -278,8 +296,8 @@ class PlainView(_Base):
 
     def __init__(self, env: Environment, show_thinking: bool):
         super().__init__(env, show_thinking)
-        self.out = env.stdout
-        self.err = env.stderr
+        self.out = _Batched(env.stdout)
+        self.err = _Batched(env.stderr)
         self.err_dim = env.err_color
         self.started = False
         self.reasoning_started = False

@@ -358,6 +358,7 @@ def test_terminal_view_streams_then_rerenders_markdown_in_place(monkeypatch):
     view("reasoning", "think")
     for piece in ["\n\n# Title", "\n", "some **bold** text\n", "line 3"]:
         view("answer", piece)
+    view.flush()  # the client flushes when it has caught up with the server
     streamed = out.getvalue()
     assert streamed == "\x1b[2mthink\x1b[0m\n\n# Title\nsome **bold** text\nline 3"
     view.finish()
