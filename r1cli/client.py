@@ -36,7 +36,9 @@ class Target:
 def resolve_target(base_url: str | None, api_key: str | None, model: str | None) -> Target:
     """--base-url / R1_BASE_URL, else the running r1 server, else the article's http://127.0.0.1:8000/v1."""
     if base_url:
-        url = base_url.rstrip("/")
+        url = base_url.strip().rstrip("/")
+        if "://" not in url:
+            url = "http://" + url  # `localhost:8000` is what a hurried user types
         if not url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
         if not url.endswith("/v1"):

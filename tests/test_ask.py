@@ -102,6 +102,12 @@ def test_closed_pipe_exits_quietly(demo_server):
     assert proc.stderr == ""
 
 
+def test_base_url_without_scheme_or_v1(demo_server):
+    hostport = demo_server.base_url[len("http://"):-len("/v1")]
+    proc = run_r1("ask", "What is 15-6?", "--base-url", hostport)
+    assert (proc.returncode, proc.stdout) == (0, "9\n"), proc.stderr
+
+
 def test_uses_the_running_r1_server_without_flags(demo_server):
     proc = run_r1("ask", "What is 18/3?")
     assert (proc.returncode, proc.stdout) == (0, "6\n"), proc.stderr

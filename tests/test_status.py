@@ -123,7 +123,7 @@ def test_status_and_then_a_script_step(home):
 
 
 def test_bad_base_url_is_a_usage_error(home):
-    proc = run_r1("status", "--base-url", "localhost:8000", env=home)
+    proc = run_r1("status", "--base-url", "ftp://localhost:8000", env=home)
     assert proc.returncode == 2
     assert "--base-url must start with http:// or https://" in proc.stderr
     assert proc.stdout == ""

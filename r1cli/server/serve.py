@@ -91,9 +91,17 @@ def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
     cfg = model_config(opts.model)
-    if cfg is None and not _looks_like_path(opts.model) and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1",
-                               hint="download it first (huggingface-cli download " + opts.model + ") or unset HF_HUB_OFFLINE")
+    if cfg is None and not _looks_like_path(opts.model):
+        from r1cli.doctor import hf_offline_env, hub_reachable
+
+        # vLLM would retry the hub for minutes before saying so.
+        if hf_offline_env():
+            raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                                   hint=f"download it first (hf download {opts.model}) or unset HF_HUB_OFFLINE")
+        if not hub_reachable():
+            raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and the hub cannot be reached",
+                                   hint=f"download it where there is a network (hf download {opts.model}) "
+                                        "and copy the cache, or give a local model folder")
 
     _check_quant(opts, cfg, notify)
     _check_gpu_memory(opts, notify)
