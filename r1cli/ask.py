@@ -67,17 +67,9 @@ def prepare(env: Environment, target: client.Target, opts: AskOptions) -> tuple[
     warning = prompts.temperature_warning(opts.temperature)
     if warning:
         env.note(f"r1: warning: {warning}")
-    messages = prompts.build_messages([], opts.question, system=opts.system, math=opts.math)
-    info = client.inspect_prompt(target, messages)
-    extras: dict = {}
-    if info is not None:
-        if info.max_model_len and info.tokens >= info.max_model_len:
-            raise UsageError(f"the prompt has {info.tokens:,} tokens; the context window is {info.max_model_len:,}",
-                             hint="shorten the question, or serve with a larger --max-model-len")
-        if not info.opens_think:
-            # An older template: the answer must still start inside a think block.
-            messages = prompts.build_messages([], opts.question, system=opts.system, math=opts.math, prefill_think=True)
-            extras = prompts.request_extras(True)
+    messages, extras = client.fit_prompt(
+        target, lambda prefill: prompts.build_messages([], opts.question, system=opts.system, math=opts.math,
+                                                       prefill_think=prefill))
     params = {**client.sampling_params(opts.temperature, opts.top_p, opts.max_tokens, opts.seed), **extras}
     return messages, params
 

@@ -121,6 +121,30 @@ def inspect_prompt(target: Target, messages: list[dict]) -> PromptInfo | None:
     return PromptInfo(int(data.get("count", 0)), data.get("max_model_len"), prompts.template_opens_think(rendered))
 
 
+class PromptTooLong(UsageError):
+    pass
+
+
+def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[list[dict], dict]:
+    """The messages to send and the request fields they need, after checking the served template.
+
+    build(prefill_think) makes the messages. The current R1 template opens <think> itself; an older
+    one does not, and then the answer is made to start inside a think block by prefilling it.
+    """
+    from r1cli import prompts
+
+    messages = build(False)
+    info = inspect_prompt(target, messages)
+    if info is None:
+        return messages, {}
+    if info.max_model_len and info.tokens >= info.max_model_len:
+        raise PromptTooLong(f"the prompt has {info.tokens:,} tokens; the context window is {info.max_model_len:,}",
+                            hint="shorten it, or serve with a larger --max-model-len")
+    if info.opens_think:
+        return messages, {}
+    return build(True), prompts.request_extras(True)
+
+
 def _detok(token: str) -> str:
     """Byte-level BPE token strings show a space as 'Ġ' and a newline as 'Ċ'."""
     return token.replace("Ġ", " ").replace("Ċ", "\n")

@@ -408,17 +408,13 @@ class Chat:
         view_cls = render.TerminalView if self.interactive else render.PlainView
         view = None
         try:
-            messages = conv.messages(question)
-            info = client.inspect_prompt(self.target, messages)
-            if info is not None:
-                if info.max_model_len and info.tokens >= info.max_model_len:
-                    self.say(f"r1: the conversation has {info.tokens:,} tokens; the context window is "
-                             f"{info.max_model_len:,}: /clear starts a new one")
-                    self.failed = question
-                    return
-                if not info.opens_think:
-                    messages = conv.messages(question, prefill_think=True)
-                    params.update(prompts.request_extras(True))
+            try:
+                messages, extras = client.fit_prompt(self.target, lambda prefill: conv.messages(question, prefill_think=prefill))
+            except client.PromptTooLong as exc:
+                self.say(f"r1: {exc.message}: /clear starts a new conversation")
+                self.failed = question
+                return
+            params.update(extras)
             if not self.interactive and self.blocks:
                 self.env.stdout.write("\n")  # a blank line between answer blocks
             view = view_cls(self.env, s.show_thinking)

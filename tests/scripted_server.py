@@ -18,6 +18,7 @@ def sse(delta: dict, finish: str | None = None) -> bytes:
 class ScriptedServer:
     def __init__(self, mode: str):
         self.mode = mode
+        self.requests: list[dict] = []  # the chat requests received, parsed
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,10 +33,16 @@ class ScriptedServer:
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                self.rfile.read(length)
+                body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path == "/tokenize":
-                    self._json(404, {"detail": "Not Found"})  # like a non-vLLM server
+                    if outer.mode == "old_template":  # renders the prompt without opening <think>
+                        self._json(200, {"count": 12, "max_model_len": 4096,
+                                         "token_strs": ["<｜begin▁of▁sentence｜>", "<｜User｜>", "What", "Ġis",
+                                                        "Ġ2+3?", "<｜Assistant｜>"]})
+                    else:
+                        self._json(404, {"detail": "Not Found"})  # like a non-vLLM server
                     return
+                outer.requests.append(body)
                 getattr(outer, "_" + outer.mode)(self)
 
             def _json(self, status, body):
@@ -87,6 +94,10 @@ class ScriptedServer:
             h.wfile.write(sse({"content": piece}))
         h.wfile.write(sse({}, "stop"))
         h.wfile.write(b"data: [DONE]\n\n")
+
+    @staticmethod
+    def _old_template(h):
+        ScriptedServer._instant(h)
 
     @staticmethod
     def _instant(h):

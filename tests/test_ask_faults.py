@@ -1,4 +1,4 @@
-"""Faults a real vLLM won't produce on demand, against a scripted server (tests/scripted_server.py)."""
+"""Faults and templates a real vLLM won't produce on demand, against a scripted server (tests/scripted_server.py)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,23 @@ def test_think_tags_inside_content_are_split(server):
     assert data["answer"] == "5"
     assert data["reasoning"] == "2 + 3 = 5.\n"
     assert "</think>" not in data["content"]
+
+
+@pytest.mark.parametrize("server", ["old_template"], indirect=True)
+def test_a_template_that_does_not_open_think_gets_it_prefilled(server):
+    # The demo (like today's R1 template) opens <think> itself; older copies of the template did not.
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, check=True)
+    assert proc.stdout == "5\n"
+    body = server.requests[-1]
+    assert body["messages"][-1] == {"role": "assistant", "content": "<think>\n"}
+    assert body["continue_final_message"] is True and body["add_generation_prompt"] is False
+
+
+@pytest.mark.parametrize("server", ["instant"], indirect=True)
+def test_a_server_without_tokenize_is_sent_no_prefill(server):
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, check=True)
+    assert proc.stdout == "5\n"
+    body = server.requests[-1]
+    assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
+    assert body["messages"][-1]["content"].endswith("put your final answer within \\boxed{}.")
+    assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["stream_options"] == {"include_usage": True}
