@@ -19,6 +19,8 @@ class ScriptedServer:
     def __init__(self, mode: str):
         self.mode = mode
         self.requests: list[dict] = []  # the chat requests received, parsed
+        self.sent = 0  # tokens the slow stream wrote before the client went away
+        self.disconnected_at: float | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,3 +112,18 @@ class ScriptedServer:
         h.wfile.write(sse({"content": "The answer is \\boxed{5}."}))
         h.wfile.write(sse({}, "stop"))
         h.wfile.write(b"data: [DONE]\n\n")
+
+    def _slow(self, h):
+        """A stream of 400 tokens, one every 20 ms, that notes when the client hangs up."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        try:
+            for _ in range(400):
+                h.wfile.write(sse({"reasoning": "3 "}))
+                h.wfile.flush()
+                self.sent += 1
+                time.sleep(0.02)
+            h.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            self.disconnected_at = time.monotonic()

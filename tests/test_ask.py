@@ -133,27 +133,26 @@ def test_bad_input_is_one_line_and_exit_2(stdin, message):
     assert b"Traceback" not in proc.stderr
 
 
-def test_ctrl_c_cancels_the_request_and_exits_130(demo_server):
-    """At temperature 0, "33333" makes the demo repeat digits up to max_tokens: time to interrupt."""
+def test_ctrl_c_exits_130_and_the_server_goes_idle(demo_server):
+    """At temperature 0, "33333" makes the demo write ~900 tokens: time to interrupt. That r1 hangs up at
+    once is checked against a scripted server (test_ask_faults.py): on 2 busy cores vLLM itself may
+    notice the hang-up only after it has finished generating."""
     import signal
     import time
 
     from conftest import metrics
 
     root = demo_server.base_url[: -len("/v1")]
-    before = metrics(root)["vllm:generation_tokens_total"]
     proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "33333", "-t", "0", "--max-tokens", "900",
                              "--show-thinking", "--base-url", demo_server.base_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    assert proc.stderr.readline().startswith("r1: warning: ")  # temperature 0 is outside 0.5-0.7
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr.readline().startswith(b"r1: warning: ")  # temperature 0 is outside 0.5-0.7
     assert proc.stderr.read(1)  # the reasoning has begun: the request is being generated
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130
-    assert out == "" and "Traceback" not in err
+    assert out == b"" and b"Traceback" not in err
     deadline = time.monotonic() + 10
     while metrics(root)["vllm:num_requests_running"] != 0:
         assert time.monotonic() < deadline, "the server is still generating after Ctrl-C"
         time.sleep(0.1)
-    time.sleep(2)  # an unaborted request would have reached its 900 tokens by now
-    assert 0 < metrics(root)["vllm:generation_tokens_total"] - before < 900

@@ -78,3 +78,26 @@ def test_a_server_without_tokenize_is_sent_no_prefill(server):
     assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
     assert body["messages"][-1]["content"].endswith("put your final answer within \\boxed{}.")
     assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("server", ["slow"], indirect=True)
+def test_ctrl_c_hangs_up_at_once(server):
+    """What makes vLLM stop generating is the client closing its connection: r1 must do it at once.
+    (The real-server test in test_ask.py checks the rest; on 2 busy cores vLLM may notice late.)"""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "x", "--show-thinking", "--base-url", server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr.read(2) == b"3 "  # streaming
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 130
+    deadline = time.monotonic() + 5
+    while server.disconnected_at is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.disconnected_at is not None and server.disconnected_at - t0 < 1.0
+    assert server.sent < 100  # of 400
