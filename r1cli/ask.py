@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import json
-import threading
 from dataclasses import dataclass
 
 from r1cli import client, prompts
@@ -123,7 +122,6 @@ class _ThinkingView:
 
     def __init__(self, env: Environment, show: bool):
         self.env, self.show = env, show
-        self.lock = threading.Lock()
         self.status = None
         self.pieces = 0
         self.started = False

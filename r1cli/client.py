@@ -21,7 +21,6 @@ class Target:
     base_url: str  # ends in /v1
     api_key: str | None = None
     model: str | None = None
-    source: str = "default"  # "flag", "record", "default": for messages
 
     @property
     def root(self) -> str:
@@ -43,15 +42,15 @@ def resolve_target(base_url: str | None, api_key: str | None, model: str | None)
             raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
         if not url.endswith("/v1"):
             url += "/v1"
-        return Target(url, api_key, model, "flag")
+        return Target(url, api_key, model)
     from r1cli.server import state
 
     records, _ = state.load_all()
     live = [r for r in records if state.is_alive(r)]
     if live:
         record = next((r for r in live if r.port == config.DEFAULT_PORT), live[0])
-        return Target(record.url, api_key, model or record.served_name, "record")
-    return Target(config.DEFAULT_BASE_URL, api_key, model, "default")
+        return Target(record.url, api_key, model or record.served_name)
+    return Target(config.DEFAULT_BASE_URL, api_key, model)
 
 
 def _unreachable(target: Target, why: str) -> NoServerError:
@@ -166,7 +165,6 @@ class Completion:
     finish_reason: str | None = None
     usage: dict = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
-    interrupted: bool = False
     reasoning_chunks: int = 0  # one streamed delta is one token for vLLM
 
     @property
