@@ -349,11 +349,17 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_terminal_view_streams_then_rerenders_markdown_in_place(monkeypatch):
+@pytest.fixture
+def tty(monkeypatch):
+    """A colour terminal on stdout (and stdin), stderr aside."""
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
     out = _Tty()
-    env = Environment(_Tty(), out, io.StringIO())
+    return Environment(_Tty(), out, io.StringIO()), out
+
+
+def test_terminal_view_streams_then_rerenders_markdown_in_place(tty):
+    env, out = tty
     view = render.TerminalView(env, show_thinking=True)
     view("reasoning", "think")
     for piece in ["\n\n# Title", "\n", "some **bold** text\n", "line 3"]:
@@ -367,11 +373,8 @@ def test_terminal_view_streams_then_rerenders_markdown_in_place(monkeypatch):
     assert "**" not in tail and "Title" in tail
 
 
-def test_terminal_view_leaves_answers_taller_than_the_screen_alone(monkeypatch):
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setenv("TERM", "xterm")
-    out = _Tty()
-    env = Environment(_Tty(), out, io.StringIO())
+def test_terminal_view_leaves_answers_taller_than_the_screen_alone(tty):
+    env, out = tty
     view = render.TerminalView(env, show_thinking=False)
     text = "".join(f"- item {i}\n" for i in range(200))
     view("answer", text)
