@@ -118,35 +118,32 @@ def _sampled(target, messages, params, opts, cancel) -> list[Outcome]:
 
 
 class _ThinkingView:
-    """--show-thinking streams reasoning to stderr (dim on a terminal); otherwise a terminal gets a spinner."""
+    """--show-thinking streams reasoning to stderr (dim on a terminal); otherwise a terminal gets
+    chat's spinner, counting tokens, until the answer is complete."""
 
     def __init__(self, env: Environment, show: bool):
+        from r1cli import render
+
         self.env, self.show = env, show
-        self.status = None
-        self.pieces = 0
+        self.sanitize = render.sanitize
+        self.spinner = render.Spinner(env.stderr).start() if not show and env.stderr_isatty else None
         self.started = False
-        self.spinner = not show and env.stderr_isatty
 
     def __call__(self, channel: str, text: str) -> None:
-        if channel == "reasoning" and self.show:
+        if self.spinner is not None:
+            self.spinner.count += 1
+        elif channel == "reasoning" and self.show:
+            text = self.sanitize(text)  # no raw escape sequences from the model reach the terminal
             if self.env.err_color:
                 text = f"\x1b[2m{text}\x1b[0m"
             self.env.stderr.write(text)
             self.env.stderr.flush()
             self.started = True
-            return
-        if self.spinner:
-            self.pieces += 1
-            if self.status is None:
-                self.status = self.env.err.status("thinking", spinner="dots")
-                self.status.start()
-            if self.pieces % 8 == 0:
-                self.status.update(f"{'thinking' if channel == 'reasoning' else 'answering'} ({self.pieces} tokens)")
 
     def close(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
+        if self.spinner is not None:
+            self.spinner.stop()
+            self.spinner = None
         if self.started:
             self.env.stderr.write("\n")
             self.started = False

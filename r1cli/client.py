@@ -173,9 +173,10 @@ class Completion:
 
     @property
     def reasoning_tokens(self) -> int | None:
-        details = self.usage.get("completion_tokens_details") or {}
-        # vLLM 0.32 reports 0 here even when it parsed reasoning: count the streamed chunks instead.
-        return details.get("reasoning_tokens") or (self.reasoning_chunks if self.reasoning else details.get("reasoning_tokens"))
+        reported = (self.usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+        if not reported and self.reasoning:
+            return self.reasoning_chunks  # vLLM 0.32 reports 0 even when it parsed reasoning
+        return reported
 
 
 class StreamCut(R1Error):
@@ -289,7 +290,6 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
             raise StreamCut(out, f"no data for {timeout:g} s") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise StreamCut(out, r1http.describe(exc)) from None
-        out.model = out.model or target.model
         if splitter is not None:
             for channel, piece in splitter.flush():
                 emit(channel, piece)
