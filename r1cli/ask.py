@@ -7,7 +7,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from r1cli import client, prompts
+from r1cli import client, rules
 from r1cli.answers import Answer, final_answer
 from r1cli.console import Environment
 from r1cli.errors import NoAnswerError, UsageError
@@ -20,8 +20,8 @@ class AskOptions:
     question: str
     system: str | None = None
     math: bool = True
-    temperature: float = prompts.RECOMMENDED_TEMPERATURE
-    top_p: float = prompts.RECOMMENDED_TOP_P
+    temperature: float = rules.DEFAULT_TEMPERATURE
+    top_p: float = rules.DEFAULT_TOP_P
     max_tokens: int | None = None
     samples: int = 1
     show_thinking: bool = False
@@ -63,11 +63,11 @@ def prepare(env: Environment, target: client.Target, opts: AskOptions) -> tuple[
     """Messages and request fields after the R1 rules and the served template's check."""
     if opts.system:
         env.note("r1: R1 models take no system prompt: your --system text is put before the question")
-    warning = prompts.temperature_warning(opts.temperature)
+    warning = rules.temperature_warning(opts.temperature)
     if warning:
         env.note(f"r1: warning: {warning}")
     messages, extras = client.fit_prompt(
-        target, lambda prefill: prompts.build_messages([], opts.question, system=opts.system, math=opts.math,
+        target, lambda prefill: rules.build_messages([], opts.question, system=opts.system, math=opts.math,
                                                        prefill_think=prefill))
     params = {**client.sampling_params(opts.temperature, opts.top_p, opts.max_tokens, opts.seed), **extras}
     return messages, params

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import __version__, config
+from r1cli import __version__, config, rules
 from r1cli.console import Environment
 from r1cli.errors import ExitStatus, NoServerError, R1Error, UsageError
 
@@ -154,8 +154,8 @@ def ask(
     math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive.")] = True,
     samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=64, help="Ask N times in parallel, majority vote.")] = 1,
     system: System = None,
-    temperature: Temperature = config.DEFAULT_TEMPERATURE,
-    top_p: TopP = config.DEFAULT_TOP_P,
+    temperature: Temperature = rules.DEFAULT_TEMPERATURE,
+    top_p: TopP = rules.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
     timeout: RequestTimeout = 300.0,
@@ -194,8 +194,8 @@ def chat(
     hide_thinking: Annotated[bool, typer.Option("--hide-thinking", help="Hide the reasoning behind a spinner (/think show|hide).")] = False,
     math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive (/math on|off).")] = True,
     system: System = None,
-    temperature: Temperature = config.DEFAULT_TEMPERATURE,
-    top_p: TopP = config.DEFAULT_TOP_P,
+    temperature: Temperature = rules.DEFAULT_TEMPERATURE,
+    top_p: TopP = rules.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
     timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,

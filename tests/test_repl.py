@@ -8,7 +8,7 @@ import io
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from r1cli import prompts, render, repl
+from r1cli import render, repl, rules
 from r1cli.console import Environment
 from r1cli.repl import (Clear, Conversation, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam,
                         SetSystem, SetThink, Stats, SwitchModel, Turn, Unknown, parse_command, parse_setting)
@@ -149,13 +149,13 @@ def _conv() -> Conversation:
 def test_messages_carry_final_answers_only_and_fold_the_system_text():
     msgs = _conv().messages("What is 9+8?")
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
-    assert msgs[0]["content"].startswith("Be brief.\n\nWhat is 2+3?\n" + prompts.MATH_DIRECTIVE_EN)
+    assert msgs[0]["content"].startswith("Be brief.\n\nWhat is 2+3?\n" + rules.MATH_DIRECTIVE_EN)
     assert msgs[1]["content"] == "\n\nThe answer is \\boxed{5}."  # no reasoning
     assert all("I need to add" not in m["content"] for m in msgs)
-    assert msgs[2]["content"] == "And 7*6?\n" + prompts.MATH_DIRECTIVE_EN
+    assert msgs[2]["content"] == "And 7*6?\n" + rules.MATH_DIRECTIVE_EN
     assert msgs[3]["content"] == "partial"  # an interrupted answer is kept as far as it went
     # "Why?" was interrupted before any answer: left out, so no question dangles unanswered.
-    assert msgs[4]["content"] == "What is 9+8?\n" + prompts.MATH_DIRECTIVE_EN
+    assert msgs[4]["content"] == "What is 9+8?\n" + rules.MATH_DIRECTIVE_EN
     assert all(m["role"] != "system" for m in msgs)
 
 
@@ -167,7 +167,7 @@ def test_messages_math_off_and_prefill():
 
 def test_messages_match_build_messages_on_the_history():
     conv = _conv()
-    assert conv.messages("q") == prompts.build_messages(conv.history(), "q", system="Be brief.", math=True)
+    assert conv.messages("q") == rules.build_messages(conv.history(), "q", system="Be brief.", math=True)
 
 
 turn_st = st.builds(Turn, st.text(), st.text(), st.text(), st.one_of(st.none(), st.sampled_from(["stop", "length"])),

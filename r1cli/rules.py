@@ -25,9 +25,11 @@ THINK_PREFIX = "<think>\n"
 THINK_CLOSE = "</think>"
 ASSISTANT_MARKER = "<｜Assistant｜>"  # fullwidth bars, as in the tokenizer
 
-RECOMMENDED_TEMPERATURE = 0.6
+# The one source of sampling defaults: DeepSeek's evaluation setup and the model's generation_config.json
+# (the article's top_p 0.9 is not theirs).
+DEFAULT_TEMPERATURE = 0.6
 TEMPERATURE_RANGE = (0.5, 0.7)
-RECOMMENDED_TOP_P = 0.95
+DEFAULT_TOP_P = 0.95
 
 _DIRECTIVES = (MATH_DIRECTIVE_EN, MATH_DIRECTIVE_ZH)
 
@@ -182,7 +184,7 @@ def temperature_warning(t: float) -> str | None:
     try:
         t = float(t)
     except (TypeError, ValueError):
-        return f"temperature {t!r} is not a number; DeepSeek recommends {RECOMMENDED_TEMPERATURE}"
+        return f"temperature {t!r} is not a number; DeepSeek recommends {DEFAULT_TEMPERATURE}"
     if not _math.isnan(t) and lo - eps <= t <= hi + eps:
         return None
     if not _math.isnan(t) and t < lo:
@@ -191,5 +193,5 @@ def temperature_warning(t: float) -> str | None:
         effect = "R1 models tend to ramble and lose coherence"
     return (
         f"temperature {t:g} is outside DeepSeek's recommended {lo}-{hi} "
-        f"({RECOMMENDED_TEMPERATURE} is best): {effect}"
+        f"({DEFAULT_TEMPERATURE} is best): {effect}"
     )
