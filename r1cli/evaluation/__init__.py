@@ -1,0 +1,1 @@
+"""`r1 eval`: datasets, statistics, the runner over the turn engine, and the report."""
