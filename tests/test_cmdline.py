@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shlex
+import socket
 
 import pytest
 
+from conftest import free_port
 from r1cli import config
 from r1cli.cli import run
+from r1cli.errors import UsageError
 from r1cli.server import cmdline
 from r1cli.server.cmdline import ServeOptions
 
@@ -98,6 +101,159 @@ def test_redaction_of_secrets_passed_after_double_dash():
 def test_presets(preset, repo):
     assert cmdline.resolve_model(preset) == repo
     assert cmdline.resolve_model(preset.upper()) == repo
+
+
+# --- --quant awq|gptq on a preset: its checkpoint of that format (offline: the table in config.PRESETS) ---
+
+QUANTS = [None, "none", "fp8", "awq", "awq_marlin", "gptq", "gptq_marlin"]
+PRESET_NAMES = [name for key, p in config.PRESETS.items() for name in (key, p.repo)]
+
+
+def _expected(name: str, quant: str | None) -> str | None:
+    """The repo r1 serves for `r1 serve NAME --quant QUANT`, None where it must refuse."""
+    preset = config.find_preset(name)[1]
+    family = config.quant_family(quant)
+    if family is None:
+        return preset.repo
+    ckpt = preset.checkpoint(family)
+    return ckpt.repo if ckpt else None
+
+
+@pytest.mark.parametrize("quant", QUANTS)
+@pytest.mark.parametrize("name", PRESET_NAMES)
+def test_each_preset_and_quant_resolves_to_one_checkpoint(name, quant):
+    opts = cmdline.options_for(name, quant=quant)
+    expected = _expected(name, quant)
+    if expected is None:
+        with pytest.raises(UsageError, match=f"r1 knows no {config.quant_family(quant).upper()} checkpoint"):
+            cmdline.resolve_quant(opts)
+        return
+    notice = cmdline.resolve_quant(opts)
+    assert opts.model == expected and opts.quant == quant  # fp8 stays online quantization of the bf16 one
+    if expected == config.find_preset(name)[1].repo:
+        assert notice is None
+    else:
+        source = config.find_preset(expected)[1].checkpoint(config.quant_family(quant)).source
+        assert notice.startswith(f"--quant {quant}: serving {expected} ") and source in notice
+        assert "\n" not in notice
+
+
+def test_every_preset_has_an_awq_checkpoint_and_each_checkpoint_names_its_source():
+    for preset in config.PRESETS.values():
+        assert "awq" in preset.quantized
+        for family, ckpt in preset.quantized.items():
+            assert family in config.QUANT_FAMILIES and ckpt.source and "/" in ckpt.repo
+            assert config.find_preset(ckpt.repo)[2] == family  # a quantized repo is known as the preset's
+
+
+def test_a_quantized_checkpoint_given_by_id_is_served_as_it_is():
+    opts = cmdline.options_for("casperhansen/deepseek-r1-distill-qwen-7b-awq", quant="awq")
+    assert cmdline.resolve_quant(opts) is None and opts.model == "casperhansen/deepseek-r1-distill-qwen-7b-awq"
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No hub and an empty cache: what a preset's dry run must cope with."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1")  # refuses connections
+
+
+@pytest.mark.parametrize("quant", QUANTS)
+@pytest.mark.parametrize("key", list(config.PRESETS))
+def test_dry_run_of_each_preset_and_quant_works_offline(key, quant, offline, capsys):
+    args = ["serve", key, "--dry-run", "--port", str(free_port())] + (["--quant", quant] if quant else [])
+    expected = _expected(key, quant)
+    code = run(args)
+    out, err = capsys.readouterr()
+    if expected is None:
+        assert code == 2 and out == ""
+        assert err.startswith(f"r1: error: --quant {quant}: r1 knows no GPTQ checkpoint of ")
+        return
+    assert code == 0, err
+    words = shlex.split(out)
+    assert flag(words, "--model") == expected
+    if quant in (None, "none"):
+        assert "--quantization" not in words
+    else:  # plain awq may become awq_marlin on a GPU of compute capability 8.0+
+        assert flag(words, "--quantization") in (quant, quant + "_marlin")
+    swaps = [line for line in err.splitlines() if " serving " in line]
+    assert len(swaps) == (0 if expected == config.PRESETS[key].repo else 1)
+    assert f"r1: {expected} is not in the local Hugging Face cache: a start downloads it first" in err
+
+
+def test_non_preset_keeps_the_refusal(offline, tmp_path, capsys):
+    """A model r1 has no table for: the checkpoint's own config decides, as before."""
+    snap = tmp_path / "hub" / "models--someone--plain-model" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
+    assert run(["serve", "someone/plain-model", "--quant", "gptq", "--dry-run", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == ("r1: error: --quant gptq: the checkpoint someone/plain-model is not quantized, "
+                                   "vLLM would refuse it")
+
+
+def test_fp8_quantizes_the_bf16_checkpoint_online(offline, capsys):
+    assert run(["serve", "1.5b", "--quant", "fp8", "--dry-run", "--port", str(free_port())]) == 0
+    words = shlex.split(capsys.readouterr().out)
+    assert flag(words, "--model") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert flag(words, "--quantization") == "fp8"
+
+
+# --- --dry-run refuses what a start refuses --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ["--gpu-mem", "5"],
+    ["--quant", "awq"],  # the demo is not a preset: its bf16 config.json decides
+    ["--quant", "gptq"],
+    ["--tp", "0"],
+    ["--max-model-len", "0"],
+])
+def test_dry_run_refuses_what_a_start_refuses(args, capsys):
+    port = str(free_port())
+    started = run(["serve", "demo", "--port", port, *args])
+    start_err = capsys.readouterr().err
+    dry = run(["serve", "demo", "--port", port, "--dry-run", *args])
+    out, dry_err = capsys.readouterr()
+    assert dry == started == 2 and out == ""
+    assert dry_err == start_err and dry_err.startswith("r1: error: ")
+
+
+def test_dry_run_refuses_a_port_in_use(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert run(["serve", "demo", "--port", str(port), "--dry-run"]) == 5
+    assert capsys.readouterr().err.startswith(f"r1: error: port {port} on 127.0.0.1 is already in use")
+
+
+# --- flags given beat the demo's defaults ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    ([], {}, {"--gpu-memory-utilization": "0.3", "--max-model-len": "1024", "--dtype": "bfloat16"}),
+    (["--gpu-mem", "0.8"], {}, {"--gpu-memory-utilization": "0.8", "--max-model-len": "1024"}),
+    (["--max-model-len", "4096"], {}, {"--max-model-len": "4096", "--gpu-memory-utilization": "0.3"}),
+    (["--dtype", "auto"], {}, {"--dtype": "auto"}),
+    ([], {"R1_GPU_MEM": "0.8", "R1_MAX_MODEL_LEN": "4096"},
+     {"--gpu-memory-utilization": "0.8", "--max-model-len": "4096"}),
+])
+def test_flags_given_beat_the_demo_defaults(args, env, expected, monkeypatch, capsys):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert run(["serve", "demo", "--dry-run", "--port", str(free_port()), *args]) == 0
+    words = shlex.split(capsys.readouterr().out)
+    assert {name: flag(words, name) for name in expected} == expected
+
+
+def test_options_for_keeps_given_values_and_fills_the_rest():
+    opts = cmdline.options_for("demo", gpu_mem=0.8, max_model_len=None, dtype=None)
+    assert (opts.gpu_mem, opts.max_model_len, opts.dtype, opts.cpu) == (0.8, 1024, "bfloat16", True)
+    opts = cmdline.options_for("7b", gpu_mem=None, dtype=None)
+    assert (opts.model, opts.gpu_mem, opts.max_model_len, opts.dtype) == (
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", config.DEFAULT_GPU_MEM, config.DEFAULT_MAX_MODEL_LEN, "auto")
 
 
 def test_demo_preset_fits_a_small_cpu_machine():

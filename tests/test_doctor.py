@@ -120,7 +120,7 @@ def test_capability_table(cc, quant, version, status):
 
 def test_capability_fix_names_the_plain_kernel():
     c = check_capability((7, 5), "awq_marlin", "0.11.0")
-    assert c.fix == "use --quantization awq"
+    assert c.fix == "use --quant awq"
     assert "7.5 < 8.0" in c.detail
 
 
@@ -239,7 +239,7 @@ def test_port_taken_by_a_listening_socket():
     assert c.status == "fail"
     assert c.detail.startswith(f"127.0.0.1:{port} is taken")
     assert f"pid {os.getpid()}" in c.detail  # psutil may tell here (tests run as root)
-    assert c.fix == "stop that process (r1 stop) or choose another port with --port"
+    assert c.fix == f"stop that process (`r1 stop --port {port}` if r1 started it) or choose another port with --port"
 
 
 def test_port_free():

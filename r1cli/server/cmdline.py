@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from r1cli import config
+from r1cli.errors import UsageError
 
 # Flags whose value is a secret: never shown by --dry-run or kept in a record.
 _SECRET_FLAGS = ("--api-key",)
@@ -63,16 +64,63 @@ def short_name(model: str) -> str:
     return model.rstrip("/").rsplit("/", 1)[-1]
 
 
-def demo_options(opts: ServeOptions) -> ServeOptions:
-    """Flags that fit the embedded demo on a 2-core machine without a GPU."""
-    opts.cpu = True
-    opts.dtype = "bfloat16" if opts.dtype == "auto" else opts.dtype
-    # On CPU this is the fraction of the NUMA node's RAM vLLM reserves; 0.8 fails on small nodes.
-    if opts.gpu_mem == config.DEFAULT_GPU_MEM:
-        opts.gpu_mem = 0.3
-    if opts.max_model_len == config.DEFAULT_MAX_MODEL_LEN:
-        opts.max_model_len = 1024
+# The embedded demo on a 2-core machine without a GPU. On CPU --gpu-mem is the fraction of the NUMA
+# node's RAM vLLM reserves; 0.8 fails on small nodes.
+DEMO_DEFAULTS = {"dtype": "bfloat16", "gpu_mem": 0.3, "max_model_len": 1024}
+
+
+def options_for(model: str, **given) -> ServeOptions:
+    """ServeOptions for MODEL (a preset, id or path) from the flags given, None meaning not given.
+
+    A flag given (on the command line or through its R1_* variable) always wins; the others take the
+    demo's defaults for `demo`, else r1's.
+    """
+    chosen = {name: value for name, value in given.items() if value is not None}
+    opts = ServeOptions(model=resolve_model(model), **chosen)
+    if model.lower() == "demo":
+        demo_options(opts, keep=chosen)
     return opts
+
+
+def demo_options(opts: ServeOptions, keep=()) -> ServeOptions:
+    """The demo's defaults on OPTS, except for the fields named in KEEP (flags the user gave)."""
+    opts.cpu = True
+    for name, value in DEMO_DEFAULTS.items():
+        if name not in keep:
+            setattr(opts, name, value)
+    return opts
+
+
+def check_gpu_mem(value: float) -> None:
+    """--gpu-mem is a fraction, for serve and doctor alike."""
+    if not 0 < value <= 1:
+        raise UsageError(f"--gpu-mem must be in (0, 1], got {value:g}",
+                         hint="it is the fraction of GPU memory vLLM may take, e.g. 0.8")
+
+
+def resolve_quant(opts: ServeOptions) -> str | None:
+    """`--quant awq|gptq` on a preset (or its bf16 id): serve the preset's checkpoint of that format.
+
+    vLLM refuses --quantization awq|gptq on DeepSeek's bf16 checkpoints; for a preset r1 knows what the
+    user means. Returns the one-line notice to show, or None when nothing changed. Raises UsageError when
+    the preset has no checkpoint of that format. Pure: the table in config.PRESETS, no network.
+    """
+    family = config.quant_family(opts.quant)
+    found = config.find_preset(opts.model)
+    if family is None or found is None or found[2] is not None:
+        return None  # nothing to swap, not a preset, or already one of its quantized checkpoints
+    key, preset, _ = found
+    ckpt = preset.checkpoint(family)
+    if ckpt is None:
+        others = [f"--quant {f} ({c.repo})" for f, c in preset.quantized.items()]
+        raise UsageError(
+            f"--quant {opts.quant}: r1 knows no {family.upper()} checkpoint of {short_name(preset.repo)}, and vLLM "
+            f"refuses {family} on DeepSeek's bf16 one",
+            hint="use " + ", ".join([*others, "--quant fp8 (quantizes online)"])
+                 + f", or give a {family.upper()} checkpoint's id or folder as MODEL")
+    opts.model = ckpt.repo
+    return (f"--quant {opts.quant}: serving {ckpt.repo} ({family.upper()} by {ckpt.source}): "
+            f"{preset.repo} is bf16, which vLLM refuses to load as {family}")
 
 
 def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.executable) -> list[str]:

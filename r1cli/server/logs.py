@@ -492,7 +492,7 @@ class LogWatcher:
         message = (f"only {free:.2f} of {total:.2f} GiB is free on {where}, less than the {want:.2f} GiB "
                    f"that --gpu-mem {util:g} reserves")
         fraction = "RAM" if kind == "CPU" else "GPU memory"
-        suggest = int((free / total - 0.02) * 20) / 20 if total else 0.0
+        suggest = gpu_mem_that_fits(free, total)
         if suggest >= 0.1:
             hint = (f"use --gpu-mem {suggest:g} or lower (the fraction of total {fraction} vLLM reserves), "
                     f"or free memory (`r1 stop` another server, close other processes)")
@@ -546,6 +546,11 @@ class LogWatcher:
             picked[-neg_no] = text
             gists.append(gist)
         return [picked[no][:EVIDENCE_CHARS] for no in sorted(picked)]
+
+
+def gpu_mem_that_fits(free: float, total: float) -> float:
+    """The largest --gpu-mem (in 0.05 steps, 2% to spare) whose reservation fits in FREE of TOTAL."""
+    return int((free / total - 0.02) * 20) / 20 if total else 0.0
 
 
 def _gist(text: str) -> str:

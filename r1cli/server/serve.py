@@ -46,18 +46,17 @@ def weights_gib(model: str, quant: str | None) -> float | None:
     if local.is_dir():
         size = sum(p.stat().st_size for p in local.glob("*.safetensors"))
         return size / 2**30 if size else None
-    for preset in config.PRESETS.values():
-        if preset.repo.lower() == model.lower():
-            gib = preset.params_b * 1e9 * 2 / 2**30  # bf16
-            return gib / 2 if quant == "fp8" else gib / 4 if quant in ("awq", "awq_marlin", "gptq", "gptq_marlin") else gib
-    return None
+    size = config.weight_bytes(model, quant)
+    return size / 2**30 if size is not None else None
 
 
-def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
-    """Catch before spawning what vLLM would only report after a minute of loading."""
-    if not 0 < opts.gpu_mem <= 1:
-        raise UsageError(f"--gpu-mem must be in (0, 1], got {opts.gpu_mem:g}",
-                         hint="it is the fraction of GPU memory vLLM may take, e.g. 0.8")
+def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> ServeOptions:
+    """Catch before spawning what vLLM would only report after a minute of loading.
+
+    `--dry-run` runs the same checks and resolution, so it refuses what a start refuses; only the hub is
+    not probed (a preset's command is worked out offline): a model not in the cache gets a note instead.
+    """
+    cmdline.check_gpu_mem(opts.gpu_mem)
     if opts.quant and opts.quant not in config.QUANT_CHOICES:
         raise UsageError(f"unknown --quant {opts.quant!r}", hint="choose one of " + ", ".join(config.QUANT_CHOICES))
     if opts.tp < 1 or opts.pp < 1:
@@ -66,6 +65,9 @@ def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
         raise UsageError("--max-model-len must be a positive number of tokens")
     if not 0 < opts.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {opts.port}")
+    swapped = cmdline.resolve_quant(opts)
+    if swapped:
+        notify(swapped)
 
     dist = process.vllm_distribution()
     if dist is None:
@@ -91,7 +93,9 @@ def preflight(opts: ServeOptions, notify: Notify) -> ServeOptions:
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
     cfg = model_config(opts.model)
-    if cfg is None and not _looks_like_path(opts.model):
+    if cfg is None and not _looks_like_path(opts.model) and dry_run:
+        notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
+    elif cfg is None and not _looks_like_path(opts.model):
         from r1cli.doctor import hf_offline_env, hub_reachable
 
         # vLLM would retry the hub for minutes before saying so.
@@ -113,8 +117,9 @@ def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify) -> None:
         method = (cfg.get("quantization_config") or {}).get("quant_method")
         family = opts.quant.split("_")[0]
         if method != family:
-            preset = next((p for p in config.PRESETS.values() if p.repo.lower() == opts.model.lower()), None)
-            alt = f"an {family.upper()} checkpoint" + (f" such as {preset.awq_repo}" if preset and preset.awq_repo and family == "awq" else "")
+            found = config.find_preset(opts.model)
+            ckpt = found[1].checkpoint(family) if found else None
+            alt = f"an {family.upper()} checkpoint" + (f" such as {ckpt.repo}" if ckpt else "")
             what = f"is {method}-quantized" if method else "is not quantized"
             raise UsageError(f"--quant {opts.quant}: the checkpoint {opts.model} {what}, vLLM would refuse it",
                              hint=f"serve {alt}, or use --quant fp8 (quantizes online), or leave --quant out")
