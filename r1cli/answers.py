@@ -16,7 +16,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-__all__ = ["Answer", "equivalent", "final_answer", "last_boxed", "majority_vote"]
+__all__ = ["FinalAnswer", "equivalent", "final_answer", "last_boxed", "majority_vote"]
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _THINK_CLOSE = "</think>"
@@ -106,7 +106,7 @@ def last_boxed(text: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class Answer:
+class FinalAnswer:
     """A final answer: its text, whether it came from a box, and where it was found.
 
     ``source`` is "content" (box in the answer), "reasoning" (box in the reasoning only),
@@ -118,13 +118,16 @@ class Answer:
     source: str
 
 
-def final_answer(content: str | None, reasoning: str | None) -> Answer:
+def final_answer(content: str | None, reasoning: str | None = None) -> FinalAnswer:
     """The final answer of one output, given its answer channel and its reasoning channel.
 
-    The last box of the answer; else the last box of the reasoning; else the answer text stripped;
-    else ``Answer("", False, "none")``. If ``content`` still holds a raw ``</think>`` (a server
+    ``content`` may also be a whole chat message (a dict or an openai SDK message object), whose
+    ``reasoning`` / ``reasoning_content`` field is then the reasoning. The last box of the answer; else the last box of the reasoning; else the answer text stripped;
+    else ``FinalAnswer("", False, "none")``. If ``content`` still holds a raw ``</think>`` (a server
     without a reasoning parser), only the text after the last one is the answer, the rest reasoning.
     """
+    if content is not None and not isinstance(content, str):
+        content, reasoning = _message_channels(content, reasoning)
     content = content if isinstance(content, str) else None
     reasoning = reasoning if isinstance(reasoning, str) else None
     if content is not None and _THINK_CLOSE in content:
@@ -132,14 +135,28 @@ def final_answer(content: str | None, reasoning: str | None) -> Answer:
         reasoning = head if reasoning is None else f"{reasoning}\n{head}"
     box = last_boxed(content)
     if box is not None:
-        return Answer(box, True, "content")
+        return FinalAnswer(box, True, "content")
     box = last_boxed(reasoning)
     if box is not None:
-        return Answer(box, True, "reasoning")
+        return FinalAnswer(box, True, "reasoning")
     text = (content or "").strip()
     if text:
-        return Answer(text, False, "text")
-    return Answer("", False, "none")
+        return FinalAnswer(text, False, "text")
+    return FinalAnswer("", False, "none")
+
+
+def _message_channels(message, reasoning):
+    """A chat message (dict or openai SDK object) as (content, reasoning): vLLM puts the parsed
+    reasoning in `reasoning` (older servers: `reasoning_content`)."""
+    def get(name):
+        if isinstance(message, dict):
+            return message.get(name)
+        value = getattr(message, name, None)
+        if value is None:  # openai SDK objects keep fields they do not know in model_extra
+            value = (getattr(message, "model_extra", None) or {}).get(name)
+        return value
+
+    return get("content"), reasoning or get("reasoning") or get("reasoning_content")
 
 
 # ---------------------------------------------------------------------------------------------

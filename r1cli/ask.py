@@ -7,8 +7,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from r1cli import client, rules
-from r1cli.answers import Answer, final_answer
+from r1cli import client, rules, turn
 from r1cli.console import Environment
 from r1cli.errors import NoAnswerError, UsageError
 
@@ -28,6 +27,7 @@ class AskOptions:
     json: bool = False
     timeout: float = 300.0
     seed: int | None = None
+    think_budget: int | None = None
 
 
 def read_question(arg: str | None, stdin, stdin_isatty: bool) -> str:
@@ -53,51 +53,42 @@ def read_question(arg: str | None, stdin, stdin_isatty: bool) -> str:
     return question
 
 
-@dataclass
-class Outcome:
-    completion: client.Completion
-    answer: Answer
+def sampling(opts: AskOptions) -> turn.Sampling:
+    return turn.Sampling(opts.temperature, opts.top_p, opts.max_tokens, opts.seed, opts.think_budget)
 
 
-def prepare(env: Environment, target: client.Target, opts: AskOptions) -> tuple[list[dict], dict]:
-    """Messages and request fields after the R1 rules and the served template's check."""
-    if opts.system:
+def notices(env: Environment, system: str | None, temperature: float) -> None:
+    """What the R1 rules change about the user's settings, said once on stderr (ask and chat)."""
+    if system:
         env.note("r1: R1 models take no system prompt: your --system text is put before the question")
-    warning = rules.temperature_warning(opts.temperature)
+    warning = rules.temperature_warning(temperature)
     if warning:
         env.note(f"r1: warning: {warning}")
-    messages, extras = client.fit_prompt(
-        target, lambda prefill: rules.build_messages([], opts.question, system=opts.system, math=opts.math,
-                                                       prefill_think=prefill))
-    params = {**client.sampling_params(opts.temperature, opts.top_p, opts.max_tokens, opts.seed), **extras}
-    return messages, params
-
-
-def _one(target, messages, params, opts, on_piece, cancel) -> Outcome:
-    completion = client.stream_chat(target, messages, params, on_piece, timeout=opts.timeout, cancel=cancel)
-    return Outcome(completion, final_answer(completion.content, completion.reasoning))
 
 
 def run(env: Environment, target: client.Target, opts: AskOptions) -> int:
-    client.resolve_model(target)
-    messages, params = prepare(env, target, opts)
+    notices(env, opts.system, opts.temperature)
     cancel: list = []
     try:
         if opts.samples > 1:
-            outcomes = _sampled(target, messages, params, opts, cancel)
-            return _report_samples(env, opts, outcomes)
-        outcome = _single(env, target, messages, params, opts, cancel)
+            return _report_samples(env, opts, _sampled(target, opts, cancel))
+        answer = _single(env, target, opts, cancel)
     finally:
         for conn in cancel:  # Ctrl-C or an error: closing the socket makes vLLM abort the generation
             with contextlib.suppress(Exception):
                 conn.close()
-    return _report(env, opts, outcome)
+    return _report(env, opts, answer)
 
 
-def _single(env, target, messages, params, opts, cancel) -> Outcome:
+def _turn(target, opts: AskOptions, on_piece, cancel) -> turn.Answer:
+    return turn.run(target, opts.question, sampling(opts), on_piece, system=opts.system, math=opts.math,
+                    timeout=opts.timeout, cancel=cancel)
+
+
+def _single(env, target, opts, cancel) -> turn.Answer:
     thinking = _ThinkingView(env, opts.show_thinking)
     try:
-        return _one(target, messages, params, opts, thinking, cancel)
+        return _turn(target, opts, thinking, cancel)
     except client.StreamCut as cut:
         thinking.close()
         if cut.partial.content:  # what arrived is the user's: print it, the error says it is incomplete
@@ -108,9 +99,10 @@ def _single(env, target, messages, params, opts, cancel) -> Outcome:
         thinking.close()
 
 
-def _sampled(target, messages, params, opts, cancel) -> list[Outcome]:
+def _sampled(target, opts, cancel) -> list[turn.Answer]:
+    client.resolve_model(target)  # once, not once per thread
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(opts.samples, 32))
-    futures = [pool.submit(_one, target, messages, params, opts, None, cancel) for _ in range(opts.samples)]
+    futures = [pool.submit(_turn, target, opts, None, cancel) for _ in range(opts.samples)]
     try:
         return [f.result() for f in futures]
     finally:
@@ -149,75 +141,63 @@ class _ThinkingView:
             self.started = False
 
 
-def _stats_line(c: client.Completion) -> str:
+def _stats_line(a: turn.Answer) -> str:
     bits = []
-    if c.completion_tokens is not None:
-        bits.append(f"{c.completion_tokens} tokens")
-    bits.append(f"{c.timing.total_s:.2f} s")
-    if c.timing.tokens_per_s:
-        bits.append(f"{c.timing.tokens_per_s:.1f} tok/s")
+    if a.completion_tokens is not None:
+        bits.append(f"{a.completion_tokens} tokens")
+    if a.budget_forced:
+        bits.append(f"thinking budget reached after {a.reasoning_chunks}")
+    bits.append(f"{a.timing.total_s:.2f} s")
+    if a.timing.tokens_per_s:
+        bits.append(f"{a.timing.tokens_per_s:.1f} tok/s")
     return ", ".join(bits)
 
 
-def _check_answered(outcome: Outcome, opts: AskOptions) -> None:
-    c = outcome.completion
-    if c.finish_reason == "length" and not c.content.strip():
-        used = c.completion_tokens or "all the"
+def _check_answered(a: turn.Answer, opts: AskOptions) -> None:
+    if a.truncated:
+        used = a.completion_tokens or "all the"
         raise NoAnswerError(f"no answer: the reasoning was cut by the token limit after {used} tokens",
                             hint="raise --max-tokens (or leave it unset: the rest of the context window), "
-                                 "or serve with a larger --max-model-len")
-    if not outcome.answer.text:
+                                 "or serve with a larger --max-model-len, or set --think-budget")
+    if not a.answer:
         raise NoAnswerError("no answer: the model produced no text",
-                            hint=f"finish reason: {c.finish_reason}; try again or check `r1 logs`")
+                            hint=f"finish reason: {a.finish_reason}; try again or check `r1 logs`")
 
 
-def to_json(opts: AskOptions, outcome: Outcome) -> dict:
-    c = outcome.completion
-    return {
-        "question": opts.question,
-        "answer": outcome.answer.text,
-        "boxed": outcome.answer.boxed,
-        "content": c.content or None,
-        "reasoning": c.reasoning or None,
-        "finish_reason": c.finish_reason,
-        "model": c.model,
-        "usage": {"prompt_tokens": c.usage.get("prompt_tokens"), "completion_tokens": c.completion_tokens,
-                  "reasoning_tokens": c.reasoning_tokens},
-        "timing": {"ttft_s": _round(c.timing.ttft_s), "total_s": _round(c.timing.total_s),
-                   "tokens_per_s": _round(c.timing.tokens_per_s)},
-    }
+def to_json(opts: AskOptions, a: turn.Answer) -> dict:
+    data = {"question": opts.question, **a.to_dict()}
+    del data["source"]
+    return data
 
 
-def _round(x: float | None) -> float | None:
-    return None if x is None else round(x, 4)
-
-
-def _report(env: Environment, opts: AskOptions, outcome: Outcome) -> int:
+def _report(env: Environment, opts: AskOptions, a: turn.Answer) -> int:
     if opts.json:
-        env.stdout.write(json.dumps(to_json(opts, outcome), ensure_ascii=False) + "\n")
+        env.stdout.write(json.dumps(to_json(opts, a), ensure_ascii=False) + "\n")
         env.stdout.flush()
-        _check_answered(outcome, opts)
+        _check_answered(a, opts)
         return 0
-    _check_answered(outcome, opts)
-    env.stdout.write(outcome.answer.text + "\n")
+    _check_answered(a, opts)
+    env.stdout.write(a.answer + "\n")
     env.stdout.flush()
+    if a.budget_forced:
+        env.note(f"r1: the thinking budget ({opts.think_budget} tokens) ran out: the answer was forced from the reasoning so far")
     if env.stderr_isatty:
-        env.dim(_stats_line(outcome.completion))
+        env.dim(_stats_line(a))
     return 0
 
 
-def _report_samples(env: Environment, opts: AskOptions, outcomes: list[Outcome]) -> int:
+def _report_samples(env: Environment, opts: AskOptions, outcomes: list[turn.Answer]) -> int:
     from r1cli.answers import majority_vote
 
-    answered = [o for o in outcomes if o.answer.text and not (o.completion.finish_reason == "length" and not o.completion.content.strip())]
-    winner, votes = majority_vote([o.answer.text for o in answered])
+    answered = [o for o in outcomes if o.answer and not o.truncated]
+    winner, votes = majority_vote([o.answer for o in answered])
     if opts.json:
-        best = next((o for o in answered if o.answer.text == winner), outcomes[0])
+        best = next((o for o in answered if o.answer == winner), outcomes[0])
         data = to_json(opts, best)
         data["answer"] = winner
         data["votes"] = votes
-        data["samples"] = [{"answer": o.answer.text, "boxed": o.answer.boxed, "finish_reason": o.completion.finish_reason,
-                            "completion_tokens": o.completion.completion_tokens} for o in outcomes]
+        data["samples"] = [{"answer": o.answer, "boxed": o.boxed, "finish_reason": o.finish_reason,
+                            "completion_tokens": o.completion_tokens} for o in outcomes]
         env.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         env.stdout.flush()
     if winner is None:

@@ -140,6 +140,8 @@ RequestTimeout = Annotated[float, typer.Option("--timeout", envvar="R1_REQUEST_T
                                                help="Seconds to wait for data from the server.")]
 MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", envvar="R1_MAX_TOKENS", min=1,
                                                   help="Cap on generated tokens (default: the rest of the context window).")]
+ThinkBudget = Annotated[Optional[int], typer.Option("--think-budget", envvar="R1_THINK_BUDGET", min=1,
+                                                    help="Reasoning tokens allowed; then r1 closes the reasoning and has the model answer from it.")]
 
 
 @app.command()
@@ -153,6 +155,7 @@ def ask(
     temperature: Temperature = rules.DEFAULT_TEMPERATURE,
     top_p: TopP = rules.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
+    think_budget: ThinkBudget = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
     timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,
@@ -165,7 +168,7 @@ def ask(
     text = ask_mod.read_question(question, env.stdin, env.stdin_isatty)
     opts = ask_mod.AskOptions(question=text, system=system, math=math, temperature=temperature, top_p=top_p,
                               max_tokens=max_tokens, samples=samples, show_thinking=show_thinking, json=json_out,
-                              timeout=timeout, seed=seed)
+                              timeout=timeout, seed=seed, think_budget=think_budget)
     return ask_mod.run(env, client.resolve_target(base_url, api_key, model), opts)
 
 
@@ -193,6 +196,7 @@ def chat(
     temperature: Temperature = rules.DEFAULT_TEMPERATURE,
     top_p: TopP = rules.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
+    think_budget: ThinkBudget = None,
     timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
@@ -201,7 +205,7 @@ def chat(
     """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
     from r1cli import client, repl
 
-    settings = repl.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, math=math,
+    settings = repl.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, think_budget=think_budget, math=math,
                              show_thinking=not hide_thinking, system=system, timeout=timeout)
     return repl.run(env, client.resolve_target(base_url, api_key, model), settings)
 

@@ -35,14 +35,7 @@ class Target:
 def resolve_target(base_url: str | None, api_key: str | None, model: str | None) -> Target:
     """--base-url / R1_BASE_URL, else the running r1 server, else the article's http://127.0.0.1:8000/v1."""
     if base_url:
-        url = base_url.strip().rstrip("/")
-        if "://" not in url:
-            url = "http://" + url  # `localhost:8000` is what a hurried user types
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
-        if not url.endswith("/v1"):
-            url += "/v1"
-        return Target(url, api_key, model)
+        return Target(normalize_base_url(base_url), api_key, model)
     from r1cli.server import state
 
     records, _ = state.load_all()
@@ -50,7 +43,34 @@ def resolve_target(base_url: str | None, api_key: str | None, model: str | None)
     if live:
         record = next((r for r in live if r.port == config.DEFAULT_PORT), live[0])
         return Target(record.url, api_key, model or record.served_name)
+    if records:  # r1 started a server that is gone: name it, not the article's default port
+        record = next((r for r in records if r.port == config.DEFAULT_PORT), records[0])
+        raise NoServerError(f"the r1 server at {record.url} is no longer running (it died)",
+                            hint=f"`r1 logs --port {record.port}` shows why; start it again with `r1 serve`")
     return Target(config.DEFAULT_BASE_URL, api_key, model)
+
+
+def normalize_base_url(base_url: str) -> str:
+    """`localhost:8000`, `http://host:8000/`, `http://host:8000/v1` all mean the same /v1 root; a URL
+    with no host or a bad port is a usage error, not a connection failure."""
+    from urllib.parse import urlsplit
+
+    url = base_url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url  # `localhost:8000` is what a hurried user types
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"--base-url {base_url!r} has a port that is not a number from 1 to 65535",
+                         hint="e.g. --base-url http://127.0.0.1:8000/v1") from None
+    if not parts.hostname or port == 0:
+        raise UsageError(f"--base-url {base_url!r} names no host", hint="e.g. --base-url http://127.0.0.1:8000/v1")
+    if not url.endswith("/v1"):
+        url += "/v1"
+    return url
 
 
 def _unreachable(target: Target, why: str) -> NoServerError:
@@ -80,14 +100,37 @@ def get_json(target: Target, url: str, timeout: float = 5.0):
         raise _unreachable(target, str(exc)) from None
     if resp.status != 200:
         raise _http_error(target, resp.status, resp.body)
-    return resp.json()
+    return _json_object(target, resp)
 
 
-def resolve_model(target: Target) -> str:
+def _json_object(target: Target, resp: r1http.Response) -> dict:
+    """The body as a JSON object, or one line naming the server and what it sent instead."""
+    try:
+        data = resp.json()
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise not_openai(target, f"{resp.headers.get('content-type') or 'a body'} {_excerpt(resp.body)}")
+    return data
+
+
+def not_openai(target: Target, what: str) -> R1Error:
+    return R1Error(f"the server at {target.base_url} is not an OpenAI-compatible API: it sent {what}",
+                   hint="check --base-url: it should point at a vLLM (or other OpenAI-compatible) server")
+
+
+def _excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+def resolve_model(target: Target, timeout: float = 5.0) -> str:
     if target.model:
         return target.model
-    data = get_json(target, target.base_url + "/models")
-    models = data.get("data") or []
+    data = get_json(target, target.base_url + "/models", timeout=timeout)
+    models = data.get("data")
+    if not isinstance(models, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in models):
+        raise not_openai(target, "a /models answer without a list of model ids")
     if not models:
         raise R1Error(f"the server at {target.base_url} serves no model")
     target.model = models[0]["id"]
@@ -101,21 +144,26 @@ class PromptInfo:
     opens_think: bool
 
 
-def inspect_prompt(target: Target, messages: list[dict]) -> PromptInfo | None:
+def inspect_prompt(target: Target, messages: list[dict], timeout: float = 10.0) -> PromptInfo | None:
     """vLLM's /tokenize renders the prompt a chat request would produce: its length, and whether the
     template already opened <think>. None when the server has no such endpoint."""
     from r1cli import rules
 
     body = {"model": target.model, "messages": messages, "add_generation_prompt": True, "return_token_strs": True}
     try:
-        resp = r1http.request("POST", target.root + "/tokenize", body=body, headers=target.headers, timeout=10)
+        resp = r1http.request("POST", target.root + "/tokenize", body=body, headers=target.headers, timeout=timeout)
     except r1http.Unreachable as exc:
         raise _unreachable(target, str(exc)) from None
     if resp.status == 401:
         raise _http_error(target, 401, resp.body)
     if resp.status != 200:
         return None
-    data = resp.json()
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
     rendered = "".join(_detok(s) for s in data.get("token_strs") or [])
     return PromptInfo(int(data.get("count", 0)), data.get("max_model_len"), rules.template_opens_think(rendered))
 
@@ -124,7 +172,7 @@ class PromptTooLong(UsageError):
     pass
 
 
-def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[list[dict], dict]:
+def fit_prompt(target: Target, build: Callable[[bool], list[dict]], timeout: float = 10.0) -> tuple[list[dict], dict]:
     """The messages to send and the request fields they need, after checking the served template.
 
     build(prefill_think) makes the messages. The current R1 template opens <think> itself; an older
@@ -133,7 +181,7 @@ def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[lis
     from r1cli import rules
 
     messages = build(False)
-    info = inspect_prompt(target, messages)
+    info = inspect_prompt(target, messages, timeout)
     if info is None:
         return messages, {}
     if info.max_model_len and info.tokens >= info.max_model_len:
@@ -144,6 +192,22 @@ def fit_prompt(target: Target, build: Callable[[bool], list[dict]]) -> tuple[lis
     return build(True), rules.request_extras(True)
 
 
+def tokenize(target: Target, body: dict, timeout: float = 10.0) -> list[int]:
+    """Token ids from vLLM's /tokenize: `{"prompt": text}` or `{"messages": [...], ...}` rendered by the
+    served chat template."""
+    try:
+        resp = r1http.request("POST", target.root + "/tokenize", body={"model": target.model, **body},
+                              headers=target.headers, timeout=timeout)
+    except r1http.Unreachable as exc:
+        raise _unreachable(target, str(exc)) from None
+    if resp.status != 200:
+        raise _http_error(target, resp.status, resp.body)
+    tokens = _json_object(target, resp).get("tokens")
+    if not isinstance(tokens, list):
+        raise not_openai(target, "a /tokenize answer without tokens")
+    return tokens
+
+
 def _detok(token: str) -> str:
     """Byte-level BPE token strings show a space as 'Ġ' and a newline as 'Ċ'."""
     return token.replace("Ġ", " ").replace("Ċ", "\n")
@@ -151,10 +215,15 @@ def _detok(token: str) -> str:
 
 @dataclass
 class Timing:
-    ttft_s: float | None = None  # first token of any channel
+    ttft_s: float | None = None  # first token of any channel, seconds after the request was sent
     answer_s: float | None = None  # first token of the answer
     total_s: float = 0.0
     tokens_per_s: float | None = None
+    sent_at: float = 0.0  # time.perf_counter() when the request went out
+    # With record_times: when each streamed delta with text arrived (s after sent_at; one vLLM delta is one
+    # token, as vLLM's own benchmark counts), and the index of the first answer delta among them.
+    token_times: list[float] | None = None
+    answer_index: int | None = None
 
 
 @dataclass
@@ -171,13 +240,6 @@ class Completion:
     def completion_tokens(self) -> int | None:
         return self.usage.get("completion_tokens")
 
-    @property
-    def reasoning_tokens(self) -> int | None:
-        reported = (self.usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        if not reported and self.reasoning:
-            return self.reasoning_chunks  # vLLM 0.32 reports 0 even when it parsed reasoning
-        return reported
-
 
 class StreamCut(R1Error):
     """The stream ended before the server said it was done."""
@@ -188,40 +250,77 @@ class StreamCut(R1Error):
         self.partial = partial
 
 
+# finish_reason of a stream r1 closed itself because the reasoning reached the thinking budget
+BUDGET_REACHED = "think_budget"
+
+
 def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: OnPiece | None = None, *,
-                opens_think: bool = True, timeout: float = 300.0, cancel=None) -> Completion:
+                opens_think: bool = True, timeout: float = 300.0, cancel=None, think_budget: int | None = None,
+                record_times: bool = False) -> Completion:
     """POST /v1/chat/completions with stream=True; calls on_piece for each piece of either channel.
 
     Reasoning comes as delta.reasoning (vLLM with a reasoning parser), delta.reasoning_content (older
     servers), or raw <think> tags in the content (no parser): the first delta decides which.
-    Closing the connection (Ctrl-C, `cancel`) makes vLLM abort the request.
+    With think_budget, the stream is closed once that many reasoning deltas came and no answer yet
+    (finish_reason BUDGET_REACHED). Closing the connection (Ctrl-C, `cancel`) makes vLLM abort the request.
     """
+    body = {"model": target.model, "messages": messages, **params}
+    return _stream(target, "/chat/completions", body, on_piece, opens_think=opens_think, timeout=timeout,
+                   cancel=cancel, think_budget=think_budget, record_times=record_times)
+
+
+def stream_completion(target: Target, prompt: list[int] | str, params: dict, on_piece: OnPiece | None = None, *,
+                      timeout: float = 300.0, cancel=None, record_times: bool = False,
+                      started: Timing | None = None) -> Completion:
+    """POST /v1/completions with stream=True: raw text, all of it the answer channel (no template, no parser).
+
+    `started`: the timing of an earlier stream this one continues; times stay relative to its start."""
+    body = {"model": target.model, "prompt": prompt, **params}
+    return _stream(target, "/completions", body, on_piece, opens_think=False, timeout=timeout, cancel=cancel,
+                   record_times=record_times, started=started)
+
+
+def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None, *, opens_think: bool,
+            timeout: float, cancel, think_budget: int | None = None, record_times: bool = False,
+            started: Timing | None = None) -> Completion:
     from r1cli.channels import ThinkSplitter
 
-    body = {"model": target.model, "messages": messages, "stream": True,
-            "stream_options": {"include_usage": True}, **params}
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
     out = Completion(model=target.model)
     splitter: ThinkSplitter | None = None
     parsed_by_server = False
-    t0 = time.monotonic()
+    if started is not None:
+        out.timing = Timing(ttft_s=started.ttft_s, sent_at=started.sent_at,
+                            token_times=started.token_times if record_times else None)
+    elif record_times:
+        out.timing.token_times = []
+    times = out.timing.token_times
+    budget_hit = False
 
     def emit(channel: str, text: str) -> None:
+        nonlocal budget_hit
         if not text:
             return
-        now = time.monotonic() - t0
+        now = time.perf_counter() - t0
         if out.timing.ttft_s is None:
             out.timing.ttft_s = now
+        if times is not None:
+            times.append(now)
         if channel == "answer":
             out.content += text
             if out.timing.answer_s is None:
                 out.timing.answer_s = now
+                if times is not None:
+                    out.timing.answer_index = len(times) - 1
         else:
             out.reasoning += text
             out.reasoning_chunks += 1
+            if think_budget is not None and out.reasoning_chunks >= think_budget and not out.content:
+                budget_hit = True
         if on_piece:
             on_piece(channel, text)
 
-    conn, path = r1http.connect(target.base_url + "/chat/completions", timeout=min(timeout, 5.0))
+    conn, path = r1http.connect(target.base_url + path_tail, timeout=min(timeout, 5.0))
     if cancel is not None:
         cancel.append(conn)
     try:
@@ -230,6 +329,9 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
         except OSError as exc:
             raise _unreachable(target, r1http.describe(exc)) from None
         conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
+        sent_at = time.perf_counter()
+        t0 = started.sent_at if started is not None else sent_at
+        out.timing.sent_at = t0
         try:
             conn.request("POST", path, body=json.dumps(body).encode(),
                          headers={"Content-Type": "application/json", "Accept": "text/event-stream", **target.headers})
@@ -241,6 +343,9 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
             raise _unreachable(target, r1http.describe(exc)) from None
         if resp.status != 200:
             raise _http_error(target, resp.status, resp.read())
+        content_type = resp.getheader("content-type") or ""
+        if "event-stream" not in content_type:
+            raise not_openai(target, f"{content_type or 'no content type'} {_excerpt(resp.read(200))} to a streamed request")
         done = False
         pending = b""
         flush = getattr(on_piece, "flush", None)  # views that buffer their writes
@@ -254,19 +359,23 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
                     events = events[: events.index(b"[DONE]")]
                 # One parse per network read, not per token: a fast server packs hundreds of events in one.
                 for chunk in json.loads(b"[" + b",".join(events) + b"]") if events else ():
+                    if not isinstance(chunk, dict):
+                        raise not_openai(target, f"a stream event that is not an object: {_excerpt(json.dumps(chunk).encode())}")
                     if "error" in chunk:
                         err = chunk["error"]
                         raise R1Error("the server reported an error mid-answer: "
                                       + str(err.get("message", err) if isinstance(err, dict) else err))
-                    if chunk.get("usage"):
+                    if isinstance(chunk.get("usage"), dict):
                         out.usage = chunk["usage"]
                     for choice in chunk.get("choices") or ():
+                        if not isinstance(choice, dict):
+                            raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")
                         delta = choice.get("delta") or {}
                         reasoning = delta.get("reasoning") or delta.get("reasoning_content")
                         if reasoning:
                             parsed_by_server = True
                             emit("reasoning", reasoning)
-                        text = delta.get("content")
+                        text = delta.get("content") or choice.get("text")  # chat delta, or completions text
                         if text:
                             if parsed_by_server:
                                 emit("answer", text)
@@ -277,6 +386,13 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
                                     emit(channel, piece)
                         if choice.get("finish_reason"):
                             out.finish_reason = choice["finish_reason"]
+                    if budget_hit:
+                        break
+                if budget_hit:
+                    # Closing the connection (finally) aborts the request in vLLM; the turn goes on without it.
+                    out.finish_reason = BUDGET_REACHED
+                    done = True
+                    break
                 # Flush when caught up with the server (nothing more to read right now) or every 50 ms:
                 # a reader behind a fast server writes to the terminal in batches, never lagging visibly.
                 if flush is not None:
@@ -290,15 +406,18 @@ def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: On
             raise StreamCut(out, f"no data for {timeout:g} s") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise StreamCut(out, r1http.describe(exc)) from None
-        if splitter is not None:
+        if splitter is not None and not budget_hit:
             for channel, piece in splitter.flush():
                 emit(channel, piece)
         if not done:
             raise StreamCut(out, "the connection closed before the end")
     finally:
         conn.close()
-    out.timing.total_s = time.monotonic() - t0
+    out.timing.total_s = time.perf_counter() - t0
     tokens = out.completion_tokens
+    if budget_hit and not tokens:
+        tokens = out.reasoning_chunks
+        out.usage = {**out.usage, "completion_tokens": tokens}
     if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
         out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
     return out

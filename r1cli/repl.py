@@ -244,16 +244,16 @@ class Settings:
     temperature: float = rules.DEFAULT_TEMPERATURE
     top_p: float = rules.DEFAULT_TOP_P
     max_tokens: int | None = None
+    think_budget: int | None = None
     math: bool = True
     show_thinking: bool = True
     system: str | None = None
     timeout: float = 300.0
 
-    def params(self) -> dict:
-        params: dict = {"temperature": self.temperature, "top_p": self.top_p}
-        if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
-        return params
+    def sampling(self):
+        from r1cli import turn
+
+        return turn.Sampling(self.temperature, self.top_p, self.max_tokens, think_budget=self.think_budget)
 
 
 @dataclass
@@ -290,11 +290,6 @@ class Conversation:
             out.append({"role": "user", "content": turn.user})
             out.append({"role": "assistant", "content": turn.assistant})
         return out
-
-    def messages(self, question: str, *, prefill_think: bool = False) -> list[dict]:
-        """What the server gets for a new question: the R1 rules applied to every turn."""
-        return rules.build_messages(self.history(), question, system=self.system, math=self.math,
-                                      prefill_think=prefill_think)
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "version": VERSION, "model": self.model, "system": self.system,
@@ -388,6 +383,7 @@ class Chat:
         self.failures = 0
         self.last_error = None
         self.blocks = 0  # answers printed so far
+        self.left_out = 0  # oldest exchanges no longer sent: they did not fit the context window
 
     # -- messages
     def say(self, text: str) -> None:
@@ -401,24 +397,24 @@ class Chat:
         from r1cli import client, render
         from r1cli.errors import NoServerError, R1Error
 
+        from r1cli import turn
+
         conv, s = self.conversation, self.settings
         conv.system, conv.math = s.system, s.math
-        params = s.params()
         cancel: list = []
         view_cls = render.TerminalView if self.interactive else render.PlainView
         view = None
         try:
-            try:
-                messages, extras = client.fit_prompt(self.target, lambda prefill: conv.messages(question, prefill_think=prefill))
-            except client.PromptTooLong as exc:
-                self.say(f"r1: {exc.message}: /clear starts a new conversation")
-                self.failed = question
-                return
-            params.update(extras)
             if not self.interactive and self.blocks:
                 self.env.stdout.write("\n")  # a blank line between answer blocks
             view = view_cls(self.env, s.show_thinking)
-            completion = client.stream_chat(self.target, messages, params, view, timeout=s.timeout, cancel=cancel)
+            history = conv.history()[2 * self.left_out:]
+            answer = turn.run(self.target, question, s.sampling(), view, history=history, system=s.system,
+                              math=s.math, timeout=s.timeout, cancel=cancel)
+        except client.PromptTooLong as exc:
+            view.abort()
+            self._failed(question, f"{exc.message}", "shorten the question, or serve with a larger --max-model-len")
+            return
         except KeyboardInterrupt:
             if view is not None:
                 view.interrupt()
@@ -450,11 +446,18 @@ class Chat:
                 with contextlib.suppress(Exception):
                     conn.close()
         view.finish()
-        conv.turns.append(Turn(question, completion.content, completion.reasoning, completion.finish_reason))
+        conv.turns.append(Turn(question, answer.content, answer.reasoning, answer.finish_reason))
         self.blocks += 1
-        t = completion.timing
-        self.last_stats = render.stats_line(completion.completion_tokens or view.pieces, t.ttft_s,
-                                            t.tokens_per_s, completion.finish_reason, total_s=t.total_s)
+        if answer.history_dropped:
+            # Left out for good: trying them again every turn would cost a /tokenize each.
+            self.left_out += answer.history_dropped
+            self.say(f"r1: the {answer.history_dropped} oldest exchange(s) no longer fit the context window: "
+                     f"the model now sees the last {len(conv.turns) - self.left_out - 1} (/clear starts afresh)")
+        t = answer.timing
+        self.last_stats = render.stats_line(answer.completion_tokens or view.pieces, t.ttft_s,
+                                            t.tokens_per_s, answer.finish_reason, total_s=t.total_s)
+        if answer.budget_forced:
+            self.last_stats += f", answer forced after {answer.reasoning_chunks} reasoning tokens (thinking budget)"
         self.failed = None
         if self.interactive or self.env.stderr_isatty:
             self.dim(self.last_stats)
@@ -482,6 +485,7 @@ class Chat:
         elif isinstance(cmd, Clear):
             self.conversation = Conversation(system=s.system, math=s.math, model=self.target.model)
             self.failed = None
+            self.left_out = 0
             self.say("r1: new conversation")
         elif isinstance(cmd, Retry):
             question = self.failed
@@ -533,7 +537,7 @@ class Chat:
             except ConversationFileError as exc:
                 self.say(f"r1: cannot load {cmd.path}: {exc}")
             else:
-                self.conversation = loaded
+                self.conversation, self.left_out = loaded, 0
                 s.system, s.math = loaded.system, loaded.math
                 self.failed = None
                 self._replay(loaded)

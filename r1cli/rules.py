@@ -195,3 +195,59 @@ def temperature_warning(t: float) -> str | None:
         f"temperature {t:g} is outside DeepSeek's recommended {lo}-{hi} "
         f"({DEFAULT_TEMPERATURE} is best): {effect}"
     )
+
+
+def _field(message, name: str):
+    """A message field from a dict or an openai SDK object (pydantic model or plain attributes)."""
+    if isinstance(message, dict):
+        return message.get(name)
+    return getattr(message, name, None)
+
+
+def _text(content) -> str:
+    """OpenAI content: a string, or a list of parts of which the text parts count."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(_field(p, "text") or "") for p in content if _field(p, "type") in (None, "text"))
+    return str(content)
+
+
+def plain_messages(messages) -> tuple[list[dict], str | None]:
+    """OpenAI-format messages (dicts or openai SDK objects) as plain user/assistant dicts plus the system
+    text (system and developer messages joined), which R1 wants folded into the first question."""
+    out: list[dict] = []
+    system: list[str] = []
+    for message in messages or []:
+        role = _field(message, "role")
+        text = _text(_field(message, "content"))
+        if role in ("system", "developer"):
+            system.append(text)
+        elif role in ("user", "assistant"):
+            out.append({"role": role, "content": text})
+        else:
+            raise ValueError(f"unsupported role in messages: {role!r} (expected system, user or assistant)")
+    return out, ("\n\n".join(s for s in system if s.strip()) or None)
+
+
+def apply(messages, *, math: bool = True, temperature: float | None = None, top_p: float | None = None,
+          max_tokens: int | None = None, prefill_think: bool = False) -> tuple[list[dict], dict]:
+    """The messages and sampling fields a caller should send for an R1 model, from OpenAI-format messages.
+
+    Works on plain dicts and on openai SDK message objects; pass the result straight to
+    ``client.chat.completions.create(messages=..., **sampling)``. Unset sampling fields get DeepSeek's
+    values; max_tokens stays unset unless given (a small limit cuts the reasoning before any answer).
+    """
+    history, system = plain_messages(messages)
+    if not history or history[-1]["role"] != "user":
+        raise ValueError("the last message must be the user's question")
+    sent = build_messages(history[:-1], history[-1]["content"], system=system, math=math, prefill_think=prefill_think)
+    sampling: dict = {"temperature": DEFAULT_TEMPERATURE if temperature is None else temperature,
+                      "top_p": DEFAULT_TOP_P if top_p is None else top_p}
+    if max_tokens is not None:
+        sampling["max_tokens"] = max_tokens
+    if prefill_think:
+        sampling["extra_body"] = request_extras(True)
+    return sent, sampling

