@@ -364,7 +364,7 @@ def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
         holder = port_listener(port)
         who = f" by {holder}" if holder else ""
         return Check("port", FAIL, f"{host}:{port} is taken{who} ({reason})",
-                     f"stop that process (`r1 stop --port {port}` if r1 started it) or choose another port with --port")
+                     f"stop that process (`r1 stop --port {port}` if it is r1's) or choose another port with --port")
     return Check("port", OK, f"{host}:{port} is free")
 
 

