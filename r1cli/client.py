@@ -55,9 +55,10 @@ def normalize_base_url(base_url: str) -> str:
     with no host or a bad port is a usage error, not a connection failure."""
     from urllib.parse import urlsplit
 
-    url = base_url.strip().rstrip("/")
+    url = base_url.strip()
     if "://" not in url:
         url = "http://" + url  # `localhost:8000` is what a hurried user types
+    url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
     parts = urlsplit(url)

@@ -19,6 +19,8 @@ class ScriptedServer:
     def __init__(self, mode: str):
         self.mode = mode
         self.requests: list[dict] = []  # the chat requests received, parsed
+        self.tokenize_requests: list[dict] = []
+        self.completion_requests: list[dict] = []
         self.sent = 0  # tokens the slow stream wrote before the client went away
         self.disconnected_at: float | None = None
         outer = self
@@ -28,6 +30,10 @@ class ScriptedServer:
                 pass
 
             def do_GET(self):
+                if outer.mode == "text_plain":
+                    return self._text(200, "Hello from a web server")
+                if outer.mode == "list_body":
+                    return self._json(200, ["not", "an", "object"])
                 if self.path.endswith("/models"):
                     self._json(200, {"object": "list", "data": [{"id": "scripted", "max_model_len": 4096}]})
                 else:
@@ -36,6 +42,18 @@ class ScriptedServer:
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if outer.mode == "text_plain":
+                    return self._text(200, "Hello from a web server")
+                if outer.mode == "budget" and self.path == "/tokenize":
+                    outer.tokenize_requests.append(body)
+                    # vLLM's shape; the ids only need to be recognisable in the completions request
+                    # (the current R1 template: the prompt ends inside an opened think block)
+                    return self._json(200, {"count": 3, "max_model_len": 4096,
+                                            "tokens": [101, 102, 103] if "messages" in body else [7, 8, 9],
+                                            "token_strs": ["<｜User｜>", "<｜Assistant｜>", "<think>", "Ċ"]})
+                if outer.mode == "budget" and self.path == "/v1/completions":
+                    outer.completion_requests.append(body)
+                    return outer._answer_completion(self)
                 if self.path == "/tokenize":
                     if outer.mode == "old_template":  # renders the prompt without opening <think>
                         self._json(200, {"count": 12, "max_model_len": 4096,
@@ -46,6 +64,14 @@ class ScriptedServer:
                     return
                 outer.requests.append(body)
                 getattr(outer, "_" + outer.mode)(self)
+
+            def _text(self, status, text):
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def _json(self, status, body):
                 data = json.dumps(body).encode()
@@ -111,6 +137,39 @@ class ScriptedServer:
         h.wfile.write(sse({"reasoning": "2 + 3 = 5.\n"}))
         h.wfile.write(sse({"content": "The answer is \\boxed{5}."}))
         h.wfile.write(sse({}, "stop"))
+        h.wfile.write(b"data: [DONE]\n\n")
+
+    def _budget(self, h):
+        """Reasoning that never ends (one token every 5 ms until the client hangs up), as a model that
+        would think past any budget; the forced answer comes from /v1/completions (_answer_completion)."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        try:
+            h.wfile.write(sse({"role": "assistant", "content": ""}))
+            for i in range(2000):
+                h.wfile.write(sse({"reasoning": "step " if i else "2 + 3 "}))
+                h.wfile.flush()
+                self.sent += 1
+                time.sleep(0.005)
+        except (BrokenPipeError, ConnectionResetError):
+            self.disconnected_at = time.monotonic()
+
+    @staticmethod
+    def _answer_completion(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        for text in ["The answer is ", "\\boxed{5}."]:
+            chunk = {"id": "c", "object": "text_completion", "model": "scripted",
+                     "choices": [{"index": 0, "text": text, "finish_reason": None}]}
+            h.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        done = {"id": "c", "object": "text_completion", "model": "scripted",
+                "choices": [{"index": 0, "text": "", "finish_reason": "stop"}]}
+        h.wfile.write(b"data: " + json.dumps(done).encode() + b"\n\n")
+        usage = {"id": "c", "object": "text_completion", "model": "scripted", "choices": [],
+                 "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}}
+        h.wfile.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
         h.wfile.write(b"data: [DONE]\n\n")
 
     def _slow(self, h):

