@@ -210,6 +210,84 @@ def chat(
     return repl.run(env, client.resolve_target(base_url, api_key, model), settings)
 
 
+# ----------------------------------------------------------------------------------------------- eval
+@app.command(name="eval")
+def eval_(
+    datasets: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[DATASET]...", help="demo, aime24, math500, gsm8k, amc23, or a JSONL/JSON/CSV/Parquet file.")] = None,
+    runs: Annotated[int, typer.Option("--runs", "-r", min=1, max=1000, help="Passes over the set, each with its own seed (the article's minimum is 5).")] = 5,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1,
+                                                       help="Requests at once (default: what the server's KV cache holds, at most 256).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Only the first N problems of each set.")] = None,
+    max_tokens: MaxTokens = None,
+    think_budget: Annotated[Optional[str], typer.Option("--think-budget", metavar="B[,B2...]",
+                                                        help="One evaluation per thinking budget (reasoning tokens), e.g. 1024,4096.")] = None,
+    temperature: Temperature = rules.DEFAULT_TEMPERATURE,
+    top_p: TopP = rules.DEFAULT_TOP_P,
+    seed: Annotated[int, typer.Option("--seed", help="Run r sends seed S+r with every question.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for samples.jsonl, summary.json, report.md (default: under R1_HOME/evals).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted evaluation in this folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One summary object on stdout.")] = False,
+    fail_under: Annotated[Optional[float], typer.Option("--fail-under", metavar="ACC", min=0.0,
+                                                        help="Exit 1 when pass@1 (percent, or a fraction <= 1) is below ACC.")] = None,
+    field_map: Annotated[Optional[str], typer.Option("--field-map", help="Columns of a file: question=COL,answer=COL,id=COL.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out malformed rows of a file (each is named on stderr).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
+                                           help="Seconds one answer may take, queueing included.")] = 3600.0,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+) -> int:
+    """Accuracy over several runs (mean ± std), against DeepSeek's published figures."""
+    from r1cli.evaluation import command
+
+    opts = command.EvalOptions(datasets=list(datasets or []), runs=runs, concurrency=concurrency, limit=limit,
+                               max_tokens=max_tokens, think_budgets=think_budget, temperature=temperature, top_p=top_p,
+                               seed=seed, out=out, resume=resume, json=json_out, fail_under=fail_under,
+                               field_map=field_map, skip_bad=skip_bad, timeout=timeout, base_url=base_url,
+                               api_key=api_key, model=model)
+    return command.run(env, opts)
+
+
+# ----------------------------------------------------------------------------------------------- bench
+@app.command()
+def bench(
+    concurrency: Annotated[str, typer.Option("--concurrency", "-c", metavar="C[,C2...]",
+                                             help="Concurrency levels: requests in flight at once.")] = "1,16,64",
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, help="Requests per run (a few times the highest concurrency).")] = 100,
+    input_len: Annotated[Optional[int], typer.Option("--input-len", min=1, help="Random prompts of this many tokens (default 256).")] = None,
+    output_len: Annotated[Optional[int], typer.Option("--output-len", min=1,
+                                                      help="Random prompts: exactly this many output tokens (default 512); with --dataset: max_tokens.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", metavar="NAME|FILE",
+                                                   help="Real R1 prompts (demo, aime24, math500, gsm8k, amc23, or a file) instead of random ones.")] = None,
+    runs: Annotated[int, typer.Option("--runs", "-r", min=1, help="Runs per level: mean ± std over them.")] = 5,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Requests sent first and not measured.")] = 4,
+    slo_ttft: Annotated[Optional[float], typer.Option("--slo-ttft", metavar="MS", min=0.0, help="Goodput: time to first token at most MS.")] = None,
+    slo_tpot: Annotated[Optional[float], typer.Option("--slo-tpot", metavar="MS", min=0.0, help="Goodput: time per output token at most MS.")] = None,
+    slo_attainment: Annotated[float, typer.Option("--slo-attainment", metavar="SHARE", min=0.0, max=1.0,
+                                                  help="A level meets the SLO when this share of its requests does.")] = 0.9,
+    seed: Annotated[int, typer.Option("--seed", help="Picks the prompts.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (every metric, every run).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write every request's record here (JSON lines).")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png", help="Plot throughput and latency vs concurrency (needs matplotlib).")] = None,
+    timeout: RequestTimeout = 300.0,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = None,
+    model: Model = None,
+) -> int:
+    """Serving speed as `vllm bench serve` measures it (TTFT, TPOT, ITL, throughput), plus reasoning vs answer."""
+    from r1cli import bench as bench_mod, client
+    from r1cli.bench import metrics, runner
+
+    if dataset is not None and input_len is not None:
+        raise UsageError("--input-len is for random prompts; a --dataset brings its own", hint="drop one of them")
+    opts = runner.BenchOptions(
+        concurrency=runner.parse_levels(concurrency), requests=requests, runs=runs, warmup=warmup,
+        input_len=input_len or 256, output_len=output_len if dataset is not None else (output_len or 512),
+        dataset=dataset, seed=seed, slo=metrics.SLO(slo_ttft, slo_tpot), attainment=slo_attainment, timeout=timeout)
+    return bench_mod.run(env, client.resolve_target(base_url, api_key, model), opts, json_out=json_out, out=out, plot=plot)
+
+
 # ----------------------------------------------------------------------------------------------- doctor
 @app.command()
 def doctor(
