@@ -114,14 +114,23 @@ def stop(
 # ----------------------------------------------------------------------------------------------- logs
 @app.command()
 def logs(
+    source: Annotated[Optional[str], typer.Argument(metavar="[FILE|-]", show_default=False,
+                                                    help="With --explain: any vLLM log file, or - for stdin (default: the r1 server's log).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many last lines to show.")] = 50,
     port: Annotated[Optional[int], typer.Option(envvar="R1_PORT")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="Say why vLLM failed (cause, the lines that show it, the fix), or the last stage it reached.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --explain: one JSON object on stdout.")] = False,
 ) -> None:
-    """Show or follow a server's log."""
+    """Show or follow a server's log; --explain diagnoses any vLLM log (systemd, Docker, a pasted one)."""
     from r1cli import logview
     from r1cli.server import state
 
+    if explain:
+        logview.explain(env, source, port, json_out=json_out)
+        return
+    if source is not None or json_out:
+        raise UsageError("FILE and --json go with --explain", hint="r1 logs --explain FILE (or - for stdin)")
     logview.show(env, state.pick(port), lines=lines, follow=follow)
 
 

@@ -1,13 +1,16 @@
-"""`r1 logs`: the tail of a server's log, optionally followed."""
+"""`r1 logs`: the tail of a server's log, optionally followed; `--explain`: what any vLLM log says went wrong."""
 
 from __future__ import annotations
 
 import collections
+import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from r1cli.console import Environment
-from r1cli.errors import R1Error
+from r1cli.errors import NoServerError, R1Error, UsageError
 from r1cli.server import state
 
 
@@ -31,3 +34,67 @@ def show(env: Environment, record: state.ServerRecord, *, lines: int, follow: bo
                 env.note(f"r1: the server on port {record.port} has exited")
                 return
             time.sleep(0.2)
+
+
+# --- --explain ----------------------------------------------------------------------------------------------
+
+
+def explain(env: Environment, source: str | None, port: int | None, *, json_out: bool) -> None:
+    """Diagnose a vLLM log: FILE, `-` (stdin) or, without one, the r1 server's own log."""
+    from r1cli.server.logs import explain as judge
+
+    if source == "-":
+        if env.stdin_isatty:
+            env.note("r1: reading a vLLM log from the terminal; Ctrl-D ends it")
+        name, result = "-", judge(_lines(env.stdin.buffer if hasattr(env.stdin, "buffer") else env.stdin))
+    else:
+        path = Path(source).expanduser() if source else _server_log(env, port)
+        try:
+            with open(path, "rb") as fh:
+                name, result = str(path), judge(_lines(fh))
+        except OSError as exc:
+            raise UsageError(f"cannot read the log {path}: {exc.strerror or exc}",
+                             hint="give a readable vLLM log file, or - to read one from stdin") from None
+    if json_out:
+        print(json.dumps({"log": name, **result.as_json()}, indent=1))
+    else:
+        _render(env, result)
+
+
+def _lines(stream: IO) -> Iterator[str]:
+    """Lines as r1 reads vLLM's log: split on newlines only (progress bars' carriage returns stay in)."""
+    for raw in stream:
+        yield raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+def _server_log(env: Environment, port: int | None) -> Path:
+    """The running server's log; when none runs, the newest log r1 kept (the server may have just died)."""
+    try:
+        return Path(state.pick(port).log_path)
+    except NoServerError:
+        logs = sorted(state.logs_dir().glob(f"server-{port if port is not None else '*'}.log"),
+                      key=lambda p: p.stat().st_mtime)
+        if not logs:
+            raise NoServerError("no r1 server is running and r1 has kept no server log",
+                                hint="give the log: r1 logs --explain FILE (or - for stdin)") from None
+        env.note(f"r1: no r1 server is running; explaining the newest log r1 kept, {logs[-1]}")
+        return logs[-1]
+
+
+def _render(env: Environment, result) -> None:
+    from r1cli.server.logs import MILESTONES
+
+    out = env.stdout
+    reached = (f"{MILESTONES[result.stage.key]} ({result.stage.label})" if result.stage else None)
+    if result.fatal is not None:
+        out.write(f"cause: {result.fatal.message}\n")
+        for line in result.evidence:
+            out.write(f"  | {line}\n")
+        out.write(f"fix: {result.fatal.hint}\n")
+        if reached:
+            out.write(f"last stage before it: {reached}\n")
+    elif reached:
+        out.write(f"no failure found; last stage reached: {reached}\n")
+    else:
+        out.write(f"no failure found, and no vLLM startup line in {result.lines} lines: is this vLLM's log?\n")
+    out.flush()

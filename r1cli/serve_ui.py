@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -54,11 +55,16 @@ def dry_run(env: Environment, opts: ServeOptions) -> None:
 
 def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
         json_out: bool) -> None:
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill <r1>` stops the server too, as Ctrl-C does
+    # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     opts = serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"))
     display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
     try:
-        result = serve.start(opts, timeout=timeout, log_file=log_file, on_event=display)
+        # A foreground server belongs to this r1: Linux's parent-death signal stops it even when r1 is
+        # killed with -9 (process.spawn). A detached one outlives it, as asked.
+        result = serve.start(opts, timeout=timeout, log_file=log_file, on_event=display, tie_to_parent=not detach,
+                             notify=lambda text: env.note(f"r1: {text}"))
     finally:
         display.close()
     record = result.record
@@ -72,8 +78,10 @@ def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path 
         env.note("r1: serving; press Ctrl-C to stop")
         code = result.started.proc.wait()
     except KeyboardInterrupt:
-        freed = process.stop_server(record)
-        env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
+        with process.signals_held():  # a second Ctrl-C must not cut the stop short
+            freed = process.stop_server(record)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     _exited(record, code)
 
@@ -94,11 +102,13 @@ def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds:
 
 
 def _exited(record: state.ServerRecord, code: int) -> None:
-    """vLLM ended by itself while serving: say why."""
-    state.remove(record.port)
-    from r1cli.server.logs import diagnose
+    """vLLM ended by itself while serving (or its API server was killed): stop what is left of its
+    tree (EngineCore outlives a killed API server), then say why."""
+    process.stop_server(record, timeout=5)
+    from r1cli.server.logs import explain
 
     with open(record.log_path, errors="replace") as fh:
-        fatal = diagnose(fh.readlines()[-400:])
+        result = explain(fh)  # the last start in the log: this one
+    fatal = result.fatal
     raise R1Error(f"the server exited with status {code}" + (f": {fatal.message}" if fatal else ""),
-                  hint=fatal.hint if fatal else f"read the log: {record.log_path}")
+                  hint=fatal.hint if fatal else f"read the log: {record.log_path}", details=result.evidence)

@@ -11,13 +11,19 @@ import re
 from dataclasses import dataclass
 from collections.abc import Iterable
 
-__all__ = ["Stage", "Fatal", "LogWatcher", "diagnose", "strip_prefix", "STAGE_KEYS", "CAUSES"]
+__all__ = ["Stage", "Fatal", "LogWatcher", "Explanation", "diagnose", "explain", "strip_prefix", "STAGE_KEYS",
+           "CAUSES", "MILESTONES"]
 
 STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
               "engine_ready", "api_server", "app_started")
 CAUSES = ("port_in_use", "model_not_found", "quant_mismatch", "awq_unquantized", "unknown_quant",
           "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "tp_too_large",
           "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
+# What each stage means to a reader: the milestone it marks.
+MILESTONES = {"starting": "vLLM started", "config": "config read", "loading": "loading weights",
+              "loaded": "weights loaded", "compiling": "torch.compile", "kv_cache": "KV cache",
+              "graphs": "CUDA graphs", "engine_ready": "engine ready", "api_server": "API server listening",
+              "app_started": "API up"}
 GENERIC = "engine_failed"
 TAIL_LINES = 200
 EVIDENCE_CHARS = 200
@@ -387,8 +393,9 @@ class LogWatcher:
                 return Fatal("awq_unquantized",
                              f"--quant {method} was given but the checkpoint is not AWQ-quantized "
                              f"(it has no AWQ quantization config)",
-                             f"the checkpoint is not AWQ; use an AWQ checkpoint (e.g. {AWQ_EXAMPLE}), "
-                             f"or --quant fp8 (quantizes online), or --quant none", line)
+                             f"the checkpoint is not AWQ; serve an AWQ one (for a preset `r1 serve PRESET --quant "
+                             f"awq` picks it, e.g. {AWQ_EXAMPLE}), or --quant fp8 (quantizes online), or --quant none",
+                             line)
             return Fatal("quant_mismatch",
                          f"--quant {method} was given but the checkpoint has no {method} quantization config",
                          f"use a {method} checkpoint, or --quant fp8 (quantizes online), or --quant none", line)
@@ -564,13 +571,56 @@ def _gist(text: str) -> str:
 
 def diagnose(lines: Iterable[str]) -> Fatal | None:
     """Whole-log verdict, for after vLLM exited: the watcher's fatal, else the exception a traceback ended on."""
+    return explain(lines).fatal
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """A whole log read after the fact (`r1 logs --explain`): its last vLLM start's verdict."""
+    fatal: Fatal | None  # None: no failure in the log
+    evidence: list[str]  # the few lines that show the failure
+    stage: Stage | None  # the last stage that start reached (None: no vLLM startup line at all)
+    facts: dict  # figures read on the way (version, model, args, KV cache, ...)
+    lines: int  # lines read
+    starts: int  # vLLM starts found (a log vLLM appends to holds one per start)
+
+    def as_json(self) -> dict:
+        return {
+            "failed": self.fatal is not None,
+            "cause": self.fatal.cause if self.fatal else None,
+            "message": self.fatal.message if self.fatal else None,
+            "evidence": self.evidence,
+            "fix": self.fatal.hint if self.fatal else None,
+            "stage": ({"key": self.stage.key, "milestone": MILESTONES[self.stage.key], "label": self.stage.label}
+                      if self.stage else None),
+            "facts": self.facts, "lines": self.lines, "starts": self.starts,
+        }
+
+
+def explain(lines: Iterable[str]) -> Explanation:
+    """Read a whole log; judge its LAST vLLM start (the logo or version line begins one).
+
+    Logs that several starts append to (r1's own, `docker logs` of a restarted container, a journal)
+    would otherwise blame an old failure. The fatal is the watcher's, else the exception a traceback
+    ended on.
+    """
     watcher = LogWatcher()
     saw_traceback = False
+    count = starts = 0
     for line in lines:
-        watcher.feed(line)
+        count += 1
+        before, had_fatal = watcher.stage, watcher.fatal is not None
+        events = watcher.feed(line)
+        if any(isinstance(e, Stage) and e.key == "starting" for e in events):
+            again = had_fatal or (before is not None and before.key != "starting")
+            if again:  # a new start: forget the one before
+                watcher, saw_traceback = LogWatcher(), False
+                watcher.feed(line)
+            starts += before is None or again
         saw_traceback = saw_traceback or "Traceback (most recent call last)" in line
-    if watcher.fatal is not None:
-        return watcher.fatal
-    if saw_traceback and watcher._errors:
-        return watcher._generic(watcher._errors[-1][2])
-    return None
+    fatal = watcher.fatal
+    if fatal is None and saw_traceback and watcher._errors:
+        fatal = watcher._generic(watcher._errors[-1][2])
+        watcher.fatal, watcher._fatal_at = fatal, watcher._errors[-1][0]
+    return Explanation(fatal, watcher.evidence() if fatal else [], watcher.stage, dict(watcher.facts), count,
+                       starts)
