@@ -413,7 +413,8 @@ class Chat:
                               math=s.math, timeout=s.timeout, cancel=cancel)
         except client.PromptTooLong as exc:
             view.abort()
-            self._failed(question, f"{exc.message}", "shorten the question, or serve with a larger --max-model-len")
+            self._failed(question, exc.message, "shorten the question, or serve with a larger --max-model-len",
+                         status=exc.status)
             return
         except KeyboardInterrupt:
             if view is not None:
