@@ -212,11 +212,11 @@ def chat(
     model: Model = None,
 ) -> int:
     """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
-    from r1cli import client, repl
+    from r1cli import chat as chat_mod, client
 
-    settings = repl.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, think_budget=think_budget, math=math,
+    settings = chat_mod.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, think_budget=think_budget, math=math,
                              show_thinking=not hide_thinking, system=system, timeout=timeout)
-    return repl.run(env, client.resolve_target(base_url, api_key, model), settings)
+    return chat_mod.run(env, client.resolve_target(base_url, api_key, model), settings)
 
 
 # ----------------------------------------------------------------------------------------------- eval

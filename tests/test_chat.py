@@ -8,10 +8,11 @@ import io
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from r1cli import render, repl, rules
+from r1cli import chat, chat_commands, render, rules, transcript
+from r1cli.chat_commands import (Clear, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam, SetSystem,
+                                 SetThink, Stats, SwitchModel, Unknown, parse_command, parse_setting)
 from r1cli.console import Environment
-from r1cli.repl import (Clear, Conversation, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam,
-                        SetSystem, SetThink, Stats, SwitchModel, Turn, Unknown, parse_command, parse_setting)
+from r1cli.transcript import Conversation, Turn
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -102,8 +103,8 @@ def test_parse_setting_refuses(name, raw):
 
 
 def test_every_command_is_in_help():
-    for name in repl.COMMANDS:
-        assert repl.COMMANDS[name].startswith("/" + name)
+    for name in chat_commands.COMMANDS:
+        assert chat_commands.COMMANDS[name].startswith("/" + name)
 
 
 # ----------------------------------------------------------------------------------------------- multi-line
@@ -203,7 +204,7 @@ def test_save_refuses_to_overwrite_without_force(tmp_path):
 def test_load_refuses_other_files(tmp_path, content, fragment):
     path = tmp_path / "x.json"
     path.write_text(content)
-    with pytest.raises(repl.ConversationFileError, match=fragment.replace("(", r"\(")):
+    with pytest.raises(transcript.ConversationFileError, match=fragment.replace("(", r"\(")):
         Conversation.load(path)
 
 
@@ -238,7 +239,7 @@ def _chat(monkeypatch, replies):
     monkeypatch.setattr(client, "inspect_prompt", lambda *args, **kwargs: None)
     out, err = io.StringIO(), io.StringIO()
     env = Environment(io.StringIO(), out, err)
-    return repl.Chat(env, FakeTarget(), repl.Settings(), interactive=False), sent, out, err
+    return chat.Chat(env, FakeTarget(), chat.Settings(), interactive=False), sent, out, err
 
 
 def test_turns_accumulate_and_retry_regenerates(monkeypatch):
@@ -376,3 +377,12 @@ def test_terminal_view_leaves_answers_taller_than_the_screen_alone(tty):
     view("answer", text)
     view.finish()
     assert out.getvalue() == text  # streamed once, never redrawn
+
+
+def test_chat_history_file_is_private(tmp_path, monkeypatch):
+    """What the user typed is kept in the state directory: 0600 like the rest (it was created 0644)."""
+    import stat
+
+    monkeypatch.setenv("R1_HOME", str(tmp_path / "home"))
+    path = chat.history_path()
+    assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
