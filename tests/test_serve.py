@@ -22,6 +22,7 @@ def test_serve_demo_becomes_ready_and_says_so(demo_server):
     summary = [line for line in err.splitlines() if line.startswith("r1: ready in")][0]
     assert demo_server.base_url in summary and "r1-demo" in summary and "max model len 1,024" in summary
     assert demo_server.base_url == f"http://127.0.0.1:{demo_server.port}/v1"
+    assert "r1: knows: What is 2+3? What is 7*6?" in err  # what the demo knows, right under the summary
 
 
 def test_models_endpoint_lists_the_served_name(demo_server):
