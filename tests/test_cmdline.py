@@ -6,8 +6,8 @@ import shlex
 import socket
 
 import pytest
-
 from conftest import free_port
+
 from r1cli import config
 from r1cli.cli import run
 from r1cli.errors import UsageError

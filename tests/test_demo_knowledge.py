@@ -8,6 +8,7 @@ import io
 import re
 
 from conftest import ROOT
+
 from r1cli import config, serve_ui
 from r1cli.console import Environment
 from r1cli.server import state

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 import typer
-
 from conftest import run_r1
+from test_logs import CASES, LOGS, _expected_cause, _ids, _lines
+
 from r1cli.cli import app, run
 from r1cli.server import state
 from r1cli.server.logs import MILESTONES, STAGE_KEYS, Stage, explain
-from test_logs import CASES, LOGS, _expected_cause, _ids, _lines
 
 READY = "no failure found; last stage reached: API up (application startup complete)\n"
 GPU_READY = next(p for p in LOGS if p.name == "gpu-0.25-ready-h100.log")

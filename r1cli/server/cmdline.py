@@ -109,7 +109,7 @@ def resolve_quant(opts: ServeOptions) -> str | None:
     found = config.find_preset(opts.model)
     if family is None or found is None or found[2] is not None:
         return None  # nothing to swap, not a preset, or already one of its quantized checkpoints
-    key, preset, _ = found
+    _, preset, _ = found
     ckpt = preset.checkpoint(family)
     if ckpt is None:
         others = [f"--quant {f} ({c.repo})" for f, c in preset.quantized.items()]

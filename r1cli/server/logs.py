@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import collections
 import re
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-__all__ = ["Stage", "Fatal", "LogWatcher", "Explanation", "diagnose", "explain", "strip_prefix", "STAGE_KEYS",
-           "CAUSES", "MILESTONES"]
+__all__ = [
+    "CAUSES",
+    "MILESTONES",
+    "STAGE_KEYS",
+    "Explanation",
+    "Fatal",
+    "LogWatcher",
+    "Stage",
+    "diagnose",
+    "explain",
+    "strip_prefix",
+]
 
 STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
               "engine_ready", "api_server", "app_started")
