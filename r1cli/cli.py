@@ -332,10 +332,24 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
-def run(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None, environment: Environment | None = None) -> int:
+    """Run one r1 command line and return its exit status; every error ends here as one message.
+
+    `environment` (stdin/stdout/stderr and their TTY flags) lets tests run commands in-process and read
+    exact output, as httpie and llm test theirs."""
+    global env
+    previous, env = env, environment or env
+    try:
+        return _run(argv)
+    finally:
+        env = previous
+
+
+def _run(argv: list[str] | None) -> int:
     from typer._click import exceptions as click_exc
 
     command = typer.main.get_command(app)
+    err = env.stderr
     try:
         result = command.main(args=argv, prog_name="r1", standalone_mode=False)
         return int(result or 0)
@@ -343,17 +357,17 @@ def run(argv: list[str] | None = None) -> int:
         _report(exc)
         return int(exc.status)
     except click_exc.NoArgsIsHelpError as exc:
-        print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
+        print(exc.ctx.get_help() if exc.ctx else "", file=err)
         return ExitStatus.USAGE
     except click_exc.UsageError as exc:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-        print(f"r1: error: {exc.format_message()}{hint}", file=sys.stderr)
+        print(f"r1: error: {exc.format_message()}{hint}", file=err)
         return ExitStatus.USAGE
     except click_exc.ClickException as exc:
-        print(f"r1: error: {exc.format_message()}", file=sys.stderr)
+        print(f"r1: error: {exc.format_message()}", file=err)
         return ExitStatus.USAGE
     except (KeyboardInterrupt, typer.Abort):
-        print("", file=sys.stderr)
+        print("", file=err)
         return ExitStatus.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head -c1`): say nothing, and keep Python from complaining at exit.
@@ -364,12 +378,12 @@ def run(argv: list[str] | None = None) -> int:
         if os.environ.get("R1_DEBUG") == "1":
             raise
         print(f"r1: error: unexpected {exc.__class__.__name__}: {exc} (R1_DEBUG=1 shows the traceback)",
-              file=sys.stderr)
+              file=err)
         return ExitStatus.ERROR
 
 
 def _report(exc: R1Error) -> None:
-    err = sys.stderr
+    err = env.stderr
     err.write(f"r1: error: {exc.message}\n")
     for line in exc.details:
         err.write(f"  | {line}\n")

@@ -58,7 +58,6 @@ def normalize_base_url(base_url: str) -> str:
     url = base_url.strip()
     if "://" not in url:
         url = "http://" + url  # `localhost:8000` is what a hurried user types
-    url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--base-url must start with http:// or https://, got {base_url!r}")
     parts = urlsplit(url)
@@ -69,6 +68,7 @@ def normalize_base_url(base_url: str) -> str:
                          hint="e.g. --base-url http://127.0.0.1:8000/v1") from None
     if not parts.hostname or port == 0:
         raise UsageError(f"--base-url {base_url!r} names no host", hint="e.g. --base-url http://127.0.0.1:8000/v1")
+    url = url.rstrip("/")
     if not url.endswith("/v1"):
         url += "/v1"
     return url

@@ -1,0 +1,65 @@
+"""Commands run in-process through `cli.run(argv, environment)`, with exact stdout and stderr, as httpie
+and llm test theirs. The scripted server stands in only where a real vLLM is not needed to show the
+output's shape (the same commands run against the real demo server in test_ask.py and test_library.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from r1cli import cli
+from r1cli.console import Environment
+from scripted_server import ScriptedServer
+
+
+class Pipe(io.StringIO):
+    """A pipe, not a terminal (what `| jq` gives a command)."""
+
+    def isatty(self) -> bool:
+        return False
+
+
+def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = Pipe(), Pipe()
+    status = cli.run(list(argv), Environment(Pipe(stdin), out, err))
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def instant():
+    srv = ScriptedServer("instant")
+    yield srv
+    srv.close()
+
+
+def test_ask_prints_the_answer_only(instant):
+    assert run("ask", "What is 2+3?", "--base-url", instant.base_url) == (0, "5\n", "")
+
+
+def test_ask_json_is_one_object(instant):
+    status, out, err = run("ask", "What is 2+3?", "--json", "--base-url", instant.base_url)
+    assert (status, err) == (0, "")
+    data = json.loads(out)
+    assert data["answer"] == "5" and data["reasoning"] == "2 + 3 = 5.\n" and data["budget_forced"] is False
+
+
+def test_ask_reads_piped_stdin(instant):
+    assert run("ask", "--base-url", instant.base_url, stdin="What is 2+3?\n") == (0, "5\n", "")
+
+
+def test_a_usage_error_is_one_line_on_stderr():
+    assert run("ask", "What is 2+3?", "--base-url", "http://") == (
+        2, "", "r1: error: --base-url 'http://' names no host\n  fix: e.g. --base-url http://127.0.0.1:8000/v1\n")
+
+
+def test_an_empty_question_is_a_usage_error():
+    status, out, err = run("ask", "--base-url", "http://127.0.0.1:9/v1", stdin="")
+    assert (status, out) == (2, "") and err.startswith("r1: error: the question is empty\n")
+
+
+def test_the_environment_is_restored_after_a_run(instant):
+    before = cli.env
+    run("ask", "What is 2+3?", "--base-url", instant.base_url)
+    assert cli.env is before
