@@ -115,6 +115,7 @@ def test_a_dead_r1_server_is_named_with_its_url(tmp_path):
 
     home = tmp_path / "home"
     (home / "servers").mkdir(parents=True)
+    home.chmod(0o700)
     record = {"pid": 2**22 + 12345, "create_time": 1.0, "port": 8693, "host": "127.0.0.1",
               "url": "http://127.0.0.1:8693/v1", "model": "demo", "served_name": "r1-demo",
               "log_path": str(home / "logs" / "server-8693.log"), "started_at": 1.0}
