@@ -144,14 +144,13 @@ def summarize_unit(records: list[dict], problem_ids: list[str], runs: int, *, da
         else:
             verdict = f"above: DeepSeek's {figure:g} is below the 95% interval {interval[0]:.1f}-{interval[1]:.1f}"
 
-    return {
+    result = {
         "dataset": dataset, "budget": budget, "problems": len(problem_ids), "runs": runs,
         "samples": len(records), "complete": len(complete) == len(problem_ids),
         "pass@1": _ms(accuracy, 100, 2) | {"per_run": [_pct(rate("correct")(rs)) for rs in run_recs]},
-        f"pass@{runs}": _pct(sum(pass_k) / len(pass_k)) if pass_k else None,
         f"cons@{runs}": _pct(cons_right / len(answered)) if answered else None,
         "agreement": {"runs_correct": {str(k): v for k, v in agreement.items()}, "unstable": unstable},
-        "truncated": _ms(per_run(rate("truncated")), 100, 2),
+        "truncated": _ms(per_run(lambda rs: sum(r.get("finish_reason") == "length" for r in rs) / len(rs)), 100, 2),
         "no_box": _ms(per_run(rate("boxed", False)), 100, 2),
         "reasoning_tokens": reasoning,
         "completion_tokens": _ms(per_run(run_mean("completion_tokens")), 1, 1),
@@ -167,6 +166,9 @@ def summarize_unit(records: list[dict], problem_ids: list[str], runs: int, *, da
         "published": {"model": published[0], "pass@1": published[1], "source": PUBLISHED_SOURCE} if published else None,
         "verdict": verdict,
     }
+    if runs > 1:  # with one run, pass@k is pass@1
+        result[f"pass@{runs}"] = _pct(sum(pass_k) / len(pass_k)) if pass_k else None
+    return result
 
 
 def _round(x: float | None, digits: int) -> float | None:
@@ -251,9 +253,10 @@ def table_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     row("pass@1 % per run", lambda r: " ".join(f"{x:.1f}" for x in r["pass@1"]["per_run"]) or "-")
     row("95% interval (bootstrap)", lambda r: f"{r['interval95'][0]:.1f}-{r['interval95'][1]:.1f}" if r["interval95"] else "-")
     row(f"cons@{runs} %", lambda r: "-" if r[f"cons@{runs}"] is None else f"{r[f'cons@{runs}']:.1f}")
-    row(f"pass@{runs} %", lambda r: "-" if r[f"pass@{runs}"] is None else f"{r[f'pass@{runs}']:.1f}")
+    if runs > 1:
+        row(f"pass@{runs} % (unbiased)", lambda r: "-" if r[f"pass@{runs}"] is None else f"{r[f'pass@{runs}']:.1f}")
     row("problems right in k runs (k=0..)", lambda r: " ".join(str(v) for v in r["agreement"]["runs_correct"].values()))
-    row("truncated %", lambda r: _pm(r["truncated"]))
+    row("truncated % (max_tokens reached)", lambda r: _pm(r["truncated"]))
     row("no \\boxed{} %", lambda r: _pm(r["no_box"]))
     row("reasoning tokens, right (mean/p50/p90)", lambda r: _tok(r["reasoning_tokens"]["correct"]))
     row("reasoning tokens, wrong (mean/p50/p90)", lambda r: _tok(r["reasoning_tokens"]["wrong"]))

