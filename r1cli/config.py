@@ -123,4 +123,27 @@ def state_dir() -> Path:
 
         path = Path(platformdirs.user_state_dir("r1", appauthor=False))
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _make_private(path, 0o700)
     return path
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Records, logs and chat history are the user's alone: a state directory (or file in it) that
+    others may read is made private, with a note on stderr; one r1 may not chmod is warned about."""
+    import stat
+    import sys
+
+    try:
+        st = path.lstat()
+    except OSError:
+        return
+    if not stat.S_IMODE(st.st_mode) & 0o077:
+        return
+    was = stat.S_IMODE(st.st_mode)
+    try:
+        os.chmod(path, mode, follow_symlinks=False)
+        sys.stderr.write(f"r1: note: {path} was open to other users (mode {was:04o}); made it {mode:04o}\n")
+    except OSError:
+        sys.stderr.write(f"r1: warning: {path} is open to other users (mode {was:04o}) and r1 cannot change that: "
+                         f"chmod {mode:o} {path}\n")
+

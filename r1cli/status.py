@@ -12,7 +12,7 @@
         "source": "r1" (a record of `r1 serve`) | "url" (--base-url / R1_BASE_URL / the default),
         "pid": int|null, "create_time": float|null, "alive": bool|null (null: not r1's, unknown),
         "uptime_s": float|null,
-        "state": "ready" | "starting" | "down" | "dead" | "needs_api_key" | "unhealthy",
+        "state": "ready" | "starting" | "down" | "dead" | "orphaned" | "needs_api_key" | "unhealthy",
         "health": int|null (HTTP status of GET /health; null: no answer),
         "models": [{"id": str, "root": str|null, "max_model_len": int|null}],
         "version": str|null,
@@ -21,15 +21,20 @@
                     "ttft_mean_s": float|null},
         "backend": "gpu"|"cpu"|null, "cpu_rss_bytes": int|null (process tree, cpu backend),
         "log_path": str|null,
+        "orphans": [int] (pids of the tree still running after its API server died; [] otherwise),
         "error": str|null (one line: why it is not ready)
       }],
       "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
     }
 
 States: ready = /health 200 and /v1/models 200; starting = r1's process runs but its port does not
-listen yet (loading); down = nothing listens; dead = r1's record names a process that is gone (the
-record is then removed); needs_api_key = /v1/models answered 401; unhealthy = something listens but
-/health is not 200, or it accepts connections and does not answer within the read timeout.
+listen yet (loading); down = nothing listens; dead = r1's record names a process that is gone and
+nothing of its tree runs (the record is then removed); orphaned = the API server is gone but processes
+of its tree run on (EngineCore and its workers outlive a `kill -9` of the API server, holding their
+memory): the record is kept, and `r1 stop` stops them; needs_api_key = /v1/models answered 401;
+unhealthy = something listens but /health is not 200, or it accepts connections and does not answer
+within the read timeout, or the port is answered by a process outside r1's server (another server
+took it).
 
 Every HTTP request of every server runs in its own thread with a 1 s connect timeout and a short
 read timeout, and NVML is queried beside them, so a black-holed port costs at most about 3 s.
@@ -50,7 +55,7 @@ from r1cli import config, http as r1http
 
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0
-STATES = ("ready", "starting", "down", "dead", "needs_api_key", "unhealthy")
+STATES = ("ready", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
 METRIC_KEYS = ("running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
                "ttft_mean_s")
 PROBES = {"health": "/health", "models": "/v1/models", "version": "/version", "metrics": "/metrics"}
@@ -166,6 +171,7 @@ class _Target:
     port: int
     record: object | None = None  # state.ServerRecord
     alive: bool | None = None
+    orphans: list | None = None  # psutil.Process of its tree left running after its leader died
 
     @property
     def root(self) -> str:
@@ -180,9 +186,9 @@ def _port_of(url: str) -> int:
 def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
     from r1cli.server import state
 
-    records, corrupt = state.load_all()
-    for path in corrupt:
-        notes.append(f"unreadable server record {path} (remove it by hand)")
+    records, bad = state.load_all()
+    for item in bad:
+        notes.append(f"skipped {item.path}: not a server record ({item.reason}); remove it by hand")
     if base_url:
         from r1cli import client
 
@@ -191,12 +197,20 @@ def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
         port = _port_of(url)
         for record in records:
             if record.port == port and (parts.hostname in LOCAL_HOSTS or parts.hostname == record.host):
-                return [_Target(url, port, record, state.is_alive(record))]
+                return [_record_target(record, url)]
         return [_Target(url, port)]
-    targets = [_Target(r.url, r.port, r, state.is_alive(r)) for r in records]
+    targets = [_record_target(r, r.url) for r in records]
     if not any(t.alive for t in targets) and all(t.port != config.DEFAULT_PORT for t in targets):
         targets.append(_Target(config.DEFAULT_BASE_URL, config.DEFAULT_PORT))
     return targets
+
+
+def _record_target(record, url: str) -> _Target:
+    from r1cli.server import process, state
+
+    alive = state.is_alive(record)
+    # Only for a dead leader: what of its tree runs on (a scan of the process table, a few ms).
+    return _Target(url, record.port, record, alive, [] if alive else process.members(record))
 
 
 # --- collect ----------------------------------------------------------------------------------------
@@ -210,6 +224,7 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
     targets = _targets(base_url, notes)
     headers = r1http.auth_headers(api_key)
     server_pids = {t.record.pid: t.port for t in targets if t.record is not None and t.alive}
+    server_pids.update({p.pid: t.port for t in targets for p in t.orphans or []})
 
     from r1cli import gpu
 
@@ -223,6 +238,9 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
                                                      read_timeout=read_timeout))
         if t.record is not None and t.record.backend == "cpu":
             jobs[(i, "rss")] = (lambda pid=t.record.pid: tree_rss(pid))
+    for i, t in enumerate(targets):
+        if t.orphans and t.record.backend == "cpu":
+            jobs[(i, "rss")] = (lambda procs=t.orphans: _rss(procs))
     results = _run_parallel(jobs, connect_timeout + read_timeout + 1.0)
 
     report = results["nvml"]
@@ -236,10 +254,24 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
         server = _server(t, probes, now, api_key)
         rss = results.get((i, "rss"))
         server["cpu_rss_bytes"] = rss if isinstance(rss, int) else None
+        if server["state"] == "ready" and t.record is not None:
+            _check_listener(server, t)
         servers.append(server)
         if server["state"] == "dead" and _remove_dead(t.record):
             notes.append(f"the server on port {t.port} (pid {t.record.pid}) is gone; its record was removed")
     return {"nvml": report.to_json(), "gpus": gpu.gpus_json(report), "servers": servers, "notes": notes}
+
+
+def _check_listener(server: dict, t: _Target) -> None:
+    """A server r1 started is ready only if its own tree answers: after a race for the port (another
+    server took it while this one loaded), the answer comes from someone else's process."""
+    from r1cli.server import process
+
+    others = process.foreign_listeners(process.members(t.record), t.port)
+    if others:
+        server["state"] = "unhealthy"
+        server["error"] = (f"port {t.port} is answered by another program ({process.describe_pids(others)}), "
+                           f"not by this server (pid {t.record.pid})")
 
 
 def _as_probe(result) -> Probe:
@@ -259,6 +291,12 @@ def tree_rss(pid: int) -> int | None:
         procs = [root] + root.children(recursive=True)
     except psutil.Error:
         return None
+    return _rss(procs)
+
+
+def _rss(procs: list) -> int:
+    import psutil
+
     total = 0
     for proc in procs:
         try:
@@ -307,8 +345,14 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         "backend": rec.backend if rec is not None else None,
         "cpu_rss_bytes": None,
         "log_path": rec.log_path if rec is not None else None,
+        "orphans": sorted(p.pid for p in t.orphans or []),
         "error": None,
     }
+    if rec is not None and t.orphans:
+        out["state"] = "orphaned"
+        out["error"] = (f"its API server (pid {rec.pid}) is gone, but {len(t.orphans)} processes of its tree run on "
+                        f"(pids {', '.join(map(str, out['orphans']))}); `r1 stop --port {t.port}` stops them")
+        return out
     if rec is not None and not t.alive:
         out["state"] = "dead"
         out["error"] = f"its process (pid {rec.pid}) is gone"
@@ -484,7 +528,7 @@ def render_plain(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-STATE_STYLE = {"ready": "bold green", "starting": "yellow", "down": "red", "dead": "red",
+STATE_STYLE = {"ready": "bold green", "starting": "yellow", "down": "red", "dead": "red", "orphaned": "red",
                "needs_api_key": "yellow", "unhealthy": "red"}
 
 

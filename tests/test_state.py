@@ -57,9 +57,10 @@ def test_reused_pid_is_not_ours():
 def test_corrupt_record_is_reported_not_fatal():
     state.save(record(os.getpid(), port=8501))
     (state.servers_dir() / "8502.json").write_text("{not json")
-    records, corrupt = state.load_all()
+    records, bad = state.load_all()
     assert [r.port for r in records] == [8501]
-    assert [p.name for p in corrupt] == ["8502.json"]
+    assert [(b.path.name, b.reason) for b in bad] == [("8502.json", "not JSON (Expecting property name enclosed in "
+                                                                    "double quotes, line 1 column 2)")]
     with pytest.raises(R1Error, match="unreadable"):
         state.load(8502)
 

@@ -22,7 +22,7 @@ from r1cli import gpu, http as r1http, status
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
 SERVER_KEYS = {"port", "url", "source", "pid", "create_time", "alive", "uptime_s", "state", "health", "models",
-               "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "error"}
+               "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
                "ttft_mean_s"}
 
@@ -36,7 +36,7 @@ NVML_WORKS = real_nvml_works()
 def home(tmp_path):
     """A state directory of its own, so other tests' records don't show up."""
     path = tmp_path / "r1home"
-    path.mkdir()
+    path.mkdir(mode=0o700)  # as r1 makes it: one open to others gets a note on stderr
     return {"R1_HOME": str(path)}
 
 
@@ -55,7 +55,7 @@ def _check_server_schema(s: dict) -> None:
     assert s["create_time"] is None or isinstance(s["create_time"], float)
     assert s["alive"] in (True, False, None)
     assert s["uptime_s"] is None or isinstance(s["uptime_s"], (int, float))
-    assert s["state"] in ("ready", "starting", "down", "dead", "needs_api_key", "unhealthy")
+    assert s["state"] in ("ready", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
     assert s["health"] is None or isinstance(s["health"], int)
     assert isinstance(s["models"], list)
     for m in s["models"]:
@@ -65,6 +65,7 @@ def _check_server_schema(s: dict) -> None:
     assert s["backend"] in ("gpu", "cpu", None)
     assert s["cpu_rss_bytes"] is None or isinstance(s["cpu_rss_bytes"], int)
     assert s["log_path"] is None or isinstance(s["log_path"], str)
+    assert isinstance(s["orphans"], list) and all(isinstance(pid, int) for pid in s["orphans"])
     assert s["error"] is None or (isinstance(s["error"], str) and "\n" not in s["error"])
 
 
@@ -96,7 +97,7 @@ def test_no_server_json_schema_field_by_field(home):
         "port": 8000, "url": "http://127.0.0.1:8000/v1", "source": "url", "pid": None, "create_time": None,
         "alive": None, "uptime_s": None, "state": "down", "health": None, "models": [], "version": None,
         "metrics": {k: None for k in METRIC_KEYS}, "backend": None, "cpu_rss_bytes": None, "log_path": None,
-        "error": "nothing answers at http://127.0.0.1:8000 (connection refused)",
+        "orphans": [], "error": "nothing answers at http://127.0.0.1:8000 (connection refused)",
     }
 
 

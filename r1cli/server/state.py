@@ -1,4 +1,9 @@
-"""One record per running server in the state directory, guarded by a lock per port."""
+"""One record per running server in the state directory, guarded by a lock per port.
+
+A record is data read from a file anyone may have edited: it is checked field by field (a wrong type
+is reported with the file's path and skipped, never a TypeError), and fields it does not know are
+ignored, so a record written by a newer r1 stays readable.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import fcntl
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import NamedTuple
 
 from r1cli import config
 from r1cli.errors import R1Error, UsageError
@@ -29,6 +35,63 @@ class ServerRecord:
     backend: str = "gpu"  # "gpu" | "cpu"
     api_key: bool = False  # whether the server needs one (the key itself is never stored)
     ready_at: float | None = None
+    # The process group r1 started the tree in (start_new_session: the leader's pid). None in records
+    # of r1 versions before it was kept.
+    pgid: int | None = None
+    # Put in the environment of the tree (process.SERVER_ID_ENV): a process that carries it is ours even
+    # when its leader is gone, and a pgid reused by someone else's process does not carry it.
+    server_id: str | None = None
+
+
+class BadRecord(NamedTuple):
+    path: Path
+    reason: str  # one line: what is wrong with it
+
+
+# What each field may hold. bool is not an int here, and a float field takes an int (JSON has one number).
+_NUMBER = (int, float)
+_KINDS: dict[str, tuple] = {
+    "pid": (int,), "create_time": _NUMBER, "port": (int,), "host": (str,), "url": (str,), "model": (str,),
+    "served_name": (str,), "log_path": (str,), "started_at": _NUMBER, "argv": (list,), "backend": (str,),
+    "api_key": (bool,), "ready_at": (*_NUMBER, type(None)), "pgid": (int, type(None)),
+    "server_id": (str, type(None)),
+}
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false",
+               type(None): "null"}
+
+
+class RecordError(ValueError):
+    """A record's content is not a server record: the reason, in one line."""
+
+
+def from_json(data: object) -> ServerRecord:
+    """Check a record's parsed JSON as data; raise RecordError naming the first field that is wrong."""
+    if not isinstance(data, dict):
+        raise RecordError(f"not a JSON object but {type(data).__name__}")
+    values = {}
+    for name, kinds in _KINDS.items():
+        if name not in data:
+            continue
+        value = data[name]
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = ["a number", *(_KIND_NAMES[k] for k in kinds[2:])] if kinds[:2] == _NUMBER else \
+                [_KIND_NAMES[k] for k in kinds]
+            want = " or ".join(names)
+            raise RecordError(f"{name!r} should be {want}, not {json.dumps(value)[:40]}")
+        values[name] = float(value) if kinds[:2] == _NUMBER and value is not None else value
+    missing = [f.name for f in fields(ServerRecord)
+               if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise RecordError("missing " + ", ".join(repr(m) for m in missing))
+    if not all(isinstance(a, str) for a in values.get("argv", [])):
+        raise RecordError("'argv' should be a list of strings")
+    for name in ("pid", "pgid"):
+        if values.get(name) is not None and values[name] < 1:
+            raise RecordError(f"{name!r} should be a process id, not {values[name]}")
+    if not 0 < values["port"] < 65536:
+        raise RecordError(f"'port' should be a port number, not {values['port']}")
+    return ServerRecord(**values)  # fields this r1 does not know (a newer r1's) are left out
 
 
 def servers_dir() -> Path:
@@ -62,27 +125,42 @@ def save(record: ServerRecord) -> None:
         raise
 
 
+def _read(path: Path) -> ServerRecord:
+    """The record in PATH; RecordError (with the reason) when it is not one, OSError when unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise RecordError("not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from exc
+    record = from_json(data)
+    if path.stem.isdigit() and int(path.stem) != record.port:
+        raise RecordError(f"it names port {record.port}, its file name port {path.stem}")
+    return record
+
+
 def load(port: int) -> ServerRecord | None:
     path = _record_path(port)
     try:
-        data = json.loads(path.read_text())
-        return ServerRecord(**data)
+        return _read(path)
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError) as exc:
-        raise R1Error(f"the server record {path} is unreadable ({exc.__class__.__name__})",
-                      hint=f"remove it: rm {path}") from exc
+    except (OSError, RecordError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise R1Error(f"the server record {path} is unreadable: {reason}", hint=f"remove it: rm {path}") from exc
 
 
-def load_all() -> tuple[list[ServerRecord], list[Path]]:
-    """All readable records (sorted by port) and the paths of corrupt ones."""
-    records, corrupt = [], []
+def load_all() -> tuple[list[ServerRecord], list[BadRecord]]:
+    """All readable records (sorted by port), and the files that are not records, each with why."""
+    records, bad = [], []
     for path in sorted(servers_dir().glob("*.json")):
         try:
-            records.append(ServerRecord(**json.loads(path.read_text())))
-        except (OSError, ValueError, TypeError):
-            corrupt.append(path)
-    return sorted(records, key=lambda r: r.port), corrupt
+            records.append(_read(path))
+        except FileNotFoundError:
+            continue  # removed since the listing: a server stopped meanwhile
+        except (OSError, RecordError) as exc:
+            bad.append(BadRecord(path, exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)))
+    return sorted(records, key=lambda r: r.port), bad
 
 
 def remove(port: int) -> None:
@@ -101,20 +179,43 @@ def is_alive(record: ServerRecord) -> bool:
         return False
 
 
+def _machine_lock_dir() -> Path:
+    """Per user, shared by every R1_HOME: a port is one per machine, not one per state directory."""
+    path = Path(tempfile.gettempdir()) / f"r1-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _flock(path: Path) -> int | None:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 @contextlib.contextmanager
 def port_lock(port: int):
-    """Held while an `r1 serve` starts a server on this port: a second one fails at once instead of racing."""
-    path = servers_dir() / f"{port}.lock"
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    """Held while an `r1 serve` starts a server on this port: a second one fails at once instead of racing.
+
+    Two locks: this state directory's (it guards the record) and one per user for the whole machine, so
+    a serve under another R1_HOME cannot start a second vLLM on the port while the first one loads (vLLM
+    binds its port with SO_REUSEADDR and listens only when loaded: until then the port looks free).
+    """
+    fds = []
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"another `r1 serve` is starting a server on port {port}",
-                             hint="wait for it, or pick another port with --port") from None
+        for path in (servers_dir() / f"{port}.lock", _machine_lock_dir() / f"port-{port}.lock"):
+            fd = _flock(path)
+            if fd is None:
+                raise UsageError(f"another `r1 serve` is starting a server on port {port}",
+                                 hint="wait for it, or pick another port with --port")
+            fds.append(fd)
         yield
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def pick(port: int | None) -> ServerRecord:
