@@ -60,8 +60,9 @@ def serve(
     port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
     served_name: Annotated[Optional[str], typer.Option(envvar="R1_SERVED_NAME", help="Name clients use (default: the model's short name).")] = None,
     reasoning_parser: Annotated[str, typer.Option(envvar="R1_REASONING_PARSER", help="vLLM reasoning parser, or none.")] = config.DEFAULT_REASONING_PARSER,
-    api_key: Annotated[Optional[str], typer.Option(envvar="R1_API_KEY", help="Require this key (passed to vLLM by environment).")] = None,
-    timeout: Annotated[float, typer.Option(envvar="R1_TIMEOUT", help="Seconds to wait for readiness.")] = config.DEFAULT_TIMEOUT,
+    api_key: Annotated[Optional[str], typer.Option(envvar="R1_API_KEY", help="Require this key (passed to vLLM by environment; prefer R1_API_KEY or --api-key-file: an argument is visible in `ps`, so r1 re-executes itself without it).")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", envvar="R1_API_KEY_FILE", help="Read the key from this file (one line).")] = None,
+    timeout: Annotated[float, typer.Option(envvar="R1_TIMEOUT", min=0.1, help="Seconds to wait for readiness.")] = config.DEFAULT_TIMEOUT,
     log_file: Annotated[Optional[Path], typer.Option(envvar="R1_LOG_FILE", help="Where vLLM's output goes.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the vLLM command (secrets redacted) and exit.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready, leaving the server running.")] = False,
@@ -69,8 +70,16 @@ def serve(
 ) -> None:
     """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
     from r1cli import serve_ui
-    from r1cli.server import cmdline
+    from r1cli.server import apikey, cmdline
 
+    extra, extra_key = apikey.lift_from_extra(list(ctx.args))
+    if api_key_file is not None:
+        if extra_key or ctx.get_parameter_source("api_key").name == "COMMANDLINE":
+            raise UsageError("give --api-key-file or --api-key, not both")
+        api_key = apikey.read_file(api_key_file, warn=lambda text: env.note(f"r1: {text}"))
+    api_key = extra_key or api_key
+    if api_key and not dry_run:
+        apikey.reexec_without_key(api_key)  # `ps` must not show it for the server's whole life
     opts = cmdline.options_for(
         model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem, max_model_len=max_model_len,
         prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
@@ -91,7 +100,9 @@ def stop(
     """Stop a server r1 started: its whole process tree."""
     from r1cli.server import process, state
 
-    records, _ = state.load_all()
+    records, bad = state.load_all()
+    for item in bad:
+        env.note(f"r1: skipped {item.path}: not a server record ({item.reason})")
     if port is not None:
         records = [r for r in records if r.port == port]
     elif not all_ and len(records) > 1:
@@ -102,11 +113,14 @@ def stop(
         raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")
     for record in records:
         alive = state.is_alive(record)
-        freed = process.stop_server(record, timeout)
+        freed = process.stop_server(record, timeout)  # the whole tree: also what a killed API server left
+        mib = freed.rss_bytes / 2**20
         if alive:
-            mib = freed.rss_bytes / 2**20
             env.note(f"stopped {record.served_name} on port {record.port}: {len(freed.pids)} processes, "
                      f"{mib:,.0f} MiB of memory freed")
+        elif freed.pids:
+            env.note(f"the API server on port {record.port} was gone; stopped the {len(freed.pids)} processes it "
+                     f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed")
         else:
             env.note(f"the server on port {record.port} had already exited; its record is removed")
 
