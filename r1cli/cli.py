@@ -83,7 +83,7 @@ def serve(
     opts = cmdline.options_for(
         model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem, max_model_len=max_model_len,
         prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
-        reasoning_parser=reasoning_parser, api_key=api_key, extra=list(ctx.args))
+        reasoning_parser=reasoning_parser, api_key=api_key, extra=extra)
     if dry_run:
         serve_ui.dry_run(env, opts)
         return
