@@ -223,3 +223,18 @@ def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
     assert lines[0].startswith(f"r1: error: {name} ({HUB_SETS[name].repo}@") and "not in the Hugging Face cache" in lines[0]
     assert lines[1].startswith("  fix: ") and len(lines) == 2
     assert time.monotonic() - start < 30  # no minute of retries
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "aime.parquet"
+    pq.write_table(pyarrow.Table.from_pylist(_records(AIME)), path)
+    # As on an install without pyarrow: importing it fails.
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(UsageError) as err:
+        load_dataset(path)
+    assert err.value.message == "aime.parquet: reading Parquet needs pyarrow, which is not installed"
+    assert "pip install 'r1cli[eval]'" in err.value.hint

@@ -30,7 +30,7 @@ ANSWER_FIELDS = ("answer", "final_answer", "Answer")
 SOLUTION_FIELDS = ("solution", "Solution")
 ID_FIELDS = ("id", "unique_id", "idx", "ID")
 
-PARQUET_EXTRA = "pip install 'r1cli[parquet]'  (or: pip install pyarrow)"
+EVAL_EXTRA = "pip install 'r1cli[eval]'  (huggingface_hub and pyarrow)"
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,9 @@ def fetch_hub_file(name: str, hub: HubSet) -> str:
     try:
         from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
         from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-    except ImportError:  # pragma: no cover - vLLM and transformers both depend on it
+    except ImportError:  # vLLM depends on it; a client-only install may lack it
         raise UsageError(f"{name} comes from the Hugging Face Hub, and huggingface_hub is not installed",
-                         hint="pip install huggingface_hub") from None
+                         hint=EVAL_EXTRA) from None
     cached = try_to_load_from_cache(hub.repo, hub.filename, revision=hub.revision, repo_type="dataset")
     if isinstance(cached, str):
         return cached
@@ -263,7 +263,7 @@ def _parquet_rows(path: Path) -> Iterator[tuple[str, Any]]:
         import pyarrow.parquet as pq
     except ImportError:
         raise UsageError(f"{path.name}: reading Parquet needs pyarrow, which is not installed",
-                         hint=PARQUET_EXTRA) from None
+                         hint=EVAL_EXTRA) from None
     try:
         records = pq.read_table(path).to_pylist()
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
