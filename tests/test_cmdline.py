@@ -182,6 +182,15 @@ def test_dry_run_of_each_preset_and_quant_works_offline(key, quant, offline, cap
     assert f"r1: {expected} is not in the local Hugging Face cache: a start downloads it first" in err
 
 
+def test_a_start_resolves_as_the_dry_run_does(offline, capsys):
+    """Offline, the start goes as far as the cache check, on the AWQ checkpoint the dry run printed."""
+    assert run(["serve", "--quant", "awq", "--port", str(free_port())]) == 5
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("r1: --quant awq: serving casperhansen/deepseek-r1-distill-qwen-1.5b-awq (AWQ by ")
+    assert lines[-2] == ("r1: error: casperhansen/deepseek-r1-distill-qwen-1.5b-awq is not in the local Hugging Face "
+                         "cache and HF_HUB_OFFLINE is set")
+
+
 def test_non_preset_keeps_the_refusal(offline, tmp_path, capsys):
     """A model r1 has no table for: the checkpoint's own config decides, as before."""
     snap = tmp_path / "hub" / "models--someone--plain-model" / "snapshots" / "abc"

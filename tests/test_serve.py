@@ -32,7 +32,7 @@ def test_models_endpoint_lists_the_served_name(demo_server):
 
 
 def test_log_has_the_articles_loaded_line(demo_server):
-    proc = run_r1("logs", "--port", str(demo_server.port), "-n", "400", check=True)
+    proc = run_r1("logs", "--port", str(demo_server.port), "-n", "1000000", check=True)  # the whole log: tests before add requests
     assert "INFO: Loaded model 'r1-demo' successfully" in proc.stdout
     assert "Application startup complete." in proc.stdout
 
