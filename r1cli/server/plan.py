@@ -1,0 +1,159 @@
+"""How to lay a model over the GPUs present: replicas, tensor parallel, the context window, API servers.
+
+Pure: the caller measures (NVML, config.json, CPU count) and shows the result. Figures are bytes.
+
+The rules, from what was measured on H100/H200 with the 1.5B's shape (../shared/gpu/README.md):
+- a model that fits one GPU runs as replicas (vLLM data parallel): two replicas gave 3.4x one GPU's
+  throughput at c=256, tensor parallel 2 gave 1.0x;
+- a model that does not fit one GPU is split with the smallest tensor-parallel size that leaves room
+  for the KV cache, then replicated over the GPUs left (tp x dp);
+- the context window is the largest up to DeepSeek's 32,768 for which each replica's KV cache holds
+  a useful number of full-length sequences (the article's 4,096 cuts R1's reasoning);
+- one API server process caps a GPU at high concurrency (+61% with 4 on one H200): a few per replica,
+  as the CPU cores allow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GiB = 2**30
+# What vLLM keeps besides weights and KV cache on each GPU: activations at profiling, CUDA graphs, the
+# CUDA context. Measured: 63.34 GiB reserved = 3.45 weights + 58.7 KV + 1.19 other (H100, 1.5B).
+OVERHEAD_BYTES = 2 * GiB
+R1_MAX_WINDOW = 32_768  # DeepSeek evaluates with up to 32,768 generated tokens
+WINDOWS = (32_768, 16_384, 8_192, 4_096, 2_048)
+FULL_SEQUENCES = 16  # full-length sequences a replica's KV cache must hold for a window to count as useful
+MAX_API_SERVERS_PER_REPLICA = 4  # where the measured gain was; more shares too few cores
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    weights_bytes: float
+    kv_bytes_per_token: float  # all layers, K and V, at the KV cache's dtype
+    attention_heads: int
+    max_position: int  # max_position_embeddings
+
+    @classmethod
+    def from_config(cls, cfg: dict, weights_bytes: float, kv_dtype_bytes: int = 2) -> "ModelShape":
+        """From a Hugging Face config.json (Qwen2 and Llama shapes)."""
+        heads = int(cfg["num_attention_heads"])
+        kv_heads = int(cfg.get("num_key_value_heads") or heads)
+        head_dim = int(cfg.get("head_dim") or int(cfg["hidden_size"]) // heads)
+        layers = int(cfg["num_hidden_layers"])
+        return cls(weights_bytes, 2 * layers * kv_heads * head_dim * kv_dtype_bytes, heads,
+                   int(cfg.get("max_position_embeddings") or R1_MAX_WINDOW))
+
+
+@dataclass
+class Plan:
+    tp: int
+    pp: int
+    dp: int
+    max_model_len: int
+    api_servers: int
+    kv_tokens_per_replica: int
+    weights_per_gpu_bytes: float
+    why: list[str] = field(default_factory=list)
+    idle_note: str | None = None  # GPUs present but left unused, and what --gpus would give
+
+    @property
+    def gpus(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+class PlanError(ValueError):
+    """The model cannot be laid over these GPUs; the message says why and what would do."""
+
+
+def kv_bytes_per_gpu(total_bytes: float, gpu_mem: float, weights_per_gpu: float) -> float:
+    return total_bytes * gpu_mem - weights_per_gpu - OVERHEAD_BYTES
+
+
+def choose_tp(shape: ModelShape, gpu_total_bytes: float, gpu_mem: float, gpus: int, window: int) -> int:
+    """The smallest tensor-parallel size (a power of two dividing the heads) whose KV cache per replica
+    holds FULL_SEQUENCES sequences of `window` tokens, or at least one when none can."""
+    sizes = [tp for tp in (1, 2, 4, 8, 16) if tp <= gpus and shape.attention_heads % tp == 0]
+    fitting = []
+    for tp in sizes:
+        kv = kv_bytes_per_gpu(gpu_total_bytes, gpu_mem, shape.weights_bytes / tp) * tp
+        if kv > 0:
+            fitting.append((tp, kv / shape.kv_bytes_per_token))
+    if not fitting:
+        need = shape.weights_bytes / GiB
+        raise PlanError(f"the weights ({need:.1f} GiB) do not fit {gpus} GPU(s) of {gpu_total_bytes / GiB:.0f} GiB "
+                        f"at --gpu-mem {gpu_mem:g}")
+    for tp, tokens in fitting:
+        if tokens >= FULL_SEQUENCES * window:
+            return tp
+    return max(fitting, key=lambda f: f[1])[0]
+
+
+def choose_window(kv_tokens: float, max_position: int, requested: int | None) -> int:
+    """`--max-model-len auto`: the largest window up to 32,768 (and the model's own limit) that leaves room
+    for FULL_SEQUENCES full-length sequences; a smaller, round one when even 2,048 does not."""
+    if requested:
+        return requested
+    limit = min(R1_MAX_WINDOW, max_position)
+    for window in WINDOWS:
+        if window <= limit and kv_tokens >= FULL_SEQUENCES * window:
+            return window
+    fallback = int(kv_tokens // FULL_SEQUENCES) // 256 * 256
+    return max(256, min(fallback, limit))
+
+
+def choose_api_servers(cpu_count: int, dp: int, requested: int | None) -> int:
+    """vLLM's --api-server-count: up to four per replica while each keeps a couple of cores."""
+    if requested:
+        return requested
+    per_replica = max(1, min(MAX_API_SERVERS_PER_REPLICA, cpu_count // (4 * dp)))
+    return per_replica * dp
+
+
+def plan(shape: ModelShape, *, gpus_present: int, gpu_total_bytes: float, gpu_mem: float, cpu_count: int,
+         gpus: int | str = 1, tp: int | None = None, pp: int | None = None, dp: int | None = None,
+         max_model_len: int | None = None, api_servers: int | None = None) -> Plan:
+    """The layout for `r1 serve --gpus N|all`; --tp/--pp/--dp given explicitly are kept as they are."""
+    if gpus_present < 1:
+        raise PlanError("no GPU is present")
+    wanted = gpus_present if gpus == "all" else int(gpus)
+    if wanted < 1:
+        raise PlanError("--gpus must be at least 1 (or all)")
+    if wanted > gpus_present:
+        raise PlanError(f"--gpus {wanted} asks for more GPUs than the {gpus_present} present")
+    why: list[str] = []
+    window_for_fit = max_model_len or min(R1_MAX_WINDOW, shape.max_position)
+    pp = pp or 1
+    if tp is None:
+        tp = choose_tp(shape, gpu_total_bytes, gpu_mem, max(1, wanted // pp), window_for_fit)
+        if tp == 1:
+            why.append(f"the weights ({shape.weights_bytes / GiB:.1f} GiB) fit one GPU: replicas, not tensor "
+                       "parallel (for a model this size, tp 2 measured no faster than one GPU)")
+        else:
+            why.append(f"the weights ({shape.weights_bytes / GiB:.1f} GiB) need tensor parallel {tp} to leave "
+                       "room for the KV cache")
+    else:
+        why.append(f"tensor parallel {tp} as given")
+    if dp is None:
+        dp = max(1, wanted // (tp * pp))
+    if tp * pp * dp > gpus_present:
+        raise PlanError(f"tp {tp} x pp {pp} x dp {dp} needs {tp * pp * dp} GPUs; {gpus_present} are present")
+    weights_per_gpu = shape.weights_bytes / (tp * pp)
+    kv_per_gpu = kv_bytes_per_gpu(gpu_total_bytes, gpu_mem, weights_per_gpu)
+    if kv_per_gpu <= 0:
+        raise PlanError(f"the weights take {weights_per_gpu / GiB:.1f} GiB per GPU, more than --gpu-mem {gpu_mem:g} "
+                        f"of {gpu_total_bytes / GiB:.0f} GiB leaves", )
+    kv_tokens = int(kv_per_gpu * tp * pp / shape.kv_bytes_per_token)
+    window = choose_window(kv_tokens, shape.max_position, max_model_len)
+    if max_model_len is None:
+        why.append(f"context window {window:,}: each replica's KV cache holds {kv_tokens:,} tokens, "
+                   f"{kv_tokens // window} full-length sequences")
+    servers = choose_api_servers(cpu_count, dp, api_servers)
+    why.append(f"{servers} API server process(es) for {dp} replica(s) on {cpu_count} CPU cores")
+    result = Plan(tp, pp, dp, window, servers, kv_tokens, weights_per_gpu, why)
+    idle = gpus_present - result.gpus
+    if idle >= tp * pp and gpus != "all":
+        more = gpus_present // (tp * pp)
+        result.idle_note = (f"{idle} more GPU(s) sit idle: `--gpus all` would run {more} replicas "
+                            f"(about {more / dp:.0f}x the throughput at high concurrency)")
+    return result
