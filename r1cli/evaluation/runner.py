@@ -296,11 +296,11 @@ async def run_jobs(client, jobs: list[Job], settings: Settings, concurrency: int
         for next_done in asyncio.as_completed(tasks):
             await next_done
     finally:
-        pending = [t for t in tasks if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        for t in tasks:
+            t.cancel()  # no-op for the finished ones
+        # Wait for the cancelled ones (their connections close) and collect every outcome, so no failure
+        # of a sibling is reported as "never retrieved" after the first one is raised.
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass
