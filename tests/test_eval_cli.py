@@ -11,8 +11,6 @@ import sys
 import time
 
 import pexpect
-import pytest
-
 from conftest import ROOT, SHARED, free_port, metrics, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text(encoding="utf-8"))

@@ -11,11 +11,18 @@ import sys
 import time
 
 import pytest
-
 from conftest import ROOT, SHARED
+
 from r1cli.errors import UsageError
-from r1cli.evaluation.datasets import (HUB_SETS, Problem, gsm8k_reference, load_dataset, open_dataset,
-                                       parse_field_map, reference_text)
+from r1cli.evaluation.datasets import (
+    HUB_SETS,
+    Problem,
+    gsm8k_reference,
+    load_dataset,
+    open_dataset,
+    parse_field_map,
+    reference_text,
+)
 
 DATA = SHARED / "datasets"
 AIME = DATA / "aime24.jsonl"

@@ -6,6 +6,7 @@ runner's pure parts: resume bookkeeping and the default concurrency."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -58,7 +59,7 @@ def test_cons_and_agreement_count_each_problem_over_its_runs():
     assert res["agreement"]["runs_correct"] == {str(k): right_runs.get(k, 0) for k in range(6)}
     assert res["agreement"]["unstable"] == [pid for pid in DEMO_IDS if 0 < sum(r["correct"] for r in by_problem[pid]) < 5]
     voted = 0
-    for pid, recs in by_problem.items():
+    for recs in by_problem.values():
         winner, _ = majority_vote([r["extracted"] for r in recs if r["extracted"]])
         voted += winner is not None and equivalent(recs[0]["reference"], winner)
     assert res["cons@5"] == pytest.approx(100 * voted / 9, abs=0.01)
@@ -145,8 +146,9 @@ def test_the_terminal_table_names_files_by_their_name(tmp_path):
 
     summary = _summary(tmp_path)
     summary["results"][0]["dataset"] = "/some/where/gsm8k-test-first50.jsonl"
-    console = Console(width=200, record=True, file=open("/dev/null", "w"))
-    console.print(report.render_table(summary))
+    with open(os.devnull, "w") as sink:
+        console = Console(width=200, record=True, file=sink)
+        console.print(report.render_table(summary))
     text = console.export_text()
     assert "gsm8k-test-first50.jsonl" in text and "/some/where" not in text
     assert "pass@1 %" in text

