@@ -11,6 +11,7 @@ import sys
 import time
 
 import pexpect
+import pytest
 from conftest import ROOT, SHARED, free_port, metrics, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text(encoding="utf-8"))
@@ -99,6 +100,17 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes(demo_server, tmp_pat
     assert samples[: len(kept)] == kept  # the first part's samples are kept as they were
     (res,) = json.loads(resumed.stdout)["results"]
     assert res["samples"] == runs * 9 and res["complete"] and res["pass@1"]["mean"] > 50
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "no dataset given"),
+    (["demo", "--think-budget", "1024,lots"], "--think-budget: 'lots' is not a positive number of tokens"),
+    (["demo", "--field-map", "colour=text"], "--field-map: bad entry 'colour=text'"),
+])
+def test_usage_errors_are_exit_2_before_any_request(args, message):
+    proc = run_r1("eval", *args, "--base-url", f"http://127.0.0.1:{free_port()}/v1")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == f"r1: error: {message}"
 
 
 def test_resume_refuses_a_dataset_argument_and_a_folder_without_an_evaluation(tmp_path):
