@@ -146,9 +146,19 @@ def test_failed_requests_count_only_as_failed():
 def test_across_runs_mean_and_sample_std():
     runs = [{"output_throughput": 10.0, "request_goodput": None}, {"output_throughput": 14.0, "request_goodput": None}]
     summary = metrics.across_runs(runs)
-    assert summary["output_throughput"] == {"mean": 12.0, "std": pytest.approx(np.std([10, 14], ddof=1))}
+    assert summary["output_throughput"] == {"mean": 12.0, "std": pytest.approx(np.std([10, 14], ddof=1)), "n": 2}
     assert "request_goodput" not in summary  # no SLO, no goodput
-    assert metrics.across_runs(runs[:1])["output_throughput"] == {"mean": 10.0, "std": None}
+    assert metrics.across_runs(runs[:1])["output_throughput"] == {"mean": 10.0, "std": None, "n": 1}
+
+
+def test_no_answer_means_no_ttfa():
+    """All outputs cut inside the reasoning: TTFA is missing (None), not 0; across runs only runs with it count."""
+    cut = RequestRecord(True, 0.0, ttft=0.1, latency=0.3, itl=[0.2], output_tokens=2, reasoning_tokens=2)
+    answered = RequestRecord(True, 0.0, ttft=0.1, latency=0.3, itl=[0.2], output_tokens=2, reasoning_tokens=1, ttfa=0.3)
+    none, some = metrics.run_metrics([cut], 1.0), metrics.run_metrics([cut, answered], 1.0)
+    assert none["mean_ttfa_ms"] is None and none["p99_ttfa_ms"] is None and none["answered"] == 0
+    assert some["mean_ttfa_ms"] == pytest.approx(300.0)
+    assert metrics.across_runs([none, some])["mean_ttfa_ms"] == {"mean": pytest.approx(300.0), "std": None, "n": 1}
 
 
 @pytest.mark.parametrize("shares, target, best", [

@@ -20,6 +20,7 @@ On top, for R1: reasoning and answer tokens per second (the reasoning is what st
 `delta.reasoning`; answer tokens are the rest of the output tokens, so the two add up to the output
 throughput), and the time to the first answer token (TTFA), which is what a chat user waits for.
 Across runs every figure gets a mean and a sample standard deviation (n - 1; None for one run).
+A run without any answer (all of its outputs cut inside the reasoning) has no TTFA figures (None).
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ def run_metrics(records: list[RequestRecord], duration_s: float, *, percentiles=
     }
     for name in LATENCY_METRICS:
         out.update(distribution(name, series[name], percentiles))
+    if not answered:  # not one of vLLM's figures: no answer means no figure, not 0
+        out.update({key: None for key in distribution("ttfa", [], percentiles)})
     return out
 
 
@@ -206,15 +209,14 @@ def _peaks(ok: list[RequestRecord]) -> tuple[float, int]:
 
 
 # ------------------------------------------------------------------------------------------ across runs
-def across_runs(runs: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Each numeric figure of several runs as {"mean", "std"} (sample std; None for one run)."""
-    out: dict[str, dict[str, float | None]] = {}
+def across_runs(runs: list[dict]) -> dict[str, dict[str, float | int | None]]:
+    """Each figure of several runs as {"mean", "std", "n"}: the sample std over the n runs that have it
+    (TTFA only where some answer came; None for one run). Figures no run has (goodput without an SLO) are left out."""
+    out: dict[str, dict[str, float | int | None]] = {}
     for key in runs[0] if runs else ():
         values = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
-        if len(values) != len(runs):
-            continue  # a figure some run lacks (goodput without an SLO) has no mean
-        summary = stats.mean_std(values)
-        out[key] = {"mean": summary.mean, "std": summary.std}
+        if values:
+            out[key] = stats.mean_std(values).to_dict()
     return out
 
 

