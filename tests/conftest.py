@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +23,14 @@ SHARED = Path(os.environ.get("R1_SHARED", ROOT.parent / "shared"))
 # Every r1 the tests start (in-process or as a subprocess) shares one state directory, away from the user's.
 _STATE = tempfile.mkdtemp(prefix="r1-test-home-")
 os.environ["R1_HOME"] = _STATE
-for var in ("R1_BASE_URL", "R1_API_KEY", "R1_MODEL", "R1_PORT", "NO_COLOR"):
+for var in ("R1_BASE_URL", "R1_API_KEY", "R1_API_KEY_FILE", "R1_MODEL", "R1_PORT", "R1_TIMEOUT", "R1_LOG_FILE",
+            "NO_COLOR"):
     os.environ.pop(var, None)
+
+# A suite started as a background job (`pytest &` in a script) inherits SIGINT ignored, and so would every
+# r1 it starts: the Ctrl-C tests would then test nothing. With a Python handler here, exec gives each
+# child the default disposition again.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def real_nvml_works() -> bool:
@@ -92,12 +101,13 @@ def demo_server():
         yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", "")
         return
     port = free_port()
-    proc = run_r1("serve", "demo", "--port", str(port), "-d", "--timeout", "400", timeout=450)
-    if proc.returncode != 0:
-        pytest.fail(f"r1 serve demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    server = DemoServer(port, proc.stdout.strip(), "r1-demo", proc.stderr)
-    yield server
-    run_r1("stop", "--port", str(port), timeout=60)
+    try:
+        proc = run_r1("serve", "demo", "--port", str(port), "-d", "--timeout", "400", timeout=450)
+        if proc.returncode != 0:
+            pytest.fail(f"r1 serve demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        yield DemoServer(port, proc.stdout.strip(), "r1-demo", proc.stderr)
+    finally:  # also when the start timed out or the session was interrupted: its record names the tree
+        run_r1("stop", "--port", str(port), timeout=60)
 
 
 @pytest.fixture
@@ -105,6 +115,91 @@ def r1():
     return run_r1
 
 
+def within(seconds: float, fn, what: str):
+    """FN() (a blocking read of a pipe), or an AssertionError naming WHAT after SECONDS: no read may hang
+    a test. The reading thread is left behind; the test's cleanup kills the process it reads from."""
+    box: dict = {}
+
+    def work():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise AssertionError(f"no {what} within {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+class GenerationLoad:
+    """Requests the test sends beside r1's, so that the demo server takes many seconds for what one
+    request alone does in about 1.3 s: at temperature 0, "33333" makes the demo repeat digits up to
+    max_tokens, and each request reports in its usage exactly how many tokens it made. The server's
+    generated-token counter, less these, is what r1's own request made."""
+
+    def __init__(self, base_url: str, requests: int = 24, max_tokens: int = 900):
+        self.base_url, self.max_tokens = base_url, max_tokens
+        self.threads = [threading.Thread(target=self._one, daemon=True) for _ in range(requests)]
+        self.tokens: list[int] = []
+        self.errors: list[str] = []
+        self.started_at = self.seconds = 0.0
+
+    def _one(self) -> None:
+        from r1cli import http
+
+        body = {"model": "r1-demo", "messages": [{"role": "user", "content": "33333"}], "temperature": 0,
+                "max_tokens": self.max_tokens}
+        try:
+            resp = http.request("POST", self.base_url + "/chat/completions", body=body, timeout=300)
+            self.tokens.append(resp.json()["usage"]["completion_tokens"])
+        except Exception as exc:  # noqa: BLE001 - reported by finish()
+            self.errors.append(repr(exc))
+
+    def start(self) -> "GenerationLoad":
+        self.started_at = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def finish(self, timeout: float = 300) -> int:
+        """Wait for every request; the tokens they made."""
+        end = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), f"the load did not finish in {timeout:g} s"
+        assert not self.errors, self.errors
+        self.seconds = time.monotonic() - self.started_at
+        return sum(self.tokens)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked `stops_demo_server` stop the shared server: they run after everything else."""
     items.sort(key=lambda item: item.get_closest_marker("stops_demo_server") is not None)
+
+
+# --- a skipped test is a failed test ------------------------------------------------------------------
+# CI must not pass with parts of the suite quietly left out (a busy port, a missing module, an absent
+# tool). Only tests marked `gpu` may skip, on a machine without one.
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("gpu") is None:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and only `gpu` tests may skip: {reason}"
+
+
+@pytest.hookimpl(tryfirst=True)  # before the terminal reporter files it under "skipped"
+def pytest_collectreport(report):
+    if report.skipped:
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"a module skipped at collection, and only `gpu` tests may skip: {reason}"

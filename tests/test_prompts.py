@@ -296,8 +296,9 @@ def test_temperature_warning_says_what_happens():
 
 def test_template_opens_think_on_the_demo_tokenizers_token_strings():
     """The demo model's real byte-level BPE tokenizer, as /tokenize's token_strs would spell it."""
-    tokenizers = pytest.importorskip("tokenizers")
     from pathlib import Path
+
+    import tokenizers  # a test dependency (pyproject's test extra), and vLLM's
 
     tok = tokenizers.Tokenizer.from_file(str(Path(__file__).parent.parent / "r1cli" / "demo_model" / "tokenizer.json"))
     # what the demo model's chat template renders for build_messages([...], "What is 2+3?", system="Be brief.")

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, real_nvml_works, run_r1
+import pexpect
+
+from conftest import ROOT, free_port, real_nvml_works, run_r1, within
 from r1cli import gpu, http as r1http, status
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
@@ -78,10 +80,8 @@ def _port_8000_refused() -> bool:
 # --- no server ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not _port_8000_refused(), reason="something listens on 127.0.0.1:8000 on this machine")
 def test_no_server_json_schema_field_by_field(home):
     data, proc = _status_json(env=home)
-    assert proc.returncode == 3
     assert proc.stderr == ""
     assert set(data) == {"nvml", "gpus", "servers", "notes"}
     assert set(data["nvml"]) == {"available", "driver_version", "error"}
@@ -93,6 +93,11 @@ def test_no_server_json_schema_field_by_field(home):
     assert len(data["servers"]) == 1
     s = data["servers"][0]
     _check_server_schema(s)
+    if not _port_8000_refused():  # a developer's machine with something on :8000: what status says of it
+        assert (s["port"], s["source"], s["state"] != "down") == (8000, "url", True), s
+        assert proc.returncode == (0 if s["state"] == "ready" else 3)
+        return
+    assert proc.returncode == 3
     assert s == {
         "port": 8000, "url": "http://127.0.0.1:8000/v1", "source": "url", "pid": None, "create_time": None,
         "alive": None, "uptime_s": None, "state": "down", "health": None, "models": [], "version": None,
@@ -130,9 +135,7 @@ def test_bad_base_url_is_a_usage_error(home):
     assert proc.stdout == ""
 
 
-@pytest.mark.skipif(NVML_WORKS, reason="an NVIDIA driver is present here")
-def test_terminal_layout_says_nvml_is_missing_and_goes_on(home):
-    pexpect = pytest.importorskip("pexpect")
+def test_terminal_layout_says_what_nvml_says_and_goes_on(home):
     port = free_port()
     child = pexpect.spawn(sys.executable, ["-m", "r1cli", "status", "--base-url", f"http://127.0.0.1:{port}"],
                           env={**os.environ, **home, "COLUMNS": "100", "TERM": "xterm"}, cwd=str(ROOT),
@@ -141,7 +144,10 @@ def test_terminal_layout_says_nvml_is_missing_and_goes_on(home):
     child.close()
     assert child.exitstatus == 3
     text = re.sub(r"\x1b\[[0-9;]*m", "", child.before)
-    assert f"GPU    {NVML_LINE}" in text
+    if NVML_WORKS:  # a machine with a driver: its head line names the driver
+        assert re.search(r"GPU    driver \S+, \d+ GPU\(s\)", text), text
+    else:
+        assert f"GPU    {NVML_LINE}" in text
     assert f"server :{port} down" in text
     assert "nothing answers" in text
     assert "\x1b[" in child.before  # a terminal gets colour
@@ -454,12 +460,28 @@ def test_r1_base_url_env(keyed_server, home):
 # --- --watch ------------------------------------------------------------------------------------------
 
 
-def test_watch_piped_prints_one_json_object_per_interval_until_ctrl_c(home):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "status", "--watch", "0.3", "--json", "--base-url",
-                             f"http://127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **home}, cwd=ROOT)
-    objects = [json.loads(proc.stdout.readline()) for _ in range(3)]
+@pytest.fixture
+def watcher(home):
+    """`r1 status --watch 0.3 ARGS` on a port nothing listens on; killed at the end whatever happened."""
+    procs = []
+
+    def start(*args: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "status", "--watch", "0.3", *args, "--base-url",
+                                 f"http://127.0.0.1:{free_port()}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, **home}, cwd=ROOT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_watch_piped_prints_one_json_object_per_interval_until_ctrl_c(watcher):
+    proc = watcher("--json")
+    objects = [json.loads(within(10, proc.stdout.readline, "status line")) for _ in range(3)]
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 3  # Ctrl-C ends a watch normally: the status of the last look
@@ -469,14 +491,12 @@ def test_watch_piped_prints_one_json_object_per_interval_until_ctrl_c(home):
         json.loads(line)  # whatever came after is whole objects too
 
 
-def test_watch_plain_blocks_are_stamped(home):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "status", "--watch", "0.3", "--base-url",
-                             f"http://127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **home}, cwd=ROOT)
+def test_watch_plain_blocks_are_stamped(watcher):
+    proc = watcher()
     stamps = 0
     while stamps < 2:
-        line = proc.stdout.readline()
+        line = within(10, proc.stdout.readline, "status line")
+        assert line, "status --watch ended by itself"
         stamps += line.startswith("--- ")
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=10)
@@ -484,7 +504,6 @@ def test_watch_plain_blocks_are_stamped(home):
 
 
 def test_watch_on_a_terminal_redraws_in_place(home):
-    pexpect = pytest.importorskip("pexpect")
     port = free_port()
     child = pexpect.spawn(sys.executable, ["-m", "r1cli", "status", "--watch", "0.3", "--base-url",
                                            f"http://127.0.0.1:{port}"],
