@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1cli import config, rules
+from r1cli import config, rules, turn
 from r1cli.chat_commands import (COMMANDS, Clear, Command, Exit, Help, Invalid, Load, MultiLine, Retry, Save,
                                  SetMath, SetParam, SetSystem, SetThink, Stats, SwitchModel, Unknown, is_command,
                                  parse_command)
@@ -17,19 +17,11 @@ from r1cli.transcript import Conversation, ConversationFileError, Turn
 # ----------------------------------------------------------------------------------------------- state
 @dataclass
 class Settings:
-    temperature: float = rules.DEFAULT_TEMPERATURE
-    top_p: float = rules.DEFAULT_TOP_P
-    max_tokens: int | None = None
-    think_budget: int | None = None
+    sampling: turn.Sampling = field(default_factory=turn.Sampling)  # /set changes it
     math: bool = True
     show_thinking: bool = True
     system: str | None = None
     timeout: float = 300.0
-
-    def sampling(self):
-        from r1cli import turn
-
-        return turn.Sampling(self.temperature, self.top_p, self.max_tokens, think_budget=self.think_budget)
 
 
 def history_path() -> Path:
@@ -98,8 +90,6 @@ class Chat:
         from r1cli import client, render
         from r1cli.errors import NoServerError, R1Error
 
-        from r1cli import turn
-
         conv, s = self.conversation, self.settings
         conv.system, conv.math = s.system, s.math
         cancel: list = []
@@ -110,7 +100,7 @@ class Chat:
                 self.env.stdout.write("\n")  # a blank line between answer blocks
             view = view_cls(self.env, s.show_thinking)
             history = conv.history()[2 * self.left_out:]
-            answer = turn.run(self.target, question, s.sampling(), view, history=history, system=s.system,
+            answer = turn.run(self.target, question, s.sampling, view, history=history, system=s.system,
                               math=s.math, timeout=s.timeout, cancel=cancel)
         except client.PromptTooLong as exc:
             view.abort()
@@ -215,7 +205,7 @@ class Chat:
             s.show_thinking = cmd.show
             self.say(f"r1: reasoning {'shown' if cmd.show else 'hidden'}")
         elif isinstance(cmd, SetParam):
-            setattr(s, cmd.name, cmd.value)
+            setattr(s.sampling, cmd.name, cmd.value)
             self.say(f"r1: {cmd.name} = {'none' if cmd.value is None else f'{cmd.value:g}'}")
             if cmd.name == "temperature":
                 warning = rules.temperature_warning(cmd.value)
@@ -255,9 +245,9 @@ class Chat:
 
     def _replay(self, conv: Conversation) -> None:
         out = self.env.stdout
-        for turn in conv.turns:
-            out.write(f">>> {turn.user}\n{turn.assistant.strip()}\n")
-            if turn.interrupted:
+        for past in conv.turns:
+            out.write(f">>> {past.user}\n{past.assistant.strip()}\n")
+            if past.interrupted:
                 out.write("[interrupted]\n")
         out.flush()
 
@@ -350,7 +340,7 @@ def run(env, target, settings: Settings) -> int:
     chat = Chat(env, target, settings, interactive)
     if settings.system:
         env.note("r1: R1 models take no system prompt: your --system text is put before the first message")
-    warning = rules.temperature_warning(settings.temperature)
+    warning = rules.temperature_warning(settings.sampling.temperature)
     if warning:
         env.note(f"r1: warning: {warning}")
     if interactive:

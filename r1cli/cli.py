@@ -226,9 +226,10 @@ def chat(
     model: Model = None,
 ) -> int:
     """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
-    from r1cli import chat as chat_mod, client
+    from r1cli import chat as chat_mod, client, turn
 
-    settings = chat_mod.Settings(temperature=temperature, top_p=top_p, max_tokens=max_tokens, think_budget=think_budget, math=math,
+    sampling = turn.Sampling(temperature, top_p, max_tokens, think_budget=think_budget)
+    settings = chat_mod.Settings(sampling=sampling, math=math,
                              show_thinking=not hide_thinking, system=system, timeout=timeout)
     return chat_mod.run(env, client.resolve_target(base_url, api_key, model), settings)
 
