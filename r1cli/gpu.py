@@ -234,3 +234,136 @@ def _server_port(pid: int, server_pids: dict[int, int]) -> int | None:
     except Exception:  # noqa: BLE001
         pass
     return None
+
+
+# --- which GPUs vLLM will use, their memory, and what a stop gave back -------------------------------
+
+
+def visible(report: NvmlReport, cuda_visible: str | None = None) -> list[Gpu]:
+    """The GPUs CUDA (and so vLLM) will use, in its order. CUDA_VISIBLE_DEVICES (read from the
+    environment when not given) names them by index or UUID (a unique prefix will do); CUDA ignores
+    the list from its first entry that names no GPU. Unset: all of them."""
+    if cuda_visible is None:
+        cuda_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cuda_visible is None:
+        return list(report.gpus)
+    out: list[Gpu] = []
+    for item in cuda_visible.split(","):
+        item = item.strip()
+        if item.isdigit():
+            found = [g for g in report.gpus if g.index == int(item)]
+        else:
+            found = [g for g in report.gpus if item and g.uuid.startswith(item if item.startswith(("GPU-", "MIG-"))
+                                                                          else "GPU-" + item)]
+        if len(found) != 1 or found[0] in out:
+            break
+        out.append(found[0])
+    return out
+
+
+def free_mib(g: Gpu) -> float:
+    """Memory a new process can take: NVML's free figure (the driver's reserve is not free), else total - used."""
+    return g.memory_free_mib if g.memory_free_mib is not None else g.memory_total_mib - g.memory_used_mib
+
+
+def usable_mib(g: Gpu) -> float:
+    """What CUDA calls the GPU's total (used + free, without the driver's reserve): the figure vLLM's
+    --gpu-memory-utilization is a fraction of (an H100's 81,559 MiB is 79.18 GiB to CUDA)."""
+    return g.memory_used_mib + g.memory_free_mib if g.memory_free_mib is not None else g.memory_total_mib
+
+
+def server_usage(report: NvmlReport, port: int) -> dict[int, float]:
+    """{GPU index: MiB} held by the processes of the r1 server on PORT (marked by `query(server_pids)`)."""
+    held: dict[int, float] = {}
+    for g in report.gpus:
+        for p in g.processes:
+            if p.server_port == port:
+                held[g.index] = held.get(g.index, 0.0) + (p.used_mib or 0.0)
+    return held
+
+
+def memory_freed(before: NvmlReport, after: NvmlReport, held: dict[int, float], min_mib: float = 64.0) -> list[tuple[int, float]]:
+    """[(GPU index, MiB freed)] between two reports: every GPU the server held memory on, and any other
+    whose use fell by at least MIN_MIB (a process NVML could not attribute)."""
+    used_after = {g.index: g.memory_used_mib for g in after.gpus}
+    out = []
+    for g in before.gpus:
+        if g.index not in used_after:
+            continue
+        drop = max(0.0, g.memory_used_mib - used_after[g.index])
+        if g.index in held or drop >= min_mib:
+            out.append((g.index, drop))
+    return out
+
+
+def describe_freed(freed: list[tuple[int, float]]) -> str:
+    """`GPU 0: 65.4 GiB, GPU 1: 65.4 GiB`."""
+    def size(mib: float) -> str:
+        return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
+
+    return ", ".join(f"GPU {index}: {size(mib)}" for index, mib in freed)
+
+
+def wait_released(before: NvmlReport, held: dict[int, float], timeout: float = 5.0, query_fn=None) -> NvmlReport:
+    """NVML again once the driver has taken back what the server held: its processes are gone at once, their
+    memory a moment later. Returns when each GPU gave back 90% of what the server's processes held, or its
+    use stopped falling, or after TIMEOUT seconds."""
+    import time
+
+    query_fn = query_fn or query
+    start = {g.index: g.memory_used_mib for g in before.gpus}
+    t0 = time.monotonic()
+    last: dict[int, float] | None = None
+    while True:
+        after = query_fn()
+        now = {g.index: g.memory_used_mib for g in after.gpus}
+        # Where NVML could not tell what the server held (no processes marked, or 0 MiB), wait for steady use.
+        given_back = bool(held) and all(mib > 0 and start.get(i, 0.0) - now.get(i, 0.0) >= 0.9 * mib for i, mib in held.items())
+        steady = now == last and time.monotonic() - t0 >= 1.0
+        if given_back or steady or time.monotonic() - t0 > timeout:
+            return after
+        last = now
+        time.sleep(0.25)
+
+
+# --- a Ray cluster's GPUs (`r1 serve --ray`) ----------------------------------------------------------
+
+def parse_ray_status(text: str) -> int | None:
+    """The cluster's GPU count from `ray status`: its first usage line ` 0.0/16.0 GPU` (the cluster's total;
+    per-node lines of `ray status -v` come after it). None when it shows no GPU line."""
+    import re
+
+    m = re.search(r"^\s*\d+(?:\.\d+)?/(\d+(?:\.\d+)?) GPU\s*$", text, re.M)
+    return int(float(m.group(1))) if m else None
+
+
+def ray_cluster_gpus(timeout: float = 20.0) -> tuple[int | None, str | None]:
+    """(GPUs in the Ray cluster this machine belongs to, None) or (None, one line saying why not)."""
+    import shutil
+    import subprocess
+
+    ray = shutil.which("ray")
+    if ray is None:
+        return None, "Ray is not installed here (no `ray` command): the plan cannot count the cluster's GPUs"
+    try:
+        proc = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, _one_line(f"`ray status` did not answer: {exc}")
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        return None, _one_line(f"`ray status` failed ({last[0]}): start the head first (`ray start --head`)")
+    count = parse_ray_status(proc.stdout)
+    if count is None:
+        return None, "`ray status` shows no GPUs in the cluster"
+    return count, None
+
+
+def freed_since(before: NvmlReport | None, port: int) -> str | None:
+    """What a stop gave back, per GPU (`GPU 0: 65.4 GiB`), from BEFORE (a query marking the server's
+    processes) and NVML now; None without NVML or where nothing was held."""
+    if before is None or not before.available or not before.gpus:
+        return None
+    held = server_usage(before, port)
+    freed = memory_freed(before, wait_released(before, held), held)
+    return describe_freed(freed) or None

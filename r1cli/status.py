@@ -18,7 +18,9 @@
         "version": str|null,
         "metrics": {"running": int|null, "waiting": int|null, "kv_cache_usage_pct": float|null,
                     "prompt_tokens_total": int|null, "generation_tokens_total": int|null,
-                    "ttft_mean_s": float|null},
+                    "ttft_mean_s": float|null (all summed over data-parallel engines; KV use: the fullest),
+                    "engines": [{"engine": str, "running", "waiting", "kv_cache_usage_pct",
+                                 "generation_tokens_total"}] (each engine's own; [] without engine labels)},
         "backend": "gpu"|"cpu"|null, "cpu_rss_bytes": int|null (process tree, cpu backend),
         "log_path": str|null,
         "orphans": [int] (pids of the tree still running after its API server died; [] otherwise),
@@ -128,28 +130,44 @@ def _run_parallel(jobs: dict, deadline_s: float) -> dict:
 
 
 def empty_metrics() -> dict:
-    return {key: None for key in METRIC_KEYS}
+    return {**{key: None for key in METRIC_KEYS}, "engines": []}
 
 
 def parse_metrics(text: str) -> dict:
-    """vLLM's Prometheus text -> the `metrics` object. Samples of several engines (data parallel) are
-    added up, except KV cache usage, where the fullest engine counts."""
+    """vLLM's Prometheus text -> the `metrics` object. With data parallel every sample carries an `engine`
+    label (vllm/v1/metrics/loggers.py: labelnames ["model_name", "engine"], one child per engine): counts
+    are added up over the engines, KV cache usage is the fullest engine's, and `engines` lists each
+    engine's own figures (one item per engine label; [] when the samples carry none)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     totals: dict[str, float] = {}
     peaks: dict[str, float] = {}
+    per_engine: dict[str, dict[str, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith("vllm:") or sample.name.endswith(("_bucket", "_created")):
                 continue
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
             peaks[sample.name] = max(peaks.get(sample.name, sample.value), sample.value)
+            engine = sample.labels.get("engine")
+            if engine is not None:
+                mine = per_engine.setdefault(engine, {})
+                mine[sample.name] = mine.get(sample.name, 0.0) + sample.value
+    out = _metric_figures(totals, peaks)
+    out["engines"] = [{"engine": engine, **_engine_figures(per_engine[engine])}
+                      for engine in sorted(per_engine, key=lambda e: (len(e), e))]
+    return out
 
+
+_KV_NAMES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # the latter: vLLM < 0.10
+
+
+def _metric_figures(totals: dict[str, float], peaks: dict[str, float]) -> dict:
     def count(name: str) -> int | None:
         value = totals.get(name)
         return int(value) if value is not None else None
 
-    kv = peaks.get("vllm:kv_cache_usage_perc", peaks.get("vllm:gpu_cache_usage_perc"))  # the latter: vLLM < 0.10
+    kv = peaks.get(_KV_NAMES[0], peaks.get(_KV_NAMES[1]))
     ttft_sum = totals.get("vllm:time_to_first_token_seconds_sum")
     ttft_count = totals.get("vllm:time_to_first_token_seconds_count")
     return {
@@ -160,6 +178,12 @@ def parse_metrics(text: str) -> dict:
         "generation_tokens_total": count("vllm:generation_tokens_total"),
         "ttft_mean_s": round(ttft_sum / ttft_count, 4) if ttft_sum is not None and ttft_count else None,
     }
+
+
+def _engine_figures(values: dict[str, float]) -> dict:
+    """One engine's running, waiting and KV cache use (its samples alone: the peak is its own value)."""
+    figures = _metric_figures(values, values)
+    return {key: figures[key] for key in ("running", "waiting", "kv_cache_usage_pct", "generation_tokens_total")}
 
 
 # --- which servers ----------------------------------------------------------------------------------
@@ -446,7 +470,7 @@ def _model_text(server: dict) -> str:
 
 def _load_text(server: dict) -> str | None:
     m = server["metrics"]
-    if all(v is None for v in m.values()):
+    if all(m.get(key) is None for key in METRIC_KEYS):
         return None
     parts = []
     if m["running"] is not None or m["waiting"] is not None:
@@ -459,6 +483,23 @@ def _load_text(server: dict) -> str | None:
     if m["ttft_mean_s"] is not None:
         parts.append(f"mean TTFT {m['ttft_mean_s'] * 1000:.0f} ms")
     return ", ".join(parts)
+
+
+def _engine_texts(server: dict) -> list[tuple[str, str]]:
+    """[("engine 0", "1 running, 3 waiting, KV cache 25.0%")] when the server runs several engines."""
+    engines = server["metrics"].get("engines") or []
+    if len(engines) < 2:
+        return []
+    out = []
+    for e in engines:
+        parts = [f"{e['running'] if e['running'] is not None else '?'} running, "
+                 f"{e['waiting'] if e['waiting'] is not None else '?'} waiting"]
+        if e["kv_cache_usage_pct"] is not None:
+            parts.append(f"KV cache {e['kv_cache_usage_pct']:.1f}%")
+        if e["generation_tokens_total"] is not None:
+            parts.append(f"{e['generation_tokens_total']:,} tokens out")
+        out.append((f"engine {e['engine']}", ", ".join(parts)))
+    return out
 
 
 def _memory_text(server: dict, gpus: list[dict]) -> str | None:
@@ -518,6 +559,8 @@ def render_plain(data: dict) -> str:
         load = _load_text(s)
         if load:
             lines.append(f"  load: {load}")
+        for name, text in _engine_texts(s):
+            lines.append(f"    {name}: {text}")
         memory = _memory_text(s, data["gpus"])
         if memory:
             lines.append(f"  memory: {memory}")
@@ -578,6 +621,8 @@ def render_rich(data: dict):
         load = _load_text(s)
         if load:
             grid.add_row("    load", load.replace(", ", " · "))
+        for name, text in _engine_texts(s):
+            grid.add_row(f"      {name}", text.replace(", ", " · "))
         memory = _memory_text(s, data["gpus"])
         if memory:
             grid.add_row("    memory", memory)

@@ -103,3 +103,54 @@ def test_window_choice(kv_tokens, max_position, expected):
 @pytest.mark.parametrize("cpus, dp, expected", [(2, 1, 1), (16, 1, 4), (32, 2, 8), (8, 2, 2), (64, 1, 4)])
 def test_api_servers(cpus, dp, expected):
     assert choose_api_servers(cpus, dp, None) == expected
+
+
+# --- a preset not downloaded: its size from the parameter count, the window assumed -------------------------
+
+
+def test_weights_only_shape_plans_the_split_and_assumes_the_window():
+    # config.PRESETS["70b"]: 70.6 B parameters in bf16.
+    shape = ModelShape.weights_only(70.6e9 * 2)
+    p = plan(shape, gpus_present=8, gpu_total_bytes=H100, gpu_mem=0.8, cpu_count=64, gpus="all")
+    assert p.kv_tokens_per_replica is None and p.max_model_len == 32_768
+    assert p.tp * p.dp == 8 and p.tp >= 4  # 131.5 GiB does not fit two GPUs' 0.8 x 79 GiB
+    assert any(reason.startswith("context window 32,768 assumed: config.json is not on disk") for reason in p.why)
+
+
+def test_weights_only_shape_keeps_a_window_given():
+    p = plan(ModelShape.weights_only(3.5 * GiB), gpus_present=1, gpu_total_bytes=H100, gpu_mem=0.8, cpu_count=2,
+             max_model_len=4096)
+    assert p.max_model_len == 4096 and not any("assumed" in reason for reason in p.why)
+
+
+def test_a_window_given_that_the_kv_cache_cannot_hold_is_pointed_out():
+    shape = ModelShape.from_config(QWEN_7B, 14.2 * GiB)
+    p = plan(shape, gpus_present=1, gpu_total_bytes=24 * GiB, gpu_mem=0.8, cpu_count=8, max_model_len=131_072)
+    assert "vLLM will refuse a window it cannot hold once" in p.why[1]
+
+
+# --- what `r1 serve` prints ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"gpus_present": 1}, "1 GPU"),
+    ({"gpus_present": 2, "tp": 2}, "tp 2 on 2 GPUs"),
+    ({"gpus_present": 2, "gpus": 2}, "2 replicas on 2 GPUs"),
+    ({"gpus_present": 8, "gpus": "all", "tp": 4}, "2 replicas x tp 4 on 8 GPUs"),
+    ({"gpus_present": 16, "tp": 8, "pp": 2}, "tp 8 x pp 2 on 16 GPUs"),
+])
+def test_layout_names_the_split(kwargs, expected):
+    from r1cli.server.plan import layout
+
+    assert layout(plan(ONE_5B, gpu_total_bytes=H100, gpu_mem=0.8, cpu_count=16, **kwargs)) == expected
+
+
+def test_describe_gives_the_figures_the_reasons_and_the_idle_gpus():
+    from r1cli.server.plan import describe
+
+    lines = describe(plan(ONE_5B, gpus_present=2, gpu_total_bytes=H100, gpu_mem=0.8, cpu_count=16))
+    assert lines[0] == "plan: 1 GPU, context window 32,768, 4 API servers"
+    assert lines[1].startswith("  weights 3.5 GiB per GPU, KV cache about 2,1") and lines[1].endswith(" tokens per replica")
+    assert lines[2].startswith("  the weights (3.5 GiB) fit one GPU: replicas, not tensor parallel")
+    assert lines[-1] == ("  note: 1 more GPU(s) sit idle: `--gpus all` would run 2 replicas (about 2x the throughput "
+                         "at high concurrency)")

@@ -26,7 +26,7 @@ NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not f
 SERVER_KEYS = {"port", "url", "source", "pid", "create_time", "alive", "uptime_s", "state", "health", "models",
                "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
-               "ttft_mean_s"}
+               "ttft_mean_s", "engines"}
 
 
 
@@ -101,7 +101,7 @@ def test_no_server_json_schema_field_by_field(home):
     assert s == {
         "port": 8000, "url": "http://127.0.0.1:8000/v1", "source": "url", "pid": None, "create_time": None,
         "alive": None, "uptime_s": None, "state": "down", "health": None, "models": [], "version": None,
-        "metrics": {k: None for k in METRIC_KEYS}, "backend": None, "cpu_rss_bytes": None, "log_path": None,
+        "metrics": {**{k: None for k in METRIC_KEYS}, "engines": []}, "backend": None, "cpu_rss_bytes": None, "log_path": None,
         "orphans": [], "error": "nothing answers at http://127.0.0.1:8000 (connection refused)",
     }
 
@@ -446,9 +446,13 @@ def test_api_key_makes_it_ready(keyed_server, home, how):
     [s] = data["servers"]
     assert s["state"] == "ready"
     assert s["models"] == [{"id": "m", "root": "/models/m", "max_model_len": 4096}]
-    # Two engines (data parallel): counts add up, KV cache usage is the fullest engine's.
+    # Two engines (data parallel): counts add up, KV cache usage is the fullest engine's, each engine listed.
     assert s["metrics"] == {"running": 3, "waiting": 3, "kv_cache_usage_pct": 50.0, "prompt_tokens_total": 123,
-                            "generation_tokens_total": 400, "ttft_mean_s": 0.25}
+                            "generation_tokens_total": 400, "ttft_mean_s": 0.25, "engines": [
+                                {"engine": "0", "running": 1, "waiting": 3, "kv_cache_usage_pct": 25.0,
+                                 "generation_tokens_total": 400},
+                                {"engine": "1", "running": 2, "waiting": 0, "kv_cache_usage_pct": 50.0,
+                                 "generation_tokens_total": None}]}
 
 
 def test_r1_base_url_env(keyed_server, home):

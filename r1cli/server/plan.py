@@ -25,13 +25,14 @@ R1_MAX_WINDOW = 32_768  # DeepSeek evaluates with up to 32,768 generated tokens
 WINDOWS = (32_768, 16_384, 8_192, 4_096, 2_048)
 FULL_SEQUENCES = 16  # full-length sequences a replica's KV cache must hold for a window to count as useful
 MAX_API_SERVERS_PER_REPLICA = 4  # where the measured gain was; more shares too few cores
+WEIGHTS_SHARE_UNKNOWN = 0.5  # without config.json: the weights' share of a GPU's reservation that leaves KV room
 
 
 @dataclass(frozen=True)
 class ModelShape:
     weights_bytes: float
-    kv_bytes_per_token: float  # all layers, K and V, at the KV cache's dtype
-    attention_heads: int
+    kv_bytes_per_token: float | None  # all layers, K and V, at the KV cache's dtype; None: config.json not on disk
+    attention_heads: int  # 0: unknown (any tensor-parallel size is allowed)
     max_position: int  # max_position_embeddings
 
     @classmethod
@@ -44,6 +45,16 @@ class ModelShape:
         return cls(weights_bytes, 2 * layers * kv_heads * head_dim * kv_dtype_bytes, heads,
                    int(cfg.get("max_position_embeddings") or R1_MAX_WINDOW))
 
+    @classmethod
+    def weights_only(cls, weights_bytes: float) -> "ModelShape":
+        """A model whose config.json is not on disk (a preset not downloaded yet): its size from the preset's
+        parameter count, its KV cache per token unknown, so the window is assumed, not measured."""
+        return cls(weights_bytes, None, 0, R1_MAX_WINDOW)
+
+    @property
+    def known(self) -> bool:
+        return self.kv_bytes_per_token is not None
+
 
 @dataclass
 class Plan:
@@ -52,7 +63,7 @@ class Plan:
     dp: int
     max_model_len: int
     api_servers: int
-    kv_tokens_per_replica: int
+    kv_tokens_per_replica: int | None  # None: the model's KV cache per token is unknown
     weights_per_gpu_bytes: float
     why: list[str] = field(default_factory=list)
     idle_note: str | None = None  # GPUs present but left unused, and what --gpus would give
@@ -73,11 +84,19 @@ def kv_bytes_per_gpu(total_bytes: float, gpu_mem: float, weights_per_gpu: float)
 def choose_tp(shape: ModelShape, gpu_total_bytes: float, gpu_mem: float, gpus: int, window: int) -> int:
     """The smallest tensor-parallel size (a power of two dividing the heads) whose KV cache per replica
     holds FULL_SEQUENCES sequences of `window` tokens, or at least one when none can."""
-    sizes = [tp for tp in (1, 2, 4, 8, 16) if tp <= gpus and shape.attention_heads % tp == 0]
+    sizes = [tp for tp in (1, 2, 4, 8, 16) if tp <= gpus and (not shape.attention_heads or shape.attention_heads % tp == 0)]
     fitting = []
     for tp in sizes:
         kv = kv_bytes_per_gpu(gpu_total_bytes, gpu_mem, shape.weights_bytes / tp) * tp
         if kv > 0:
+            if not shape.known:
+                # No KV figure to weigh: the smallest split whose weights take at most half of what --gpu-mem
+                # reserves (the distills' KV cache per token grows with their size: 28 KiB for the 1.5B,
+                # 256 KiB for the 32B), else the largest that fits.
+                if shape.weights_bytes / tp <= WEIGHTS_SHARE_UNKNOWN * gpu_total_bytes * gpu_mem:
+                    return tp
+                fitting.append((tp, float(tp)))
+                continue
             fitting.append((tp, kv / shape.kv_bytes_per_token))
     if not fitting:
         need = shape.weights_bytes / GiB
@@ -143,11 +162,23 @@ def plan(shape: ModelShape, *, gpus_present: int, gpu_total_bytes: float, gpu_me
     if kv_per_gpu <= 0:
         raise PlanError(f"the weights take {weights_per_gpu / GiB:.1f} GiB per GPU, more than --gpu-mem {gpu_mem:g} "
                         f"of {gpu_total_bytes / GiB:.0f} GiB leaves", )
-    kv_tokens = int(kv_per_gpu * tp * pp / shape.kv_bytes_per_token)
-    window = choose_window(kv_tokens, shape.max_position, max_model_len)
-    if max_model_len is None:
-        why.append(f"context window {window:,}: each replica's KV cache holds {kv_tokens:,} tokens, "
-                   f"{kv_tokens // window} full-length sequences")
+    if shape.known:
+        kv_tokens = int(kv_per_gpu * tp * pp / shape.kv_bytes_per_token)
+        window = choose_window(kv_tokens, shape.max_position, max_model_len)
+        if max_model_len is None:
+            why.append(f"context window {window:,}: each replica's KV cache holds about {kv_tokens:,} tokens, "
+                       f"{kv_tokens // window} full-length sequences")
+        elif kv_tokens < window:
+            why.append(f"context window {window:,} as given, but each replica's KV cache holds only about "
+                       f"{kv_tokens:,} tokens: vLLM will refuse a window it cannot hold once (lower --max-model-len)")
+        else:
+            why.append(f"context window {window:,} as given ({kv_tokens // window} full-length sequences fit)")
+    else:
+        kv_tokens = None
+        window = max_model_len or min(R1_MAX_WINDOW, shape.max_position)
+        if max_model_len is None:
+            why.append(f"context window {window:,} assumed: config.json is not on disk, so the KV cache's size per "
+                       "token is unknown")
     servers = choose_api_servers(cpu_count, dp, api_servers)
     why.append(f"{servers} API server process(es) for {dp} replica(s) on {cpu_count} CPU cores")
     result = Plan(tp, pp, dp, window, servers, kv_tokens, weights_per_gpu, why)
@@ -157,3 +188,25 @@ def plan(shape: ModelShape, *, gpus_present: int, gpu_total_bytes: float, gpu_me
         result.idle_note = (f"{idle} more GPU(s) sit idle: `--gpus all` would run {more} replicas "
                             f"(about {more / dp:.0f}x the throughput at high concurrency)")
     return result
+
+
+def layout(p: Plan) -> str:
+    """`1 GPU`, `tp 2 on 2 GPUs`, `2 replicas on 2 GPUs`, `2 replicas x tp 4 on 8 GPUs`, `tp 8 x pp 2 on 16 GPUs`."""
+    split = " x ".join(part for part in (f"tp {p.tp}" if p.tp > 1 else "", f"pp {p.pp}" if p.pp > 1 else "") if part)
+    if p.dp > 1:
+        split = f"{p.dp} replicas" + (f" x {split}" if split else "")
+    return f"{split} on {p.gpus} GPUs" if split else "1 GPU"
+
+
+def describe(p: Plan) -> list[str]:
+    """The plan as lines for a person: what, the figures behind it (weights per GPU, KV tokens per
+    replica), why, and what idle GPUs would give."""
+    head = f"plan: {layout(p)}, context window {p.max_model_len:,}, {p.api_servers} API server{'s' if p.api_servers > 1 else ''}"
+    figures = f"weights {p.weights_per_gpu_bytes / GiB:.1f} GiB per GPU"
+    if p.kv_tokens_per_replica is not None:
+        figures += f", KV cache about {p.kv_tokens_per_replica:,} tokens per replica"
+    lines = [head, "  " + figures]
+    lines += ["  " + reason for reason in p.why]
+    if p.idle_note:
+        lines.append("  note: " + p.idle_note)
+    return lines

