@@ -18,7 +18,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ from r1cli.server.logs import Fatal, LogWatcher, Stage, diagnose
 
 LOADED_LINE = "INFO: Loaded model '{name}' successfully"  # the article's "check the log" step looks for it
 SERVER_ID_ENV = "R1_SERVER_ID"  # put in the environment of the tree r1 starts (see the module's text)
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def vllm_distribution() -> str | None:
@@ -108,33 +106,8 @@ def open_log(log_path: Path) -> int:
     return fd
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec_fn giving the child Linux's parent-death signal (prctl PR_SET_PDEATHSIG): SIGTERM when
-    r1 dies, even by `kill -9`, which runs no cleanup. vLLM takes SIGTERM as a shutdown at any stage
-    (while loading too) and stops its engine with it. None where prctl does not exist (not Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the forked child only calls it
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-        if os.getppid() != parent:  # r1 died between the fork and prctl: no signal will come
-            os._exit(1)
-
-    return preexec
-
-
-def spawn(launch: Launch, log_path: Path, *, server_id: str | None = None, tie_to_parent: bool = False) -> subprocess.Popen:
-    """Start vLLM as the leader of a new session and process group, its output in LOG_PATH.
-
-    tie_to_parent: a foreground server ends with its r1 (the parent-death signal above).
-    """
+def spawn(launch: Launch, log_path: Path, *, server_id: str | None = None) -> subprocess.Popen:
+    """Start vLLM as the leader of a new session and process group, its output in LOG_PATH."""
     fd = open_log(log_path)
     env = {**os.environ, **launch.env}
     if server_id:
@@ -143,7 +116,6 @@ def spawn(launch: Launch, log_path: Path, *, server_id: str | None = None, tie_t
         return subprocess.Popen(
             launch.argv, env=env, stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: Ctrl-C in r1's terminal never reaches it directly
-            preexec_fn=_die_with_parent() if tie_to_parent else None,
         )
     finally:
         os.close(fd)

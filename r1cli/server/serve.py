@@ -288,7 +288,7 @@ class ServeResult:
     record: state.ServerRecord
     started: process.Started
     warmup: "warmup_mod.Result | None" = None  # None: --no-warmup
-    watchdog: "Watchdog | None" = None  # release() it to leave the server running after r1 exits
+    watchdog: object = None  # server.watchdog.Watchdog: release() it to leave the server running after r1 exits
 
 
 def default_log_path(port: int) -> Path:
