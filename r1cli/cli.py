@@ -113,14 +113,19 @@ def stop(
         raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")
     for record in records:
         alive = state.is_alive(record)
+        # NVML before and after: which GPUs the tree held memory on, and what came back.
+        before = gpu.query({p.pid: record.port for p in process.members(record)}) if record.backend != "cpu" else None
         freed = process.stop_server(record, timeout)  # the whole tree: also what a killed API server left
         mib = freed.rss_bytes / 2**20
+        on_gpus = gpu.freed_since(before, record.port)
+        gpu_text = f"; GPU memory freed: {on_gpus}" if on_gpus else ""
         if alive:
             env.note(f"stopped {record.served_name} on port {record.port}: {len(freed.pids)} processes, "
-                     f"{mib:,.0f} MiB of memory freed")
+                     f"{mib:,.0f} MiB of memory freed{gpu_text}")
         elif freed.pids:
-            env.note(f"the API server on port {record.port} was gone; stopped the {len(freed.pids)} processes it "
-                     f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed")
+            count = f"{len(freed.pids)} process" + ("es" if len(freed.pids) != 1 else "")
+            env.note(f"the API server on port {record.port} was gone; stopped the {count} it "
+                     f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed{gpu_text}")
         else:
             env.note(f"the server on port {record.port} had already exited; its record is removed")
 

@@ -374,7 +374,9 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
     }
     if rec is not None and t.orphans:
         out["state"] = "orphaned"
-        out["error"] = (f"its API server (pid {rec.pid}) is gone, but {len(t.orphans)} processes of its tree run on "
+        many = len(t.orphans) != 1
+        out["error"] = (f"its API server (pid {rec.pid}) is gone, but {len(t.orphans)} process{'es' if many else ''} "
+                        f"of its tree run{'' if many else 's'} on "
                         f"(pids {', '.join(map(str, out['orphans']))}); `r1 stop --port {t.port}` stops them")
         return out
     if rec is not None and not t.alive:
