@@ -76,6 +76,7 @@ def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     opts = serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen))
+    log_file = serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
     display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
     try:
         # The server belongs to this r1 (a watchdog process stops it even when r1 is killed with -9:

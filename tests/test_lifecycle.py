@@ -246,13 +246,13 @@ class Foreground:
         return self.err_path.read_text()
 
     def vllm_tree(self) -> list[psutil.Process]:
-        """vLLM's processes (the API server and what it started), not the watchdog."""
+        """vLLM's processes (the API server its record names, and what it started), not r1's watchdog."""
         try:
-            kids = psutil.Process(self.proc.pid).children()
-        except psutil.NoSuchProcess:
+            record = json.loads((Path(self.home["R1_HOME"]) / "servers" / f"{self.port}.json").read_text())
+            leader = psutil.Process(record["pid"])
+            return [leader, *leader.children(recursive=True)]
+        except (OSError, ValueError, psutil.Error):
             return []
-        leaders = [p for p in kids if "vllm" in " ".join(p.cmdline())]
-        return [q for p in leaders for q in [p, *p.children(recursive=True)]]
 
     def wait_loading(self, timeout: float = 300) -> list[psutil.Process]:
         """Until EngineCore runs: vLLM has parsed its flags, bound its port and is loading."""
@@ -406,7 +406,7 @@ def test_a_port_taken_while_vllm_loads_is_not_called_ready(tmp_path, cleanup):
                               env={**os.environ, **home}, cwd=ROOT)
     procs.append(r1)
     serve = Foreground.__new__(Foreground)
-    serve.proc, serve.port, serve.err_path = r1, port, err_path
+    serve.proc, serve.port, serve.err_path, serve.home = r1, port, err_path, home
     tree = serve.wait_loading()  # vLLM has bound the port (SO_REUSEADDR, not listening yet)
     procs.extend(tree)
     other = serve_http(port)  # someone else's server takes it meanwhile: both bind with SO_REUSEADDR
