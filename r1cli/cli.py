@@ -50,11 +50,17 @@ def serve(
                                                  help="auto, half, float16, bfloat16, float32 [default: auto; demo: bfloat16].")] = None,
     gpu_mem: Annotated[Optional[float], typer.Option(envvar="R1_GPU_MEM", show_default=False,
                                                      help="Fraction of GPU memory for vLLM (on CPU: of RAM) [default: 0.8; demo: 0.3].")] = None,
-    max_model_len: Annotated[Optional[int], typer.Option(envvar="R1_MAX_MODEL_LEN", show_default=False,
-                                                         help="Context window in tokens [default: 4096; demo: 1024].")] = None,
+    max_model_len: Annotated[Optional[str], typer.Option(envvar="R1_MAX_MODEL_LEN", show_default=False, metavar="N|auto",
+                                                         help="Context window in tokens, or auto: the largest up to 32,768 that leaves KV room for 16 full sequences [default: auto on a GPU; 4096 without a plan; demo: 1024].")] = None,
     prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", envvar="R1_PREFIX_CACHING")] = True,
-    tp: Annotated[int, typer.Option("--tp", envvar="R1_TP", help="Tensor parallel size (GPUs per model copy).")] = 1,
-    pp: Annotated[int, typer.Option("--pp", envvar="R1_PP", help="Pipeline parallel size.")] = 1,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", envvar="R1_GPUS", metavar="N|all", show_default=False,
+                                                help="GPUs to plan over: replicas when the model fits one GPU, tensor parallel when not [default: 1].")] = None,
+    tp: Annotated[Optional[int], typer.Option("--tp", envvar="R1_TP", show_default=False, help="Tensor parallel size (GPUs per model copy) [default: the plan's].")] = None,
+    pp: Annotated[Optional[int], typer.Option("--pp", envvar="R1_PP", show_default=False, help="Pipeline parallel size [default: 1].")] = None,
+    dp: Annotated[Optional[int], typer.Option("--dp", envvar="R1_DP", show_default=False, help="Data parallel size: replicas of the model [default: the plan's].")] = None,
+    api_servers: Annotated[Optional[int], typer.Option("--api-servers", envvar="R1_API_SERVERS", show_default=False,
+                                                       help="vLLM API server processes [default: the plan's, from the CPU cores].")] = None,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", envvar="R1_WARMUP", help="Warm the server up (short bursts, one long prefill) before calling it ready.")] = True,
     ray: Annotated[bool, typer.Option("--ray", help="Use vLLM's Ray backend (several machines).")] = False,
     host: Annotated[str, typer.Option(envvar="R1_HOST", help="Address to listen on (0.0.0.0 exposes it to the network).")] = config.DEFAULT_HOST,
     port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
@@ -81,8 +87,9 @@ def serve(
     if api_key and not dry_run:
         apikey.reexec_without_key(api_key)  # `ps` must not show it for the server's whole life
     opts = cmdline.options_for(
-        model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem, max_model_len=max_model_len,
-        prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
+        model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem,
+        max_model_len=cmdline.parse_max_model_len(max_model_len), gpus=cmdline.parse_gpus(gpus), dp=dp,
+        api_servers=api_servers, warmup=warmup, prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
         reasoning_parser=reasoning_parser, api_key=api_key, extra=extra)
     if dry_run:
         serve_ui.dry_run(env, opts)
@@ -98,6 +105,7 @@ def stop(
     timeout: Annotated[float, typer.Option(help="Seconds to wait after SIGTERM before SIGKILL.")] = 10.0,
 ) -> None:
     """Stop a server r1 started: its whole process tree."""
+    from r1cli import gpu
     from r1cli.server import process, state
 
     records, bad = state.load_all()

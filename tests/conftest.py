@@ -177,9 +177,50 @@ class GenerationLoad:
         return sum(self.tokens)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's own -m selection
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `stops_demo_server` stop the shared server: they run after everything else."""
+    """Tests marked `stops_demo_server` stop the shared server: they run after everything else.
+
+    The GPU tier (tests/gpu, marked `gpu`; `gpu2`: two GPUs) runs only when -m names it (`pytest -m gpu`):
+    elsewhere its tests are deselected, never skipped, so CI counts none of them. Asked for on a machine
+    without NVML, the run stops with the reason; `gpu2` tests are deselected where fewer than 2 GPUs are."""
     items.sort(key=lambda item: item.get_closest_marker("stops_demo_server") is not None)
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") or item.get_closest_marker("gpu2")]
+    if not gpu_items:
+        return
+    import re
+
+    if not re.search(r"\bgpu2?\b", config.getoption("markexpr") or ""):
+        _deselect(config, items, gpu_items)
+        return
+    count, error = _gpu_count()
+    if error:
+        raise pytest.UsageError(f"-m gpu needs an NVIDIA GPU with a working driver: {error}")
+    two = [item for item in gpu_items if item.get_closest_marker("gpu2")]
+    if count < 2 and two:
+        _deselect(config, items, two)
+        config._r1_gpu_note = f"{len(two)} two-GPU tests deselected: NVML sees {count} GPU"
+
+
+def _deselect(config, items, chosen) -> None:
+    config.hook.pytest_deselected(items=chosen)
+    ids = {id(item) for item in chosen}
+    items[:] = [item for item in items if id(item) not in ids]
+
+
+def _gpu_count() -> tuple[int, str | None]:
+    from r1cli import gpu
+
+    report = gpu.query()
+    if not report.available:
+        return 0, report.error
+    return len(gpu.visible(report)), None if report.gpus else "NVML sees no GPU"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    note = getattr(config, "_r1_gpu_note", None)
+    if note:
+        terminalreporter.write_line(f"r1: {note}")
 
 
 # --- a skipped test is a failed test ------------------------------------------------------------------

@@ -233,7 +233,7 @@ class LogWatcher:
         err = _error_text(msg)
         if err is not None:
             self._errors.append((self._count, err, text))
-        engine = engine_of(text)
+        engine = engine_of(line)  # the raw line: a progress bar's carriage returns leave the prefix out of `text`
         if engine is not None:
             self.engines.add(engine)
         stage = self._stage(msg)
