@@ -88,14 +88,19 @@ def test_ctrl_c_hangs_up_at_once(server):
     import subprocess
     import sys
 
-    from conftest import ROOT
+    from conftest import ROOT, within
 
     proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "x", "--show-thinking", "--base-url", server.base_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
-    assert proc.stderr.read(2) == b"3 "  # streaming
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=10) == 130
+    try:
+        assert within(30, lambda: proc.stderr.read(2), "streamed reasoning") == b"3 "  # streaming
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
     deadline = time.monotonic() + 5
     while server.disconnected_at is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -358,8 +358,8 @@ def test_the_next_serve_on_that_port_works(detached):
 def test_a_serve_under_another_home_is_refused_while_the_port_loads(detached):
     second = detached["second"]
     # Refused by the machine-wide start lock, or (when vLLM has bound the port already) by the OS-level check.
-    first_line = second.stderr.splitlines()[0]
-    assert (second.returncode, first_line) in [
+    error = next(line for line in second.stderr.splitlines() if line.startswith("r1: error: "))
+    assert (second.returncode, error) in [
         (2, f"r1: error: another `r1 serve` is starting a server on port {PORT}"),
         (5, f"r1: error: port {PORT} on 127.0.0.1 is already in use (bound by a server that is still starting)"),
     ], second.stderr

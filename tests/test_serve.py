@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, run_r1
+from conftest import ROOT, free_port, run_r1, within
 from r1cli import http
 from r1cli.server import state
 
@@ -94,25 +94,27 @@ def test_foreground_serve_stopped_by_sigint_leaves_no_process(demo_server):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "r1cli", "serve", "demo", "--port", str(port)],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-    lines = []
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "press Ctrl-C to stop" in line:
-            break
-    assert any("press Ctrl-C" in line for line in lines), "".join(lines)
-    tree = _tree(proc.pid)
-    assert len(tree) >= 3  # r1, the API server, EngineCore (and its worker)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
-    rest = proc.stderr.read()
-    gone, alive = psutil.wait_procs(tree, timeout=5)
-    assert alive == [], rest
-    assert state.load(port) is None
-    assert http.status_of(f"http://127.0.0.1:{port}/health") is None
+    try:
+        lines = []
+        deadline = time.monotonic() + 400
+        while not any("press Ctrl-C to stop" in line for line in lines):
+            line = within(max(1.0, deadline - time.monotonic()), proc.stderr.readline, "the serving line")
+            assert line, "".join(lines)  # r1 ended before it was serving
+            lines.append(line)
+        tree = _tree(proc.pid)
+        assert len(tree) >= 3  # r1, the API server, EngineCore (and its worker)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        rest = within(10, proc.stderr.read, "r1's last words")
+        gone, alive = psutil.wait_procs(tree, timeout=10)  # the watchdog too: r1 stopped the server itself
+        assert alive == [], rest
+        assert state.load(port) is None
+        assert http.status_of(f"http://127.0.0.1:{port}/health") is None
+    finally:  # a failure above must not leave the server running (r1's watchdog stops it when r1 is killed)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        run_r1("stop", "--port", str(port), timeout=120)
 
 
 @pytest.mark.stops_demo_server
