@@ -179,10 +179,18 @@ def is_alive(record: ServerRecord) -> bool:
         return False
 
 
-def _machine_lock_dir() -> Path:
-    """Per user, shared by every R1_HOME: a port is one per machine, not one per state directory."""
+def _machine_lock_dir() -> Path | None:
+    """Per user, shared by every R1_HOME: a port is one per machine, not one per state directory.
+    None when the folder is not this user's alone (someone else made it first): then only the state
+    directory's lock is taken."""
+    import stat
+
     path = Path(tempfile.gettempdir()) / f"r1-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return None
     return path
 
 
@@ -206,7 +214,8 @@ def port_lock(port: int):
     """
     fds = []
     try:
-        for path in (servers_dir() / f"{port}.lock", _machine_lock_dir() / f"port-{port}.lock"):
+        machine = _machine_lock_dir()
+        for path in (servers_dir() / f"{port}.lock", *([machine / f"port-{port}.lock"] if machine else [])):
             fd = _flock(path)
             if fd is None:
                 raise UsageError(f"another `r1 serve` is starting a server on port {port}",
