@@ -417,7 +417,7 @@ def test_a_port_taken_while_vllm_loads_is_not_called_ready(tmp_path, cleanup):
         other.server_close()
     err = err_path.read_text()
     assert r1.returncode == 5, err
-    assert out == "" and "ready in" not in err
+    assert out == "" and "r1: ready in" not in err
     # r1 sees the other server answer /health, or vLLM failing to listen: both are a failed start.
     assert (f"port {port} is answered by another program (pid {os.getpid()} " in err
             or "address already in use" in err.lower()), err
