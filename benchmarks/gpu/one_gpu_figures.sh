@@ -1,0 +1,17 @@
+set -x
+source benchmarks/gpu/env.sh
+export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
+t0=$(date +%s.%N)
+r1 serve "$MODEL" -d --port 8000 >"$OUT/serve.out" 2>"$OUT/serve.err"
+python3 -c "print(f'r1 serve ready in {$(date +%s.%N) - $t0:.1f} s')" | tee "$OUT/ready.txt"
+bash benchmarks/gpu/burst.sh 8000 r1
+r1 eval .gpu/data/amc-aime.jsonl --limit 64 --runs 2 --max-tokens 1024 --concurrency 64 --json --out "$OUT/eval" \
+  >"$OUT/eval.json" 2>"$OUT/eval.err"
+python3 -m vllm.entrypoints.cli.main bench serve --backend openai-chat --endpoint /v1/chat/completions \
+  --base-url http://127.0.0.1:8000 --model "$NAME" --tokenizer "$MODEL" --dataset-name random --random-input-len 128 \
+  --random-output-len 1024 --ignore-eos --num-prompts 128 --max-concurrency 64 --disable-tqdm >"$OUT/vllm-bench-eval.txt" 2>&1
+timeout 200 python3 benchmarks/bench_vs_vllm.py --base-url http://127.0.0.1:8000 --model "$NAME" --tokenizer "$MODEL" \
+  --concurrency 16,64 --requests 256 --runs 3 --input-len 128 --output-len 256 --vllm-python python3 >"$OUT/bench-vs-vllm.txt" 2>&1
+r1 stop --port 8000 2>"$OUT/stop.err"
+bash benchmarks/gpu/ready_time.sh 8001 && bash benchmarks/gpu/burst.sh 8001 bare
+kill "$(cat /tmp/bare.pid)"; sleep 5; nvidia-smi --query-gpu=memory.used --format=csv >>"$OUT/stop.err"
