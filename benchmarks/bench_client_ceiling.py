@@ -24,10 +24,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
-from bench_vs_vllm import r1_bench, vllm_bench_serve  # noqa: E402
-from replay_server import make_handler, sse_events  # noqa: E402
+from bench_vs_vllm import r1_bench, vllm_bench_serve
+from replay_server import make_handler, sse_events
 
-from r1cli.bench import metrics  # noqa: E402
+from r1cli.bench import metrics
 
 
 class BurstServer(ThreadingHTTPServer):
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--model", opts.model, "--tokenizer", str(ROOT / "r1cli" / "demo_model"),
                         "--dataset-name", "random", "--random-input-len", "32", "--random-output-len", str(opts.tokens),
                         "--num-prompts", str(opts.requests), "--max-concurrency", str(opts.concurrency),
-                        "--ready-check-timeout-sec", "0"])
+                        "--ready-check-timeout-sec", "0"])[0]
                 results[tool].append(figures)
                 print(f"  run {run + 1}/{opts.runs} {tool:>16}: {figures['output_throughput']:10,.0f} output tok/s, "
                       f"{figures['request_throughput']:7.1f} req/s, {figures['completed']} ok, {figures['failed']} failed "

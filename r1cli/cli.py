@@ -291,7 +291,8 @@ def eval_(
 def bench(
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", metavar="C[,C2...]",
                                              help="Concurrency levels: requests in flight at once.")] = "1,16,64",
-    requests: Annotated[int, typer.Option("--requests", "-n", min=1, help="Requests per run (a few times the highest concurrency).")] = 100,
+    requests: Annotated[Optional[int], typer.Option("--requests", "-n", min=1, show_default=False,
+                                                    help="Requests per run (default: 4 x the level's concurrency, at least 32).")] = None,
     input_len: Annotated[Optional[int], typer.Option("--input-len", min=1, help="Random prompts of this many tokens (default 256).")] = None,
     output_len: Annotated[Optional[int], typer.Option("--output-len", min=1,
                                                       help="Random prompts: exactly this many output tokens (default 512); with --dataset: max_tokens.")] = None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import free_port, run_r1
+
 from r1cli import client
 from r1cli.bench import load, metrics
 
@@ -25,8 +25,7 @@ def test_issue_command_gives_every_metric_with_mean_and_std(demo_server):
     doc = json.loads(proc.stdout)  # stdout is the JSON alone; progress went to stderr
     assert "concurrency 1, run 1/2: 8 requests" in proc.stderr and "concurrency 4, run 2/2" in proc.stderr
     assert doc["server"]["model"] == "r1-demo" and doc["server"]["max_model_len"] == 1024
-    assert doc["load"]["params"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 512, "min_tokens": 512,
-                                     "ignore_eos": True}
+    assert doc["load"]["params"] == {"temperature": 0.6, "top_p": 0.95, "max_tokens": 512, "ignore_eos": True}
     assert [lv["concurrency"] for lv in doc["levels"]] == [1, 4]
     for level in doc["levels"]:
         assert len(level["runs"]) == 2

@@ -3,7 +3,8 @@
 - random: prompts of a given token length and outputs of a given length, as `vllm bench serve
   --dataset-name random` makes them: the prompt text is `input_len` minus the tokenizer's special
   tokens long (the chat template adds its own around it), and the request carries `ignore_eos` with
-  `max_tokens` = `min_tokens` = `output_len`, so every request generates exactly that many tokens.
+  `max_tokens` = `output_len`, so every request generates exactly that many tokens (no `min_tokens`:
+  vLLM's benchmark does not send it, and it would put a logits processor in the engine's way).
   The lengths are measured with the server's own tokenizer (/tokenize, /detokenize), so no tokenizer
   is needed here. Prompts are English words drawn with a seed, different for every request, so the
   prefix cache shares nothing between them (as vLLM's random token ids).
@@ -18,12 +19,13 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from r1cli import client, http as r1http, rules
+from r1cli import client, rules
+from r1cli import http as r1http
 from r1cli.client import Target
 from r1cli.errors import NoServerError, R1Error, UsageError
 
 # Common English words: with any real tokenizer about one token each, so prompts read like text.
-WORDS = (
+_WORD_TEXT = (
     "the of and to in is was for on that with as by at from his her they this which be or had not are but "
     "one all were we when there can an your their said each she do how if will up other about out many then "
     "them these so some would make like him into time has two more go see number no way could people my than "
@@ -39,7 +41,8 @@ WORDS = (
     "walk white sea began grow took river four carry state once book hear stop without second later miss idea "
     "enough eat face watch far indian really almost let above girl sometimes mountain cut young talk soon list "
     "song being leave family"
-).split()
+)
+WORDS = tuple(_WORD_TEXT.split())
 
 
 @dataclass
@@ -61,7 +64,7 @@ def sampling_params(temperature: float = rules.DEFAULT_TEMPERATURE, top_p: float
 # ------------------------------------------------------------------------------------------ random
 def fixed_length_params(output_len: int, **sampling) -> dict:
     """Exactly output_len tokens, whatever the model would say (vLLM's random dataset sets ignore_eos)."""
-    return {**sampling_params(**sampling), "max_tokens": output_len, "min_tokens": output_len, "ignore_eos": True}
+    return {**sampling_params(**sampling), "max_tokens": output_len, "ignore_eos": True}
 
 
 def special_tokens_added(target: Target) -> int:
