@@ -142,7 +142,7 @@ class GenerationLoad:
     max_tokens, and each request reports in its usage exactly how many tokens it made. The server's
     generated-token counter, less these, is what r1's own request made."""
 
-    def __init__(self, base_url: str, requests: int = 24, max_tokens: int = 900):
+    def __init__(self, base_url: str, requests: int = 48, max_tokens: int = 900):
         self.base_url, self.max_tokens = base_url, max_tokens
         self.threads = [threading.Thread(target=self._one, daemon=True) for _ in range(requests)]
         self.tokens: list[int] = []
@@ -174,6 +174,8 @@ class GenerationLoad:
         assert not any(t.is_alive() for t in self.threads), f"the load did not finish in {timeout:g} s"
         assert not self.errors, self.errors
         self.seconds = time.monotonic() - self.started_at
+        # Each ran to max_tokens: so does a request of r1's with the same prompt that nobody interrupts.
+        assert set(self.tokens) == {self.max_tokens}, f"the demo stopped early: {sorted(set(self.tokens))}"
         return sum(self.tokens)
 
 

@@ -321,6 +321,20 @@ class Freed:
     rss_bytes: int
 
 
+def _wait_gone(procs: list, timeout: float) -> list:
+    """Wait until no process of PROCS runs (a zombie has ended: only its parent's wait is missing); the
+    ones still running after TIMEOUT. Children of this process are reaped on the way."""
+    end = time.monotonic() + timeout
+    while True:
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=0)  # reaps a child of ours; for another's process, only checks
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() >= end:
+            return alive
+        time.sleep(0.05)
+
+
 def _stop(procs: list, timeout: float, group: int | None) -> Freed:
     """SIGTERM every process (and GROUP, when the leader is alive and ours), wait, SIGKILL what is left,
     then check none is. psutil checks each process's identity before signalling it."""
@@ -339,11 +353,11 @@ def _stop(procs: list, timeout: float, group: int | None) -> Freed:
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    alive = _wait_gone(procs, timeout)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()
-    _, alive = psutil.wait_procs(alive, timeout=5)
+    alive = _wait_gone(alive, 15)  # a killed process of gigabytes takes a while to go on a busy machine
     if group is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signal.SIGKILL)  # stragglers that left the tree but stayed in the group
