@@ -14,7 +14,7 @@ import json
 import pytest
 
 from r1cli import config, gpu
-from r1cli.errors import StartFailedError
+from r1cli.errors import StartFailedError, UsageError
 from r1cli.server import cmdline, serve
 from test_plan import QWEN_1_5B, QWEN_32B
 
@@ -143,8 +143,15 @@ def test_ray_counts_the_clusters_gpus(model_1_5b):
     opts = cmdline.options_for("70b", tp=8, pp=2, ray=True)
     chosen, _ = lay_out(opts, None, machine(8, ray_gpus=16))
     assert (chosen.tp, chosen.pp, chosen.dp, chosen.gpus) == (8, 2, 1, 16)
-    with pytest.raises(StartFailedError, match="needs 16 GPUs; 8 are present"):
+    with pytest.raises(UsageError, match="needs 16 GPUs; 8 are present") as refused:
         lay_out(cmdline.options_for("70b", tp=8, pp=2, ray=True), None, machine(8, ray_gpus=8))
+    assert refused.value.hint == "8 GPU(s) in the Ray cluster: ask for fewer with --gpus, --tp, --pp or --dp"
+
+
+def test_more_gpus_than_present_is_a_usage_error(model_1_5b):
+    with pytest.raises(UsageError, match=r"--gpus 4 asks for more GPUs than the 2 present") as refused:
+        lay_out(cmdline.options_for(str(model_1_5b), gpus=4), QWEN_1_5B, machine(2))
+    assert refused.value.hint == "2 GPU(s) here: ask for fewer with --gpus, --tp, --pp or --dp"
 
 
 def test_ray_not_installed_trusts_the_sizes_given():

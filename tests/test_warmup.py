@@ -93,3 +93,7 @@ def test_serve_shows_the_warmup_as_a_stage_and_it_costs_little():
         assert f"(warm-up {seconds:.1f} s)" in summary
     finally:
         run_r1("stop", "--port", str(port), timeout=60)
+
+
+def test_many_replicas_stay_within_a_thousand_threads():
+    assert max(len(r.requests) for r in warmup.rounds_for(32_768, cpu=False, replicas=8)) == 1024

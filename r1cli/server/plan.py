@@ -77,6 +77,10 @@ class PlanError(ValueError):
     """The model cannot be laid over these GPUs; the message says why and what would do."""
 
 
+class PlanRequestError(PlanError):
+    """The sizes asked for (--gpus, --tp x --pp x --dp) do not exist here."""
+
+
 def kv_bytes_per_gpu(total_bytes: float, gpu_mem: float, weights_per_gpu: float) -> float:
     return total_bytes * gpu_mem - weights_per_gpu - OVERHEAD_BYTES
 
@@ -137,9 +141,9 @@ def plan(shape: ModelShape, *, gpus_present: int, gpu_total_bytes: float, gpu_me
         raise PlanError("no GPU is present")
     wanted = gpus_present if gpus == "all" else int(gpus)
     if wanted < 1:
-        raise PlanError("--gpus must be at least 1 (or all)")
+        raise PlanRequestError("--gpus must be at least 1 (or all)")
     if wanted > gpus_present:
-        raise PlanError(f"--gpus {wanted} asks for more GPUs than the {gpus_present} present")
+        raise PlanRequestError(f"--gpus {wanted} asks for more GPUs than the {gpus_present} present")
     why: list[str] = []
     window_for_fit = max_model_len or min(R1_MAX_WINDOW, shape.max_position)
     pp = pp or 1
@@ -156,7 +160,7 @@ def plan(shape: ModelShape, *, gpus_present: int, gpu_total_bytes: float, gpu_me
     if dp is None:
         dp = max(1, wanted // (tp * pp))
     if tp * pp * dp > gpus_present:
-        raise PlanError(f"tp {tp} x pp {pp} x dp {dp} needs {tp * pp * dp} GPUs; {gpus_present} are present")
+        raise PlanRequestError(f"tp {tp} x pp {pp} x dp {dp} needs {tp * pp * dp} GPUs; {gpus_present} are present")
     weights_per_gpu = shape.weights_bytes / (tp * pp)
     kv_per_gpu = kv_bytes_per_gpu(gpu_total_bytes, gpu_mem, weights_per_gpu)
     if kv_per_gpu <= 0:

@@ -221,6 +221,9 @@ def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None, notify:
         chosen = plan_mod.plan(shape, gpus_present=present, gpu_total_bytes=min(gpu.usable_mib(g) for g in found.gpus) * 2**20,
                                gpu_mem=opts.gpu_mem, cpu_count=found.cpu_count, gpus=opts.gpus, tp=opts.tp, pp=opts.pp,
                                dp=opts.dp, max_model_len=opts.max_model_len, api_servers=opts.api_servers)
+    except plan_mod.PlanRequestError as exc:
+        where = "in the Ray cluster" if opts.ray and found.ray_gpus else "here"
+        raise UsageError(str(exc), hint=f"{present} GPU(s) {where}: ask for fewer with --gpus, --tp, --pp or --dp") from None
     except plan_mod.PlanError as exc:
         raise StartFailedError(str(exc), hint="quantize (--quant awq or fp8), use more GPUs (--gpus all, --tp N), "
                                               "or raise --gpu-mem") from None

@@ -25,6 +25,7 @@ SHORT_PROMPT = 128  # tokens, as `vllm bench serve --random-input-len 128` (the 
 SHORT_OUTPUT = 16
 LONG_MARGIN = 16  # tokens the long prefill leaves free in the window (its one generated token and slack)
 CPU_OUTPUT = 2
+MAX_AT_ONCE = 1024  # requests (threads) in one round, whatever the replicas: 8 replicas get 128 each at most
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def rounds_for(window: int, *, cpu: bool, replicas: int = 1) -> list[Round]:
     short = min(SHORT_PROMPT, max(1, window // 4))
     out = []
     for batch in GPU_BATCHES:
-        n = batch * replicas
+        n = min(batch * replicas, MAX_AT_ONCE)
         reqs = tuple(Request("chat" if i % 2 == 0 else "completions", short, SHORT_OUTPUT) for i in range(n))
         out.append(Round(reqs, f"{n} at once"))
     long = window - LONG_MARGIN
