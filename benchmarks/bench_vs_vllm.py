@@ -43,7 +43,10 @@ from r1cli.bench import metrics
 
 VLLM_MAIN = ("import sys\n"
              "from vllm.benchmarks.serve import add_cli_args, main\n"
-             "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+             "try:\n"
+             "    from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+             "except ImportError:  # vLLM before 0.11\n"
+             "    from vllm.utils import FlexibleArgumentParser\n"
              "parser = FlexibleArgumentParser()\n"
              "add_cli_args(parser)\n"
              "main(parser.parse_args(sys.argv[1:]))\n")
