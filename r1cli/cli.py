@@ -313,7 +313,7 @@ def bench(
     api_key: ApiKey = None,
     model: Model = None,
 ) -> int:
-    """Serving speed as `vllm bench serve` measures it (TTFT, TPOT, ITL, throughput), plus reasoning vs answer."""
+    """Serving speed as `vllm bench serve` measures it (TTFT, TPOT, ITL, throughput), plus reasoning vs answer tokens/s."""
     from r1cli import bench as bench_mod, client
     from r1cli.bench import metrics, runner
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import free_port, run_r1
@@ -107,3 +111,20 @@ def test_no_server():
     proc = run_r1("bench", "--base-url", f"127.0.0.1:{free_port()}", "-r", "1", timeout=60)
     assert proc.returncode == 3
     assert "no server answers at" in proc.stderr and "connection refused" in proc.stderr
+
+
+def test_ctrl_c_exits_130_quietly(demo_server):
+    """Ctrl-C mid-run cancels the requests in flight (their connections close, so vLLM aborts them)."""
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "-n", "16", "-r", "3", "--warmup", "0",
+                             "--input-len", "64", "--output-len", "400", "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert out == "" and "Traceback" not in err
