@@ -6,5 +6,5 @@ source .gpu/s/env.sh
 export PYTHONPATH="$PWD:$PYTHONPATH"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1  # never NVLink multicast
 r1() { python3 -m r1cli "$@"; }
-MODEL=/tmp/r1-1.5b
-NAME=DeepSeek-R1-Distill-Qwen-1.5B
+export MODEL=/tmp/r1-1.5b
+export NAME=DeepSeek-R1-Distill-Qwen-1.5B  # the served name, for r1 and bare vLLM alike

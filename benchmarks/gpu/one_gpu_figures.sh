@@ -1,8 +1,9 @@
 set -x
+REAL_OUT=$OUT; export OUT=/tmp/o-$$; mkdir -p $OUT; trap 'tar czf $REAL_OUT/results.tgz -C $OUT .' EXIT
 source benchmarks/gpu/env.sh
 export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
 t0=$(date +%s.%N)
-r1 serve "$MODEL" -d --port 8000 >"$OUT/serve.out" 2>"$OUT/serve.err"
+r1 serve "$MODEL" --served-name "$NAME" -d --port 8000 >"$OUT/serve.out" 2>"$OUT/serve.err"
 python3 -c "print(f'r1 serve ready in {$(date +%s.%N) - $t0:.1f} s')" | tee "$OUT/ready.txt"
 bash benchmarks/gpu/burst.sh 8000 r1
 r1 eval .gpu/data/amc-aime.jsonl --limit 64 --runs 2 --max-tokens 1024 --concurrency 64 --json --out "$OUT/eval" \

@@ -69,7 +69,7 @@ def test_gpu_mem_above_free_memory_is_refused_before_spawning():
     with g.hog(total * 0.5):
         proc = run_r1("serve", g.MODEL, "--gpu-mem", "0.9", "--dry-run", "--port", str(free_port()), env=ONE)
     assert proc.returncode == 5, proc.stderr
-    first = proc.stderr.splitlines()[0]
+    first = next(line for line in proc.stderr.splitlines() if line.startswith("r1: error:"))  # after the plan
     assert re.match(r"r1: error: --gpu-mem 0\.9 reserves [\d.]+ GiB on GPU 0, but only [\d.]+ of its [\d.]+ GiB are free$",
                     first), first
     fits = float(re.search(r"use --gpu-mem ([\d.]+) or lower", proc.stderr).group(1))
