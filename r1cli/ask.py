@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 from dataclasses import dataclass
 
@@ -74,9 +73,7 @@ def run(env: Environment, target: client.Target, opts: AskOptions) -> int:
             return _report_samples(env, opts, _sampled(target, opts, cancel))
         answer = _single(env, target, opts, cancel)
     finally:
-        for conn in cancel:  # Ctrl-C or an error: closing the socket makes vLLM abort the generation
-            with contextlib.suppress(Exception):
-                conn.close()
+        client.hang_up(cancel)  # Ctrl-C or an error: vLLM stops generating
     return _report(env, opts, answer)
 
 

@@ -3,7 +3,6 @@ the turn engine and the renderer together, on a terminal or over piped stdin."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,9 +133,7 @@ class Chat:
             self._failed(question, exc.message, exc.hint, status=exc.status)
             return
         finally:
-            for conn in cancel:  # closing the socket makes vLLM abort the generation
-                with contextlib.suppress(Exception):
-                    conn.close()
+            client.hang_up(cancel)  # vLLM stops generating
         view.finish()
         conv.turns.append(Turn(question, answer.content, answer.reasoning, answer.finish_reason))
         self.blocks += 1

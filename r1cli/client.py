@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import select
@@ -251,6 +252,17 @@ class StreamCut(R1Error):
         self.partial = partial
 
 
+def hang_up(cancel: list) -> None:
+    """Close every socket in `cancel`: vLLM aborts a request whose client went away. shutdown() first,
+    so that a thread blocked reading it (ask --samples, the library's workers) wakes up at once: close()
+    alone leaves the descriptor open while the response's reader still holds it."""
+    for sock in cancel:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
 # finish_reason of a stream r1 closed itself because the reasoning reached the thinking budget
 BUDGET_REACHED = "think_budget"
 
@@ -322,13 +334,15 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
             on_piece(channel, text)
 
     conn, path = r1http.connect(target.base_url + path_tail, timeout=min(timeout, 5.0))
-    if cancel is not None:
-        cancel.append(conn)
     try:
         try:
             conn.connect()
         except OSError as exc:
             raise _unreachable(target, r1http.describe(exc)) from None
+        if cancel is not None:
+            # The socket itself: http.client drops conn.sock once a response says it will close the
+            # connection, while the response goes on reading from it.
+            cancel.append(conn.sock)
         conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
         sent_at = time.perf_counter()
         t0 = started.sent_at if started is not None else sent_at

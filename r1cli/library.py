@@ -126,7 +126,7 @@ class Client:
                 if isinstance(item, Done):
                     return
         finally:
-            _close(cancel)
+            client.hang_up(cancel)
 
     def raw(self, messages: list[dict], params: dict, *, record_times: bool = False,
             cancel: list | None = None) -> Answer:
@@ -135,12 +135,6 @@ class Client:
         sampling = Sampling(**{k: params[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in params},
                             extra={k: v for k, v in params.items() if k not in ("temperature", "top_p", "max_tokens", "seed")})
         return turn.send(self.target, messages, sampling, timeout=self.timeout, cancel=cancel, record_times=record_times)
-
-
-def _close(cancel: list) -> None:
-    for conn in cancel:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 class AsyncClient:
@@ -207,7 +201,7 @@ class AsyncClient:
         try:
             return await future
         except asyncio.CancelledError:
-            _close(cancel)
+            client.hang_up(cancel)
             raise
 
     async def aclose(self) -> None:

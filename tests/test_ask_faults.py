@@ -106,3 +106,32 @@ def test_ctrl_c_hangs_up_at_once(server):
         time.sleep(0.02)
     assert server.disconnected_at is not None and server.disconnected_at - t0 < 1.0
     assert server.sent < 100  # of 400
+
+
+@pytest.mark.parametrize("server", ["slow"], indirect=True)
+def test_ctrl_c_stops_every_sample_at_once(server):
+    """With --samples, worker threads sit blocked reading their streams: Ctrl-C must wake them (a socket
+    shutdown, not only a close, which took 3.6 s and let vLLM generate half of 57,600 tokens)."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "x", "--samples", "4", "--base-url", server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while len(server.requests) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # all four streaming
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 130
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert elapsed < 1.5, f"exit took {elapsed:.1f} s"
+    assert server.sent < 4 * 150  # of 4 x 400 tokens
