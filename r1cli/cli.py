@@ -233,6 +233,7 @@ def chat(
     top_p: TopP = rules.DEFAULT_TOP_P,
     max_tokens: MaxTokens = None,
     think_budget: ThinkBudget = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for every answer, for repeatable chats.")] = None,
     timeout: RequestTimeout = 300.0,
     base_url: BaseUrl = None,
     api_key: ApiKey = None,
@@ -241,7 +242,7 @@ def chat(
     """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
     from r1cli import chat as chat_mod, client, turn
 
-    sampling = turn.Sampling(temperature, top_p, max_tokens, think_budget=think_budget)
+    sampling = turn.Sampling(temperature, top_p, max_tokens, seed=seed, think_budget=think_budget)
     settings = chat_mod.Settings(sampling=sampling, math=math,
                              show_thinking=not hide_thinking, system=system, timeout=timeout)
     return chat_mod.run(env, client.resolve_target(base_url, api_key, model), settings)

@@ -266,7 +266,9 @@ def test_exit_command_leaves_with_status_0(chat):
 
 
 def test_piped_stdin_answers_each_line(demo_server):
-    proc = run_r1("chat", "--base-url", demo_server.base_url, input="What is 2+3?\nWhat is 7*6?\n", timeout=120)
+    # seeded: at T=0.6 the tiny demo, trained on single questions, misses a second one in ~30% of chats
+    proc = run_r1("chat", "--seed", "1", "--base-url", demo_server.base_url, input="What is 2+3?\nWhat is 7*6?\n",
+                  timeout=120)
     assert proc.returncode == 0, proc.stderr
     blocks = proc.stdout.split("\n\n")
     assert len(blocks) == 2, proc.stdout
