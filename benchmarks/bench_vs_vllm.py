@@ -128,7 +128,7 @@ def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[d
     shapes = load.RandomLoad(target, opts.input_len, opts.output_len, seed=seed).take(opts.requests)
 
     async def measured():
-        aclient = AsyncClient(target.base_url, opts.model, concurrency=concurrency)
+        aclient = AsyncClient(target.base_url, opts.model)
         try:
             return await runner.run_once(aclient, shapes, concurrency)
         finally:

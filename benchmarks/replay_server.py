@@ -20,6 +20,11 @@ import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+class Server(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default 5 drops connections when 64 clients connect at once
+    daemon_threads = True
+
 WORDS = ("the", "sum", "of", "squares", "is", "then", "we", "get", "x", "=", "2", "so", "each", "term",
          "and", "**bold**", "`code`", "value")
 
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default="replay")
     args = ap.parse_args(argv)
     events = sse_events(args.tokens, args.think, args.model)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(events, args.rate, args.model))
+    server = Server(("127.0.0.1", args.port), make_handler(events, args.rate, args.model))
     server.daemon_threads = True
     print(f"ready http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:

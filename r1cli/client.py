@@ -293,46 +293,133 @@ def stream_completion(target: Target, prompt: list[int] | str, params: dict, on_
                    record_times=record_times, started=started)
 
 
-def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None, *, opens_think: bool,
-            timeout: float, cancel, think_budget: int | None = None, record_times: bool = False,
-            started: Timing | None = None) -> Completion:
-    from r1cli.channels import ThinkSplitter
+class _Events:
+    """What a stream's bytes mean, whoever reads them (the blocking reader here, the asyncio one in aclient):
+    SSE lines -> chunks -> the two channels, usage, finish reason, the thinking budget, token times."""
 
-    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    out = Completion(model=target.model)
-    splitter: ThinkSplitter | None = None
-    parsed_by_server = False
-    if started is not None:
-        out.timing = Timing(ttft_s=started.ttft_s, sent_at=started.sent_at,
-                            token_times=started.token_times if record_times else None)
-    elif record_times:
-        out.timing.token_times = []
-    times = out.timing.token_times
-    budget_hit = False
+    def __init__(self, target: Target, on_piece: OnPiece | None, *, opens_think: bool, think_budget: int | None,
+                 record_times: bool, started: Timing | None):
+        self.target, self.on_piece, self.opens_think, self.think_budget = target, on_piece, opens_think, think_budget
+        self.out = Completion(model=target.model)
+        if started is not None:
+            self.out.timing = Timing(ttft_s=started.ttft_s, sent_at=started.sent_at,
+                                     token_times=started.token_times if record_times else None)
+        elif record_times:
+            self.out.timing.token_times = []
+        self.started = started
+        self.t0 = 0.0
+        self.splitter = None
+        self.parsed_by_server = False
+        self.budget_hit = False
+        self.done = False
+        self.pending = b""
 
-    def emit(channel: str, text: str) -> None:
-        nonlocal budget_hit
+    def sent(self) -> None:
+        """The request goes out now: times count from here (or from the stream this one continues)."""
+        self.t0 = self.started.sent_at if self.started is not None else time.perf_counter()
+        self.out.timing.sent_at = self.t0
+
+    def emit(self, channel: str, text: str) -> None:
         if not text:
             return
-        now = time.perf_counter() - t0
-        if out.timing.ttft_s is None:
-            out.timing.ttft_s = now
-        if times is not None:
-            times.append(now)
+        out, timing = self.out, self.out.timing
+        now = time.perf_counter() - self.t0
+        if timing.ttft_s is None:
+            timing.ttft_s = now
+        if timing.token_times is not None:
+            timing.token_times.append(now)
         if channel == "answer":
             out.content += text
-            if out.timing.answer_s is None:
-                out.timing.answer_s = now
-                if times is not None:
-                    out.timing.answer_index = len(times) - 1
+            if timing.answer_s is None:
+                timing.answer_s = now
+                if timing.token_times is not None:
+                    timing.answer_index = len(timing.token_times) - 1
         else:
             out.reasoning += text
             out.reasoning_chunks += 1
-            if think_budget is not None and out.reasoning_chunks >= think_budget and not out.content:
-                budget_hit = True
-        if on_piece:
-            on_piece(channel, text)
+            if self.think_budget is not None and out.reasoning_chunks >= self.think_budget and not out.content:
+                self.budget_hit = True
+        if self.on_piece:
+            self.on_piece(channel, text)
 
+    def feed(self, block: bytes) -> bool:
+        """One network read; True once the stream is over ([DONE], or the thinking budget reached)."""
+        target, out = self.target, self.out
+        *lines, self.pending = (self.pending + block).split(b"\n")
+        events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        if b"[DONE]" in events:
+            self.done = True
+            events = events[: events.index(b"[DONE]")]
+        # One parse per network read, not per token: a fast server packs hundreds of events in one.
+        for chunk in json.loads(b"[" + b",".join(events) + b"]") if events else ():
+            if not isinstance(chunk, dict):
+                raise not_openai(target, f"a stream event that is not an object: {_excerpt(json.dumps(chunk).encode())}")
+            if "error" in chunk:
+                err = chunk["error"]
+                raise R1Error("the server reported an error mid-answer: "
+                              + str(err.get("message", err) if isinstance(err, dict) else err))
+            if isinstance(chunk.get("usage"), dict):
+                out.usage = chunk["usage"]
+            for choice in chunk.get("choices") or ():
+                if not isinstance(choice, dict):
+                    raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+                if reasoning:
+                    self.parsed_by_server = True
+                    self.emit("reasoning", reasoning)
+                text = delta.get("content") or choice.get("text")  # chat delta, or completions text
+                if text:
+                    if self.parsed_by_server:
+                        self.emit("answer", text)
+                    else:
+                        if self.splitter is None:
+                            from r1cli.channels import ThinkSplitter
+
+                            self.splitter = ThinkSplitter(in_think=self.opens_think)
+                        for channel, piece in self.splitter.feed(text):
+                            self.emit(channel, piece)
+                if choice.get("finish_reason"):
+                    out.finish_reason = choice["finish_reason"]
+            if self.budget_hit:
+                # The caller closes the connection, which aborts the request in vLLM; the turn goes on without it.
+                out.finish_reason = BUDGET_REACHED
+                self.done = True
+                break
+        return self.done
+
+    def finish(self) -> Completion:
+        """After the last read: the rest of a raw think split, the totals; StreamCut if it ended early."""
+        out = self.out
+        if self.splitter is not None and not self.budget_hit:
+            for channel, piece in self.splitter.flush():
+                self.emit(channel, piece)
+        if not self.done:
+            raise StreamCut(out, "the connection closed before the end")
+        out.timing.total_s = time.perf_counter() - self.t0
+        tokens = out.completion_tokens
+        if self.budget_hit and not tokens:
+            tokens = out.reasoning_chunks
+            out.usage = {**out.usage, "completion_tokens": tokens}
+        if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
+            out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
+        return out
+
+
+def stream_body(body: dict) -> dict:
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def silent(target: Target, timeout: float) -> R1Error:
+    return R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {timeout:g} s",
+                   hint="raise --timeout, or see what the server is doing: `r1 status`, `r1 logs`")
+
+
+def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None, *, opens_think: bool,
+            timeout: float, cancel, think_budget: int | None = None, record_times: bool = False,
+            started: Timing | None = None) -> Completion:
+    events = _Events(target, on_piece, opens_think=opens_think, think_budget=think_budget,
+                     record_times=record_times, started=started)
     conn, path = r1http.connect(target.base_url + path_tail, timeout=min(timeout, 5.0))
     try:
         try:
@@ -344,16 +431,13 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
             # connection, while the response goes on reading from it.
             cancel.append(conn.sock)
         conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
-        sent_at = time.perf_counter()
-        t0 = started.sent_at if started is not None else sent_at
-        out.timing.sent_at = t0
+        events.sent()
         try:
-            conn.request("POST", path, body=json.dumps(body).encode(),
+            conn.request("POST", path, body=json.dumps(stream_body(body)).encode(),
                          headers={"Content-Type": "application/json", "Accept": "text/event-stream", **target.headers})
             resp = conn.getresponse()
         except (socket.timeout, TimeoutError):
-            raise R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {timeout:g} s",
-                          hint="raise --timeout, or see what the server is doing: `r1 status`, `r1 logs`") from None
+            raise silent(target, timeout) from None
         except (OSError, http.client.HTTPException) as exc:
             raise _unreachable(target, r1http.describe(exc)) from None
         if resp.status != 200:
@@ -361,52 +445,11 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
         content_type = resp.getheader("content-type") or ""
         if "event-stream" not in content_type:
             raise not_openai(target, f"{content_type or 'no content type'} {_excerpt(resp.read(200))} to a streamed request")
-        done = False
-        pending = b""
         flush = getattr(on_piece, "flush", None)  # views that buffer their writes
         last_flush = 0.0
         try:
             for block in r1http.iter_body(resp):
-                *lines, pending = (pending + block).split(b"\n")
-                events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
-                if b"[DONE]" in events:
-                    done = True
-                    events = events[: events.index(b"[DONE]")]
-                # One parse per network read, not per token: a fast server packs hundreds of events in one.
-                for chunk in json.loads(b"[" + b",".join(events) + b"]") if events else ():
-                    if not isinstance(chunk, dict):
-                        raise not_openai(target, f"a stream event that is not an object: {_excerpt(json.dumps(chunk).encode())}")
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        raise R1Error("the server reported an error mid-answer: "
-                                      + str(err.get("message", err) if isinstance(err, dict) else err))
-                    if isinstance(chunk.get("usage"), dict):
-                        out.usage = chunk["usage"]
-                    for choice in chunk.get("choices") or ():
-                        if not isinstance(choice, dict):
-                            raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")
-                        delta = choice.get("delta") or {}
-                        reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-                        if reasoning:
-                            parsed_by_server = True
-                            emit("reasoning", reasoning)
-                        text = delta.get("content") or choice.get("text")  # chat delta, or completions text
-                        if text:
-                            if parsed_by_server:
-                                emit("answer", text)
-                            else:
-                                if splitter is None:
-                                    splitter = ThinkSplitter(in_think=opens_think)
-                                for channel, piece in splitter.feed(text):
-                                    emit(channel, piece)
-                        if choice.get("finish_reason"):
-                            out.finish_reason = choice["finish_reason"]
-                    if budget_hit:
-                        break
-                if budget_hit:
-                    # Closing the connection (finally) aborts the request in vLLM; the turn goes on without it.
-                    out.finish_reason = BUDGET_REACHED
-                    done = True
+                if events.feed(block):
                     break
                 # Flush when caught up with the server (nothing more to read right now) or every 50 ms:
                 # a reader behind a fast server writes to the terminal in batches, never lagging visibly.
@@ -415,27 +458,13 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
                     if now - last_flush > 0.05 or not select.select([resp.fp], [], [], 0)[0]:
                         flush()
                         last_flush = now
-                if done:
-                    break
         except (socket.timeout, TimeoutError):
-            raise StreamCut(out, f"no data for {timeout:g} s") from None
+            raise StreamCut(events.out, f"no data for {timeout:g} s") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise StreamCut(out, r1http.describe(exc)) from None
-        if splitter is not None and not budget_hit:
-            for channel, piece in splitter.flush():
-                emit(channel, piece)
-        if not done:
-            raise StreamCut(out, "the connection closed before the end")
+            raise StreamCut(events.out, r1http.describe(exc)) from None
+        return events.finish()
     finally:
         conn.close()
-    out.timing.total_s = time.perf_counter() - t0
-    tokens = out.completion_tokens
-    if budget_hit and not tokens:
-        tokens = out.reasoning_chunks
-        out.usage = {**out.usage, "completion_tokens": tokens}
-    if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
-        out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
-    return out
 
 
 def sampling_params(temperature: float, top_p: float, max_tokens: int | None, seed: int | None = None) -> dict:

@@ -75,12 +75,44 @@ def auth_headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
+class Dechunker:
+    """HTTP/1.1's chunked transfer coding undone over whole reads (sans-IO: the blocking and the asyncio
+    readers both feed it). ValueError on a malformed chunk header."""
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        """The payload of every complete chunk in what has arrived so far, in one piece."""
+        buf = self.buf + data
+        out = []
+        pos = 0
+        while True:
+            end = buf.find(b"\r\n", pos)
+            if end < 0:
+                break
+            size = int(buf[pos:end].split(b";", 1)[0], 16)
+            if size == 0:  # the last chunk (trailers, if any, are not read)
+                self.done = True
+                pos = len(buf)
+                break
+            start, stop = end + 2, end + 2 + size
+            if len(buf) < stop + 2:
+                break
+            out.append(buf[start:stop])
+            pos = stop + 2
+        self.buf = buf[pos:]
+        return b"".join(out)
+
+
 def iter_body(resp: http.client.HTTPResponse, block: int = 1 << 16):
     """The body as it arrives, in large blocks.
 
     http.client decodes chunked bodies a few bytes at a time (a readline costs ~7 us); vLLM sends
     one chunk per token, so at hundreds of tokens/s that alone was half of r1 chat's time. Here the
-    chunk framing is undone over whole socket reads instead.
+    chunk framing is undone over whole socket reads instead: a reader that fell behind a fast server
+    catches up in one step instead of one step per token.
     """
     if not resp.chunked:
         while True:
@@ -89,31 +121,14 @@ def iter_body(resp: http.client.HTTPResponse, block: int = 1 << 16):
                 return
             yield data
     raw = resp.fp
-    buf = b""
-    pos = 0
+    dechunk = Dechunker()
     while True:
-        # Every complete chunk already read goes out in one piece: a reader that fell behind a fast
-        # server catches up in one step instead of one step per token.
-        payloads = []
-        while True:
-            end = buf.find(b"\r\n", pos)
-            if end < 0:
-                break
-            size = int(buf[pos:end].split(b";", 1)[0], 16)
-            if size == 0:
-                if payloads:
-                    yield b"".join(payloads)
-                resp.chunked = False  # done: close() must not try to drain
-                return
-            start, stop = end + 2, end + 2 + size
-            if len(buf) < stop + 2:
-                break
-            payloads.append(buf[start:stop])
-            pos = stop + 2
-        if payloads:
-            yield b"".join(payloads)
         more = raw.read1(block)
         if not more:
-            raise http.client.IncompleteRead(buf[pos:])
-        buf = buf[pos:] + more
-        pos = 0
+            raise http.client.IncompleteRead(dechunk.buf)
+        data = dechunk.feed(more)
+        if data:
+            yield data
+        if dechunk.done:
+            resp.chunked = False  # done: close() must not try to drain
+            return

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import queue
 import threading
@@ -132,80 +131,80 @@ class Client:
             cancel: list | None = None) -> Answer:
         """One chat request exactly as given: no rules, no prompt check (benchmarks send their own shapes)."""
         client.resolve_model(self.target)
-        sampling = Sampling(**{k: params[k] for k in ("temperature", "top_p", "max_tokens", "seed") if k in params},
-                            extra={k: v for k, v in params.items() if k not in ("temperature", "top_p", "max_tokens", "seed")})
-        return turn.send(self.target, messages, sampling, timeout=self.timeout, cancel=cancel, record_times=record_times)
+        return turn.send(self.target, messages, _as_sampling(params), timeout=self.timeout, cancel=cancel,
+                         record_times=record_times)
+
+
+def _as_sampling(params: dict) -> Sampling:
+    known = ("temperature", "top_p", "max_tokens", "seed")
+    return Sampling(**{k: params[k] for k in known if k in params},
+                    extra={k: v for k, v in params.items() if k not in known})
 
 
 class AsyncClient:
     """The same client for asyncio: many turns at once (eval and bench use it).
 
-    Each call runs the turn engine in a worker thread; cancelling the awaiting task closes its connection,
-    which makes vLLM abort the request.
+    Every stream is read by the event loop itself (r1cli/aio.py), none by a thread, as vLLM's own benchmark
+    client does; cancelling a task closes its connection, which makes vLLM abort the request. Only the small
+    requests before a turn (the model's name, the prompt check) run in worker threads.
     """
 
     def __init__(self, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-                 timeout: float = 300.0, concurrency: int = 64):
+                 timeout: float = 300.0):
         self.sync = Client(base_url, model, api_key, timeout)
         self.target = self.sync.target
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, concurrency),
-                                                           thread_name_prefix="r1-turn")
+        self.timeout = timeout
 
     @property
     def model(self) -> str:
         return self.sync.model
 
     async def server_info(self) -> dict:
-        return await self._run(lambda cancel: self.sync.server_info())
+        return await asyncio.to_thread(self.sync.server_info)
 
-    async def ask(self, question: str, **kwargs) -> Answer:
-        return await self._run(lambda cancel: self.sync.ask(question, cancel=cancel, **kwargs))
+    async def ask(self, question: str, *, system: str | None = None, math: bool = True, history: list | None = None,
+                  sampling: Sampling | None = None, on_piece=None, record_times: bool = False,
+                  **sampling_fields) -> Answer:
+        plain_history, _ = rules.plain_messages(history or [])
+        return await turn.arun(self.target, question, Sampling.of(sampling, **sampling_fields), on_piece,
+                               history=plain_history, system=system, math=math, timeout=self.timeout,
+                               record_times=record_times)
 
     async def chat(self, messages: list, **kwargs) -> Answer:
         history, question, system = _split(messages)
         return await self.ask(question, system=system, history=history, **kwargs)
 
     async def raw(self, messages: list[dict], params: dict, *, record_times: bool = False) -> Answer:
-        return await self._run(lambda cancel: self.sync.raw(messages, params, record_times=record_times, cancel=cancel))
+        if not self.target.model:
+            await asyncio.to_thread(client.resolve_model, self.target)
+        return await turn.asend(self.target, messages, _as_sampling(params), timeout=self.timeout,
+                                record_times=record_times)
 
     async def stream(self, question_or_messages: str | list, **kwargs) -> AsyncIterator[Event]:
-        loop = asyncio.get_running_loop()
+        """Reasoning and AnswerText events as they arrive, then Done; leaving early cancels the request."""
+        if not isinstance(question_or_messages, str):
+            history, question, system = _split(question_or_messages)
+            kwargs = {"system": system, "history": history, **kwargs}
+            question_or_messages = question
         events: asyncio.Queue = asyncio.Queue()
-        iterator = self.sync.stream(question_or_messages, **kwargs)
-
-        def pump() -> None:
-            try:
-                for event in iterator:
-                    loop.call_soon_threadsafe(events.put_nowait, event)
-            except BaseException as exc:  # noqa: BLE001
-                loop.call_soon_threadsafe(events.put_nowait, exc)
-
-        future = loop.run_in_executor(self._pool, pump)
+        task = asyncio.ensure_future(self.ask(question_or_messages, on_piece=lambda ch, text: events.put_nowait(
+            Reasoning(text) if ch == "reasoning" else AnswerText(text)), **kwargs))
+        task.add_done_callback(lambda t: events.put_nowait(t))
         try:
             while True:
                 item = await events.get()
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-                if isinstance(item, Done):
+                if isinstance(item, asyncio.Future):
+                    yield Done(item.result())  # raises the turn's error, if any
                     return
+                yield item
         finally:
-            iterator.close()  # from here: the generator's finally closes the connection
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(asyncio.shield(future), 1)
-
-    async def _run(self, call):
-        cancel: list = []
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, call, cancel)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            client.hang_up(cancel)
-            raise
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        pass  # nothing held between calls: each stream has its own connection
 
     async def __aenter__(self) -> "AsyncClient":
         return self

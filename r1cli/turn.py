@@ -15,7 +15,7 @@ from r1cli import client, rules
 from r1cli.answers import final_answer
 from r1cli.client import OnPiece, Target, Timing
 
-__all__ = ["Answer", "Fitted", "Sampling", "Timing", "fit", "run", "send"]
+__all__ = ["Answer", "Fitted", "Sampling", "Timing", "arun", "asend", "fit", "prepare", "run", "send"]
 
 
 @dataclass
@@ -141,18 +141,38 @@ def _first_exchange(history: list[dict]) -> int:
     return n
 
 
+def prepare(target: Target, question: str, *, history: list[dict] | None, system: str | None, math: bool,
+            deadline: float) -> Fitted:
+    """The model's name and the fitted prompt: the small requests before a turn's stream."""
+    client.resolve_model(target, timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+    return fit(target, question, history=history, system=system, math=math,
+               timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+
+
 def run(target: Target, question: str, sampling: Sampling | None = None, on_piece: OnPiece | None = None, *,
         history: list[dict] | None = None, system: str | None = None, math: bool = True, timeout: float = 300.0,
         cancel: list | None = None, record_times: bool = False) -> Answer:
     """One question after optional history, under the R1 rules; the whole turn within `timeout` seconds
     (model lookup, prompt check and the stream's silences share that one deadline)."""
-    sampling = sampling or Sampling()
     deadline = time.monotonic() + timeout
-    client.resolve_model(target, timeout=min(timeout, 10.0))
-    fitted = fit(target, question, history=history, system=system, math=math,
-                 timeout=max(0.1, min(10.0, deadline - time.monotonic())))
-    answer = send(target, fitted.messages, sampling, on_piece, extras=fitted.extras,
+    fitted = prepare(target, question, history=history, system=system, math=math, deadline=deadline)
+    answer = send(target, fitted.messages, sampling or Sampling(), on_piece, extras=fitted.extras,
                   timeout=max(0.1, deadline - time.monotonic()), cancel=cancel, record_times=record_times)
+    answer.history_dropped = fitted.history_dropped
+    return answer
+
+
+async def arun(target: Target, question: str, sampling: Sampling | None = None, on_piece: OnPiece | None = None, *,
+               history: list[dict] | None = None, system: str | None = None, math: bool = True,
+               timeout: float = 300.0, record_times: bool = False) -> Answer:
+    """run() for asyncio: the small requests before the stream in a worker thread, the stream on the loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    fitted = await asyncio.to_thread(prepare, target, question, history=history, system=system, math=math,
+                                     deadline=deadline)
+    answer = await asend(target, fitted.messages, sampling or Sampling(), on_piece, extras=fitted.extras,
+                         timeout=max(0.1, deadline - time.monotonic()), record_times=record_times)
     answer.history_dropped = fitted.history_dropped
     return answer
 
@@ -161,15 +181,38 @@ def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnP
          extras: dict | None = None, timeout: float = 300.0, cancel: list | None = None,
          record_times: bool = False) -> Answer:
     """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
-    params = {**sampling.params(), **(extras or {})}
-    budget = sampling.think_budget
-    completion = client.stream_chat(target, messages, params, on_piece, timeout=timeout,
-                                    cancel=cancel, think_budget=budget, record_times=record_times)
-    forced = False
-    if completion.finish_reason == client.BUDGET_REACHED:
-        completion = _force_answer(target, messages, extras or {}, completion, sampling, on_piece,
-                                   timeout=timeout, cancel=cancel, record_times=record_times)
-        forced = True
+    extras = extras or {}
+    completion = client.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
+                                    cancel=cancel, think_budget=sampling.think_budget, record_times=record_times)
+    if completion.finish_reason != client.BUDGET_REACHED:
+        return _answer(completion)
+    prompt, forced = continuation_prompt(target, messages, extras, completion.reasoning, timeout)
+    rest = client.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
+                                    timeout=timeout, cancel=cancel, record_times=record_times,
+                                    started=completion.timing)
+    return _answer(_joined(completion, rest, len(prompt)), forced=True)
+
+
+async def asend(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
+                extras: dict | None = None, timeout: float = 300.0, record_times: bool = False) -> Answer:
+    """send() for asyncio: the streams on the event loop (aio), cancelled with the task."""
+    import asyncio
+
+    from r1cli import aio
+
+    extras = extras or {}
+    completion = await aio.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
+                                       think_budget=sampling.think_budget, record_times=record_times)
+    if completion.finish_reason != client.BUDGET_REACHED:
+        return _answer(completion)
+    prompt, forced = await asyncio.to_thread(continuation_prompt, target, messages, extras, completion.reasoning,
+                                             timeout)
+    rest = await aio.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
+                                       timeout=timeout, record_times=record_times, started=completion.timing)
+    return _answer(_joined(completion, rest, len(prompt)), forced=True)
+
+
+def _answer(completion: client.Completion, forced: bool = False) -> Answer:
     extracted = final_answer(completion.content, completion.reasoning)
     return Answer(extracted.text, extracted.boxed, extracted.source, completion.reasoning, completion.content,
                   completion.finish_reason, completion.usage, completion.timing, completion.model, forced,
@@ -182,11 +225,12 @@ FORCED_CLOSE = "\n</think>\n\n"
 
 def continuation_prompt(target: Target, messages: list[dict], extras: dict, reasoning: str,
                         timeout: float) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered prompt, the reasoning so far, and a closed think block.
+    """Token ids of the rendered prompt, and of the reasoning so far with its think block closed.
 
-    Through the completions API, because DeepSeek's chat template drops everything before `</think>` of an
-    assistant message, so a chat continuation cannot carry the reasoning. The prompt is rendered by the
-    server itself (/tokenize with the chat messages), so the template in use is the one applied.
+    Budget forcing goes through the completions API, because DeepSeek's chat template drops everything
+    before `</think>` of an assistant message, so a chat continuation cannot carry the reasoning. The prompt
+    is rendered by the server itself (/tokenize with the chat messages), so the template in use is the one
+    applied.
     """
     prefilled = bool(extras.get("continue_final_message"))
     render = {"messages": messages, "add_generation_prompt": not prefilled}
@@ -198,20 +242,19 @@ def continuation_prompt(target: Target, messages: list[dict], extras: dict, reas
     return prompt, forced
 
 
-def _force_answer(target, messages, extras, first: client.Completion, sampling: Sampling, on_piece, *,
-                  timeout, cancel, record_times) -> client.Completion:
-    """Budget forcing: the model continues from its own reasoning, closed, into its final answer."""
-    prompt, forced = continuation_prompt(target, messages, extras, first.reasoning, timeout)
-    params = {**sampling.params()}
+def _continuation_params(sampling: Sampling, first: client.Completion) -> dict:
+    params = sampling.params()
     if sampling.max_tokens is not None:
         params["max_tokens"] = max(1, sampling.max_tokens - first.reasoning_chunks)
-    rest = client.stream_completion(target, prompt + forced, params, on_piece, timeout=timeout, cancel=cancel,
-                                    record_times=record_times, started=first.timing)
+    return params
+
+
+def _joined(first: client.Completion, rest: client.Completion, prompt_tokens: int) -> client.Completion:
+    """The forced answer with the reasoning before it: one completion, both parts counted."""
     used = first.reasoning_chunks + (rest.completion_tokens or 0)
     rest.reasoning = first.reasoning
     rest.reasoning_chunks = first.reasoning_chunks
-    rest.usage = {**rest.usage, "prompt_tokens": len(prompt),
-                  "completion_tokens": used,
+    rest.usage = {**rest.usage, "prompt_tokens": prompt_tokens, "completion_tokens": used,
                   "completion_tokens_details": {"reasoning_tokens": first.reasoning_chunks}}
     t = rest.timing
     if t.ttft_s is not None and t.total_s > t.ttft_s:

@@ -72,7 +72,7 @@ def test_async_client_runs_eight_asks_at_once(demo_server):
     from r1cli import AsyncClient
 
     async def main():
-        async with AsyncClient(base_url=demo_server.base_url, concurrency=8) as r1:
+        async with AsyncClient(base_url=demo_server.base_url) as r1:
             return await asyncio.gather(*(r1.ask(q) for q in ["What is 2+3?", "What is 7*6?"] * 4))
 
     answers = asyncio.run(main())

@@ -22,7 +22,7 @@ def test_the_demo_server_survives_390_seeded_requests_at_once(demo_server):
     questions += [json.loads(line)["problem"] for line in (SHARED / "datasets" / "aime24.jsonl").open()] * 3
 
     async def main():
-        async with AsyncClient(base_url=demo_server.base_url, concurrency=len(questions)) as r1:
+        async with AsyncClient(base_url=demo_server.base_url) as r1:
             return await asyncio.gather(*(r1.ask(q, seed=i, max_tokens=300) for i, q in enumerate(questions)),
                                         return_exceptions=True)
 

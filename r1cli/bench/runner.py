@@ -145,8 +145,7 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
     from r1cli.library import AsyncClient
 
     opts.check()
-    aclient = AsyncClient(target.base_url, target.model, target.api_key, timeout=opts.timeout,
-                          concurrency=max(opts.concurrency))
+    aclient = AsyncClient(target.base_url, target.model, target.api_key, timeout=opts.timeout)
     info = aclient.sync.server_info()
     window = info.get("max_model_len")
     if opts.dataset is None and window and opts.input_len + opts.output_len > window:
@@ -175,7 +174,7 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
                     figures = metrics.run_metrics(records, duration, percentiles=opts.percentiles, slo=opts.slo)
                     level.runs.append(figures)
                     level.records.append(records)
-                    progress(run_line(c, i, opts.runs, figures))
+                    progress(run_line(c, i, opts.runs, figures, [r.error for r in records if not r.success]))
         finally:
             await aclient.aclose()
 
@@ -184,8 +183,13 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
                               "max_model_len": window}, workload.describe(), levels, started)
 
 
-def run_line(concurrency: int, index: int, runs: int, m: dict) -> str:
+def run_line(concurrency: int, index: int, runs: int, m: dict, errors: list[str] = ()) -> str:
     failed = f", {m['failed']} failed" if m["failed"] else ""
+    if errors:  # why, in the server's words: the commonest reason and how often
+        import collections
+
+        reason, count = collections.Counter(errors).most_common(1)[0]
+        failed += f" ({count} x {reason})"
     return (f"concurrency {concurrency}, run {index + 1}/{runs}: {m['completed']} requests{failed} in "
             f"{m['duration']:.2f} s, {m['request_throughput']:.2f} req/s, {m['output_throughput']:.1f} output tok/s, "
             f"TTFT {m['mean_ttft_ms']:.0f} ms, TPOT {m['mean_tpot_ms']:.1f} ms")

