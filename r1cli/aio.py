@@ -82,7 +82,7 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
             kind = reply.headers.get("content-type") or "no content type"
             raise not_openai(target, f"{kind} {_excerpt(data[:200])} to a streamed request")
         if reply.timed_out:
-            raise StreamCut(events.out, f"no data for {timeout:g} s")
+            raise StreamCut(events.out, f"no data for {round(timeout, 1):g} s")
         return events.finish()
     finally:
         transport.abort()  # at once, also when the task is cancelled: vLLM sees the client go

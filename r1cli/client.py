@@ -411,7 +411,7 @@ def stream_body(body: dict) -> dict:
 
 
 def silent(target: Target, timeout: float) -> R1Error:
-    return R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {timeout:g} s",
+    return R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {round(timeout, 1):g} s",
                    hint="raise --timeout, or see what the server is doing: `r1 status`, `r1 logs`")
 
 
@@ -459,7 +459,7 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
                         flush()
                         last_flush = now
         except (socket.timeout, TimeoutError):
-            raise StreamCut(events.out, f"no data for {timeout:g} s") from None
+            raise StreamCut(events.out, f"no data for {round(timeout, 1):g} s") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise StreamCut(events.out, r1http.describe(exc)) from None
         return events.finish()
