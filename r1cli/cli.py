@@ -218,9 +218,9 @@ def status(
     api_key: ApiKey = None,
 ) -> int:
     """GPUs (through NVML) and servers: alive, healthy, models, load. Exit 0 if one is ready, else 3."""
-    from r1cli import status as status_mod
+    from r1cli import status_ui
 
-    return status_mod.run(env, base_url, api_key, json_out=json_out, watch=watch)
+    return status_ui.run(env, base_url, api_key, json_out=json_out, watch=watch)
 
 
 # ----------------------------------------------------------------------------------------------- chat

