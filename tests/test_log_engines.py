@@ -93,3 +93,28 @@ def test_without_the_arguments_line_engines_are_named_once_a_second_one_speaks()
 def test_stage_text_names_the_engine():
     assert stage_text(Stage("loaded", "weights loaded in 2.5 s", "1")) == "engine 1: weights loaded in 2.5 s"
     assert stage_text(Stage("loaded", "weights loaded in 2.5 s")) == "weights loaded in 2.5 s"
+
+
+def workers_of_their_own(lines: list[str]) -> list[str]:
+    """The data-parallel start as vLLM 0.25 wrote it on 2 H100s (the --gpus 2 GPU test): each engine's
+    weights are loaded in a worker process named plain `Worker`, whose lines name no engine."""
+    out = []
+    for line in lines:
+        m = re.match(r"^\(EngineCore_DP(\d) pid=(\d+)\)(.*(?:Loading weights took|Model loading took).*)$", line)
+        out.append(f"(Worker pid={9000 + int(m.group(1))}){m.group(3)}" if m else line)
+    return out
+
+
+def test_a_plain_worker_counts_for_the_engine_that_started_it():
+    lines = workers_of_their_own(data_parallel(REAL))
+    engine_pids = {int(m.group(2)): m.group(1) for line in lines
+                   for m in [re.match(r"^\(EngineCore_DP(\d) pid=(\d+)\)", line)] if m}
+    parents = {9000 + int(engine): pid for pid, engine in engine_pids.items()}  # worker -> its engine's process
+
+    untold = LogWatcher()
+    untagged = [e for line in lines for e in untold.feed(line) if isinstance(e, Stage) and e.key == "loaded"]
+    assert untagged and all(s.engine is None for s in untagged)  # what the H100 showed without the process tree
+
+    told = LogWatcher(parent_of=parents.get)
+    tagged = [e for line in lines for e in told.feed(line) if isinstance(e, Stage) and e.key == "loaded"]
+    assert {s.engine for s in tagged} == {"0", "1"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 __all__ = [
@@ -77,6 +77,15 @@ def engine_of(line: str) -> str | None:
     a lone engine's `(EngineCore pid=..)`, a tensor-parallel worker's `(Worker_TP0 pid=..)`)."""
     m = _ENGINE.match(_ANSI.sub("", line))
     return (m.group(1) or m.group(2)) if m else None
+
+
+_PID = re.compile(r"^\s*\([^()]*\bpid=(\d+)")
+
+
+def pid_of(line: str) -> int | None:
+    """The process id in a line's `(Name pid=N)` prefix, or None."""
+    m = _PID.match(_ANSI.sub("", line))
+    return int(m.group(1)) if m else None
 
 
 def _clean(line: str) -> str:
@@ -208,7 +217,12 @@ def _error_text(msg: str) -> str | None:
 class LogWatcher:
     """Fed the log line by line while vLLM starts; keeps what r1 shows and reports."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent_of: Callable[[int], int | None] | None = None) -> None:
+        # vLLM 0.25 names a data-parallel engine's worker process plain "Worker" (seen on 2 H100s: its
+        # weights-loaded lines carried no rank): with parent_of (pid -> parent pid, from the live process
+        # tree), such a line counts for the engine whose process started the worker.
+        self.parent_of = parent_of
+        self.engine_pids: dict[int, str] = {}
         self.stage: Stage | None = None
         self.fatal: Fatal | None = None
         self.facts: dict = {}
@@ -234,8 +248,13 @@ class LogWatcher:
         if err is not None:
             self._errors.append((self._count, err, text))
         engine = engine_of(line)  # the raw line: a progress bar's carriage returns leave the prefix out of `text`
+        pid = pid_of(line)
         if engine is not None:
             self.engines.add(engine)
+            if pid is not None:
+                self.engine_pids[pid] = engine
+        elif pid is not None and self.parent_of is not None and self.engine_pids:
+            engine = self.engine_pids.get(self.parent_of(pid) or -1)
         stage = self._stage(msg)
         if stage is not None and engine is not None and self.several_engines():
             stage = Stage(stage.key, stage.label, engine)

