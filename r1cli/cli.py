@@ -266,6 +266,8 @@ def eval_(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for samples.jsonl, summary.json, report.md (default: under R1_HOME/evals).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted evaluation in this folder.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One summary object on stdout.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png",
+                                                 help="Plot accuracy vs thinking budget and latency (needs matplotlib).")] = None,
     fail_under: Annotated[Optional[float], typer.Option("--fail-under", metavar="ACC", min=0.0,
                                                         help="Exit 1 when pass@1 (percent, or a fraction <= 1) is below ACC.")] = None,
     field_map: Annotated[Optional[str], typer.Option("--field-map", help="Columns of a file: question=COL,answer=COL,id=COL.")] = None,
@@ -281,7 +283,7 @@ def eval_(
 
     opts = command.EvalOptions(datasets=list(datasets or []), runs=runs, concurrency=concurrency, limit=limit,
                                max_tokens=max_tokens, think_budgets=think_budget, temperature=temperature, top_p=top_p,
-                               seed=seed, out=out, resume=resume, json=json_out, fail_under=fail_under,
+                               seed=seed, out=out, resume=resume, json=json_out, plot=plot, fail_under=fail_under,
                                field_map=field_map, skip_bad=skip_bad, timeout=timeout, base_url=base_url,
                                api_key=api_key, model=model)
     return command.run(env, opts)

@@ -105,6 +105,7 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes(demo_server, tmp_pat
 @pytest.mark.parametrize("args,message", [
     ([], "no dataset given"),
     (["demo", "--think-budget", "1024,lots"], "--think-budget: 'lots' is not a positive number of tokens"),
+    (["demo", "--plot", "/no/such/folder/a.png"], "--plot /no/such/folder/a.png: no such folder"),
     (["demo", "--field-map", "colour=text"], "--field-map: bad entry 'colour=text'"),
 ])
 def test_usage_errors_are_exit_2_before_any_request(args, message):
@@ -159,8 +160,11 @@ def test_fail_under_exits_1_below_and_0_above(demo_server, tmp_path):
 
 def test_think_budgets_are_one_evaluation_each(demo_server, tmp_path):
     proc = run_r1("eval", "demo", "--limit", "2", "--runs", "1", "--think-budget", "4,64", "--json",
-                  "--out", str(tmp_path / "ev"), "--base-url", demo_server.base_url, timeout=300)
+                  "--out", str(tmp_path / "ev"), "--plot", str(tmp_path / "budget.png"),
+                  "--base-url", demo_server.base_url, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    png = (tmp_path / "budget.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000  # accuracy vs budget, and latency
     results = json.loads(proc.stdout)["results"]
     assert [(r["dataset"], r["budget"], r["samples"]) for r in results] == [("demo", 4, 2), ("demo", 64, 2)]
     samples = _samples(tmp_path / "ev")

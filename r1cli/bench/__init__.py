@@ -19,7 +19,9 @@ def run(env, target, opts, *, json_out: bool = False, out: Path | None = None, p
 
             raise UsageError(f"{flag} {path}: no such folder")
     if plot is not None:
-        report.require_matplotlib()  # before minutes of benchmarking, not after
+        from r1cli import plotting
+
+        plotting.require_matplotlib()  # before minutes of benchmarking, not after
     result = runner.bench(target, opts, progress=env.dim)
     doc = result.to_dict()
     if out is not None:

@@ -104,20 +104,11 @@ def write_records(path: Path, rows) -> int:
     return n
 
 
-def require_matplotlib():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("--plot needs matplotlib", hint="pip install 'r1cli[plot]'  (or: pip install matplotlib)") from None
-    return plt
-
-
 def plot(path: Path, doc: dict) -> None:
     """Throughput and latency against concurrency, with the runs' std as error bars."""
-    plt = require_matplotlib()
+    from r1cli import plotting
+
+    plt = plotting.require_matplotlib()
     levels = doc["levels"]
     xs = [lv["concurrency"] for lv in levels]
 
@@ -143,9 +134,4 @@ def plot(path: Path, doc: dict) -> None:
         ax.legend()
     fig.suptitle(f"r1 bench: {doc['server']['model']}", fontsize=10)
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
+    plotting.save(plt, fig, path)

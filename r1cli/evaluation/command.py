@@ -26,6 +26,7 @@ class EvalOptions:
     out: Path | None = None
     resume: Path | None = None
     json: bool = False
+    plot: Path | None = None
     fail_under: float | None = None
     field_map: str | None = None
     skip_bad: bool = False
@@ -121,6 +122,12 @@ def seeds_crash(server: dict) -> bool:
 
 
 def run(env: Environment, opts: EvalOptions) -> int:
+    if opts.plot is not None:  # before minutes of evaluation, not after
+        from r1cli import plotting
+
+        if not opts.plot.expanduser().resolve().parent.is_dir():
+            raise UsageError(f"--plot {opts.plot}: no such folder")
+        plotting.require_matplotlib()
     settings, folder, saved = settings_for(opts)
     units = runner.load_units(settings)  # bad datasets fail here, before any request
     if saved is not None:
@@ -165,6 +172,10 @@ def run(env: Environment, opts: EvalOptions) -> int:
     prov = report.provenance(client.target, server, datasets, started_at, outcome.finished_at)
     summary = report.summarize(outcome, settings, server, prov)
     report.write_files(folder, summary)
+    if opts.plot is not None:
+        from r1cli.evaluation import plot
+
+        plot.plot(opts.plot, summary)
     if opts.json:
         env.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         env.stdout.flush()
