@@ -1,6 +1,5 @@
 """The `r1` command: one thin function per command (parse -> call -> render -> exit status)."""
 
-from __future__ import annotations
 
 import os
 import sys
