@@ -73,6 +73,7 @@ class Probe:
     body: bytes = b""
     error: str | None = None
     silent: bool = False  # connected, then nothing came back before the read timeout
+    content_type: str | None = None
 
     def json(self):
         try:
@@ -97,7 +98,7 @@ def probe(url: str, headers: dict[str, str] | None = None, *, connect_timeout: f
         try:
             conn.request("GET", path, headers={"Accept": "*/*", **(headers or {})})
             resp = conn.getresponse()
-            return Probe(resp.status, resp.read())
+            return Probe(resp.status, resp.read(), content_type=resp.getheader("content-type"))
         except (socket.timeout, TimeoutError):
             return Probe(error=f"no answer within {read_timeout:g} s", silent=True)
         except (OSError, http.client.HTTPException) as exc:
@@ -386,9 +387,11 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
 
     health, models = probes["health"], probes["models"]
     out["health"] = health.status
+    model_list = None  # /v1/models as an OpenAI server sends it: an object with a "data" list
     if models.status == 200:
-        data = models.json() or {}
-        for item in data.get("data") or []:
+        data = models.json()
+        model_list = data.get("data") if isinstance(data, dict) and isinstance(data.get("data"), list) else None
+        for item in model_list or []:
             if isinstance(item, dict) and "id" in item:
                 out["models"].append({"id": item["id"], "root": item.get("root"),
                                       "max_model_len": item.get("max_model_len")})
@@ -415,6 +418,10 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         out["state"] = "needs_api_key"
         out["error"] = ("the server refused the API key" if api_key else
                         "needs an API key: pass --api-key or set R1_API_KEY")
+    elif models.status == 200 and model_list is None:
+        out["state"] = "unhealthy"
+        kind = models.content_type or "no content type"
+        out["error"] = f"/v1/models answered 200 with {kind}, not an OpenAI model list: not a vLLM server"
     elif models.status == 200 and health.status in (200, 404):  # 404: an OpenAI server without /health
         out["state"] = "ready"
     else:

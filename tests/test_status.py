@@ -601,3 +601,20 @@ def test_health_503_is_unhealthy(home):
     [s] = data["servers"]
     assert s["state"] == "unhealthy" and s["health"] == 503
     assert s["error"] == "/health answered 503: the engine is dead"
+
+
+@pytest.mark.parametrize("mode", ["text_plain", "list_body"])
+def test_a_server_that_is_not_openai_is_not_ready(mode):
+    """A web server answering 200 text/plain (or a JSON list) everywhere is no vLLM: status says so and exits 3
+    (it called such a server ready). The scripted server stands in: a real vLLM never answers like this."""
+    from scripted_server import ScriptedServer
+
+    srv = ScriptedServer(mode)
+    try:
+        proc = run_r1("status", "--json", "--base-url", srv.base_url, timeout=30)
+    finally:
+        srv.close()
+    assert proc.returncode == 3, proc.stderr
+    (server,) = json.loads(proc.stdout)["servers"]
+    assert server["state"] == "unhealthy" and server["models"] == []
+    assert "not an OpenAI model list" in server["error"]
