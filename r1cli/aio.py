@@ -18,8 +18,6 @@ from r1cli import http as r1http
 from r1cli.client import (Completion, OnPiece, StreamCut, Target, Timing, _Events, _excerpt, _http_error,
                           _unreachable, not_openai, silent, stream_body)
 
-READ = 1 << 16
-
 
 async def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: OnPiece | None = None, *,
                       timeout: float = 300.0, think_budget: int | None = None,

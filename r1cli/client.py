@@ -465,13 +465,3 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
         return events.finish()
     finally:
         conn.close()
-
-
-def sampling_params(temperature: float, top_p: float, max_tokens: int | None, seed: int | None = None) -> dict:
-    params: dict = {"temperature": temperature, "top_p": top_p}
-    if max_tokens is not None:
-        params["max_tokens"] = max_tokens
-    if seed is not None:
-        params["seed"] = seed
-    return params
-

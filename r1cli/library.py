@@ -44,6 +44,14 @@ class Done:
 Event = Union[Reasoning, AnswerText, Done]
 
 
+def _turn_args(question_or_messages: str | list, kwargs: dict) -> tuple[str, dict]:
+    """A question, or OpenAI messages as their last question with the rest as history and system text."""
+    if isinstance(question_or_messages, str):
+        return question_or_messages, kwargs
+    history, question, system = _split(question_or_messages)
+    return question, {"system": system, "history": history, **kwargs}
+
+
 def _split(messages: list) -> tuple[list[dict], str, str | None]:
     """OpenAI-format messages (dicts or SDK objects) as (history, last user question, system text)."""
     history, system = rules.plain_messages(messages)
@@ -96,19 +104,13 @@ class Client:
     def stream(self, question_or_messages: str | list, **kwargs) -> Iterator[Event]:
         """Reasoning and AnswerText events as they arrive, then Done. Closing the iterator early (break)
         closes the connection, which makes the server stop generating."""
-        if isinstance(question_or_messages, str):
-            call = self.ask
-            args = (question_or_messages,)
-        else:
-            history, question, system = _split(question_or_messages)
-            kwargs = {"system": system, "history": history, **kwargs}
-            call, args = self.ask, (question,)
+        question, kwargs = _turn_args(question_or_messages, kwargs)
         events: queue.Queue = queue.Queue()
         cancel: list = []
 
         def work() -> None:
             try:
-                answer = call(*args, on_piece=lambda ch, text: events.put(
+                answer = self.ask(question, on_piece=lambda ch, text: events.put(
                     Reasoning(text) if ch == "reasoning" else AnswerText(text)), cancel=cancel, **kwargs)
                 events.put(Done(answer))
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
@@ -182,12 +184,9 @@ class AsyncClient:
 
     async def stream(self, question_or_messages: str | list, **kwargs) -> AsyncIterator[Event]:
         """Reasoning and AnswerText events as they arrive, then Done; leaving early cancels the request."""
-        if not isinstance(question_or_messages, str):
-            history, question, system = _split(question_or_messages)
-            kwargs = {"system": system, "history": history, **kwargs}
-            question_or_messages = question
+        question, kwargs = _turn_args(question_or_messages, kwargs)
         events: asyncio.Queue = asyncio.Queue()
-        task = asyncio.ensure_future(self.ask(question_or_messages, on_piece=lambda ch, text: events.put_nowait(
+        task = asyncio.ensure_future(self.ask(question, on_piece=lambda ch, text: events.put_nowait(
             Reasoning(text) if ch == "reasoning" else AnswerText(text)), **kwargs))
         task.add_done_callback(lambda t: events.put_nowait(t))
         try:

@@ -19,7 +19,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from r1cli import client, rules
+from r1cli import client, rules, turn
 from r1cli import http as r1http
 from r1cli.client import Target
 from r1cli.errors import NoServerError, R1Error, UsageError
@@ -57,14 +57,10 @@ class Shape:
         return {"messages": self.messages, "params": self.params, "prompt_len": self.prompt_len}
 
 
-def sampling_params(temperature: float = rules.DEFAULT_TEMPERATURE, top_p: float = rules.DEFAULT_TOP_P) -> dict:
-    return {"temperature": temperature, "top_p": top_p}
-
-
 # ------------------------------------------------------------------------------------------ random
 def fixed_length_params(output_len: int, **sampling) -> dict:
     """Exactly output_len tokens, whatever the model would say (vLLM's random dataset sets ignore_eos)."""
-    return {**sampling_params(**sampling), "max_tokens": output_len, "ignore_eos": True}
+    return turn.Sampling(**sampling, max_tokens=output_len, extra={"ignore_eos": True}).params()
 
 
 def special_tokens_added(target: Target) -> int:
@@ -159,9 +155,7 @@ class DatasetLoad:
         _, extras = client.fit_prompt(target, lambda prefill: rules.build_messages([], self.questions[0],
                                                                                    prefill_think=prefill))
         self.prefill = bool(extras)
-        self.params = {**sampling_params(**sampling), **extras}
-        if max_tokens is not None:
-            self.params["max_tokens"] = max_tokens
+        self.params = {**turn.Sampling(**sampling, max_tokens=max_tokens).params(), **extras}
         self.taken = 0
 
     def describe(self) -> dict:
