@@ -222,8 +222,8 @@ class Timing:
     total_s: float = 0.0
     tokens_per_s: float | None = None
     sent_at: float = 0.0  # time.perf_counter() when the request went out
-    # With record_times: when each streamed delta with text arrived (s after sent_at; one vLLM delta is one
-    # token, as vLLM's own benchmark counts), and the index of the first answer delta among them.
+    # With record_times: when each streamed chunk with a choice arrived, text or not (s after sent_at; as
+    # vLLM's own benchmark times them), and the index of the chunk with the first answer text among them.
     token_times: list[float] | None = None
     answer_index: int | None = None
 
@@ -326,8 +326,6 @@ class _Events:
         now = time.perf_counter() - self.t0
         if timing.ttft_s is None:
             timing.ttft_s = now
-        if timing.token_times is not None:
-            timing.token_times.append(now)
         if channel == "answer":
             out.content += text
             if timing.answer_s is None:
@@ -360,6 +358,10 @@ class _Events:
                               + str(err.get("message", err) if isinstance(err, dict) else err))
             if isinstance(chunk.get("usage"), dict):
                 out.usage = chunk["usage"]
+            if out.timing.token_times is not None and chunk.get("choices"):
+                # vLLM's benchmark times every chunk with a choice, text or not (the role chunk, a token
+                # that decodes to nothing yet, the finish chunk): so does r1 bench, to measure alike.
+                out.timing.token_times.append(time.perf_counter() - self.t0)
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict):
                     raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")

@@ -139,6 +139,22 @@ class ScriptedServer:
         h.wfile.write(sse({}, "stop"))
         h.wfile.write(b"data: [DONE]\n\n")
 
+    @staticmethod
+    def _textless(h):
+        """A random-weight model's stream (seen on the GPU: vLLM 0.25, the 1.5B's shape, random weights): most
+        tokens decode to no text yet, so their chunks carry none. 30 ms between chunks; usage says 6 tokens."""
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        usage = {"id": "x", "object": "chat.completion.chunk", "model": "scripted", "choices": [],
+                 "usage": {"prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15}}
+        for chunk in (sse({"role": "assistant", "content": ""}), sse({"content": ""}), sse({}), sse({"content": ""}),
+                      sse({"reasoning": "hm"}), sse({"content": "\\boxed{5}"}), sse({}, "length"),
+                      b"data: " + json.dumps(usage).encode() + b"\n\n", b"data: [DONE]\n\n"):
+            time.sleep(0.03)
+            h.wfile.write(chunk)
+            h.wfile.flush()
+
     def _budget(self, h):
         """Reasoning that never ends (one token every 5 ms until the client hangs up), as a model that
         would think past any budget; the forced answer comes from /v1/completions (_answer_completion)."""

@@ -19,13 +19,10 @@ Pure and stdlib only (no numpy on the client path); the definitions follow vLLM'
 On top, for R1: reasoning and answer tokens per second (the reasoning is what streamed as
 `delta.reasoning`; answer tokens are the rest of the output tokens, so the two add up to the output
 throughput), and the time to the first answer token (TTFA), which is what a chat user waits for.
-Where the times come from differs in one detail: r1 times the chunks that carry text (the turn
-engine's Timing.token_times); vLLM times every chunk with a choice, which adds the role chunk that
-opens a stream (sent with the first token, ~0.3 ms before it on the demo server) and, for an output
-that stops at EOS, the empty chunk with finish_reason (one decode step after the last text). So
-vLLM's ITL list has one near-zero gap more per request (its mean ITL is lower by about
-1/output tokens) and its E2EL of an EOS-stopped output one step longer; medians, percentiles,
-TTFT and throughput are unaffected beyond that.
+The times are vLLM's: r1 times every streamed chunk with a choice (the engine's Timing.token_times),
+text or not, as `vllm bench serve` does. So the role chunk that opens a chat stream is the first
+token, a token that decodes to no text yet still counts (a random-weight model streams mostly such
+tokens), and an output that stops at EOS ends with the empty chunk carrying finish_reason.
 
 Across runs every figure gets a mean and a sample standard deviation (n - 1; None for one run).
 A run without any answer (all of its outputs cut inside the reasoning) has no TTFA figures (None).

@@ -1,0 +1,15 @@
+# Issue 12 on one GPU: r1's ready time against bare vLLM running r1's own command (interleaved), the API-server
+# gain alone (r1 --api-servers 1 at c=256, against one_gpu_figures.sh's default r1), and bare vLLM with the
+# article's flags (ready time, first/again/c=256 bursts).
+set -x
+REAL_OUT=$OUT; export OUT=/tmp/o-$$; mkdir -p $OUT; trap 'tar czf $REAL_OUT/results.tgz -C $OUT .' EXIT
+source benchmarks/gpu/env.sh
+export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
+timeout 330 python3 benchmarks/serve_ready.py --rounds 2 --only-no-warmup "$MODEL" --served-name "$NAME" \
+  2>&1 | tee "$OUT/serve_ready.txt"
+r1 serve "$MODEL" --served-name "$NAME" -d --port 8002 --api-servers 1 >"$OUT/serve-api1.out" 2>"$OUT/serve-api1.err"
+python3 -m r1cli bench --base-url http://127.0.0.1:8002 --concurrency 256 --requests 1024 --runs 1 --warmup 0 \
+  --input-len 128 --output-len 256 --json >"$OUT/r1-api1-c256.json" 2>"$OUT/r1-api1-bench.err"
+r1 stop --port 8002 2>>"$OUT/serve-api1.err"
+bash benchmarks/gpu/ready_time.sh 8001 && bash benchmarks/gpu/burst.sh 8001 bare
+kill "$(cat /tmp/bare.pid)"
