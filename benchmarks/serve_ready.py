@@ -83,11 +83,14 @@ def main() -> None:
     env = {**os.environ, "R1_HOME": tempfile.mkdtemp(prefix="r1-bench-")}
     bare(opts.model, flags, env)  # warm caches
     results: dict[str, list[float]] = {"bare vLLM": [], "r1 serve --no-warmup": [], "r1 serve": []}
-    for _ in range(opts.rounds):
-        results["bare vLLM"].append(bare(opts.model, flags, env))
-        results["r1 serve --no-warmup"].append(with_r1(opts.model, [*flags, "--no-warmup"], env))
+    for round_no in range(1, opts.rounds + 1):
+        runs = [("bare vLLM", lambda: bare(opts.model, flags, env)),
+                ("r1 serve --no-warmup", lambda: with_r1(opts.model, [*flags, "--no-warmup"], env))]
         if not opts.only_no_warmup:
-            results["r1 serve"].append(with_r1(opts.model, flags, env))
+            runs.append(("r1 serve", lambda: with_r1(opts.model, flags, env)))
+        for name, start in runs:
+            results[name].append(start())
+            print(f"round {round_no}: {name} ready in {results[name][-1]:.1f} s", file=sys.stderr, flush=True)
     print("vLLM command (both): " + shlex.join(r1_command(opts.model, flags, 8000, env)[1]))
     for name, times in results.items():
         if not times:

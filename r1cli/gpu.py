@@ -338,21 +338,32 @@ def parse_ray_status(text: str) -> int | None:
 
 
 def ray_cluster_gpus(timeout: float = 20.0) -> tuple[int | None, str | None]:
-    """(GPUs in the Ray cluster this machine belongs to, None) or (None, one line saying why not)."""
+    """(GPUs in the Ray cluster this machine belongs to, None) or (None, one line saying why not).
+
+    A head started a moment ago answers "No cluster status" (exit 0) for a few seconds: asked again until
+    it has one or TIMEOUT passes."""
     import shutil
     import subprocess
+    import time
 
     ray = shutil.which("ray")
     if ray is None:
         return None, "Ray is not installed here (no `ray` command): the plan cannot count the cluster's GPUs"
-    try:
-        proc = subprocess.run([ray, "status"], capture_output=True, text=True, timeout=timeout, check=False,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, _one_line(f"`ray status` did not answer: {exc}")
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        return None, _one_line(f"`ray status` failed ({last[0]}): start the head first (`ray start --head`)")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            proc = subprocess.run([ray, "status"], capture_output=True, text=True, check=False,
+                                  timeout=max(1.0, deadline - time.monotonic()), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return None, _one_line(f"`ray status` did not answer: {exc}")
+        if proc.returncode != 0:
+            last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            return None, _one_line(f"`ray status` failed ({last[0]}): start the head first (`ray start --head`)")
+        if "No cluster status" not in proc.stdout:
+            break
+        if time.monotonic() + 1.0 > deadline:
+            return None, "`ray status` has no cluster status yet (a head that just started takes a few seconds)"
+        time.sleep(1.0)
     count = parse_ray_status(proc.stdout)
     if count is None:
         return None, "`ray status` shows no GPUs in the cluster"

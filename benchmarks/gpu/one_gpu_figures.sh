@@ -1,7 +1,7 @@
 # Issues 9, 10 and 12 on one GPU: default `r1 serve` (ready time, first/again/c=256 bursts), `r1 eval` beside
 # `vllm bench serve` at the same concurrency, and `benchmarks/bench_vs_vllm.py` at c=16 and 64.
 set -x
-REAL_OUT=$OUT; export OUT=/tmp/o-$$; mkdir -p $OUT; trap 'tar czf $REAL_OUT/results.tgz -C $OUT .' EXIT
+# Straight into $OUT: a call cut at its time limit still returns what was written (a tarball made at exit did not).
 source benchmarks/gpu/env.sh
 export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpus.txt"

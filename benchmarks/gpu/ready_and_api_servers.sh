@@ -2,10 +2,10 @@
 # gain alone (r1 --api-servers 1 at c=256, against one_gpu_figures.sh's default r1), and bare vLLM with the
 # article's flags (ready time, first/again/c=256 bursts).
 set -x
-REAL_OUT=$OUT; export OUT=/tmp/o-$$; mkdir -p $OUT; trap 'tar czf $REAL_OUT/results.tgz -C $OUT .' EXIT
+# Straight into $OUT: a call cut at its time limit still returns what was written (a tarball made at exit did not).
 source benchmarks/gpu/env.sh
 export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
-timeout 330 python3 benchmarks/serve_ready.py --rounds 2 --only-no-warmup "$MODEL" --served-name "$NAME" \
+timeout 300 python3 benchmarks/serve_ready.py --rounds 1 --only-no-warmup "$MODEL" --served-name "$NAME" \
   2>&1 | tee "$OUT/serve_ready.txt"
 r1 serve "$MODEL" --served-name "$NAME" -d --port 8002 --api-servers 1 >"$OUT/serve-api1.out" 2>"$OUT/serve-api1.err"
 python3 -m r1cli bench --base-url http://127.0.0.1:8002 --concurrency 256 --requests 1024 --runs 1 --warmup 0 \

