@@ -217,7 +217,7 @@ def _detok(token: str) -> str:
 
 @dataclass
 class Timing:
-    ttft_s: float | None = None  # first token of any channel, seconds after the request was sent
+    ttft_s: float | None = None  # first token (a chunk with a choice, text or not), seconds after sending
     answer_s: float | None = None  # first token of the answer
     total_s: float = 0.0
     tokens_per_s: float | None = None
@@ -323,13 +323,10 @@ class _Events:
         if not text:
             return
         out, timing = self.out, self.out.timing
-        now = time.perf_counter() - self.t0
-        if timing.ttft_s is None:
-            timing.ttft_s = now
         if channel == "answer":
             out.content += text
             if timing.answer_s is None:
-                timing.answer_s = now
+                timing.answer_s = time.perf_counter() - self.t0
                 if timing.token_times is not None:
                     timing.answer_index = len(timing.token_times) - 1
         else:
@@ -358,10 +355,15 @@ class _Events:
                               + str(err.get("message", err) if isinstance(err, dict) else err))
             if isinstance(chunk.get("usage"), dict):
                 out.usage = chunk["usage"]
-            if out.timing.token_times is not None and chunk.get("choices"):
-                # vLLM's benchmark times every chunk with a choice, text or not (the role chunk, a token
-                # that decodes to nothing yet, the finish chunk): so does r1 bench, to measure alike.
-                out.timing.token_times.append(time.perf_counter() - self.t0)
+            if chunk.get("choices"):
+                # A token came, whether or not it has text yet (vLLM opens a chat stream with a role chunk
+                # when the first token is out; a token may decode to nothing until the next): vLLM's TTFT,
+                # and its benchmark times every such chunk, as r1 bench does.
+                now = time.perf_counter() - self.t0
+                if out.timing.ttft_s is None:
+                    out.timing.ttft_s = now
+                if out.timing.token_times is not None:
+                    out.timing.token_times.append(now)
             for choice in chunk.get("choices") or ():
                 if not isinstance(choice, dict):
                     raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")

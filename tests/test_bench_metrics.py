@@ -197,17 +197,20 @@ def test_a_stream_of_textless_tokens_is_timed_as_vllm_times_it():
             aclient = AsyncClient(srv.base_url, "scripted")
             try:
                 shape = load.Shape([{"role": "user", "content": "hi"}], load.fixed_length_params(6))
-                return (await runner.run_once(aclient, [shape], 1))[0][0]
+                record = (await runner.run_once(aclient, [shape], 1))[0][0]
+                answer = await aclient.raw(shape.messages, shape.params)  # ask, chat and eval's TTFT: the same
+                return record, answer.timing.ttft_s
             finally:
                 await aclient.aclose()
 
-        vllm_out, record = asyncio.run(theirs()), asyncio.run(ours())
+        vllm_out, (record, answer_ttft) = asyncio.run(theirs()), asyncio.run(ours())
     finally:
         srv.close()
     assert vllm_out.success and record.success, record.error
     assert len(record.itl) == len(vllm_out.itl) == 6  # 7 chunks with a choice: the role chunk is the first token
     assert record.output_tokens == vllm_out.output_tokens == 6
     assert record.ttft == pytest.approx(vllm_out.ttft, abs=0.015)  # ~30 ms, not the ~150 ms of the first text
+    assert answer_ttft == pytest.approx(vllm_out.ttft, abs=0.015)
     assert record.latency == pytest.approx(vllm_out.latency, abs=0.015)
     assert record.itl == pytest.approx(vllm_out.itl, abs=0.015)
     assert record.ttfa == pytest.approx(record.ttft + 5 * 0.03, abs=0.015)  # the answer text came 5 chunks later
