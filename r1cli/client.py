@@ -355,7 +355,8 @@ class _Events:
                               + str(err.get("message", err) if isinstance(err, dict) else err))
             if isinstance(chunk.get("usage"), dict):
                 out.usage = chunk["usage"]
-            if chunk.get("choices"):
+            choices = chunk.get("choices") or ()
+            if choices:
                 # A token came, whether or not it has text yet (vLLM opens a chat stream with a role chunk
                 # when the first token is out; a token may decode to nothing until the next): vLLM's TTFT,
                 # and its benchmark times every such chunk, as r1 bench does.
@@ -364,7 +365,7 @@ class _Events:
                     out.timing.ttft_s = now
                 if out.timing.token_times is not None:
                     out.timing.token_times.append(now)
-            for choice in chunk.get("choices") or ():
+            for choice in choices:
                 if not isinstance(choice, dict):
                     raise not_openai(target, f"a stream choice that is not an object: {_excerpt(json.dumps(choice).encode())}")
                 delta = choice.get("delta") or {}

@@ -119,6 +119,55 @@ def test_parse_ray_status(name, expected):
     assert gpu.parse_ray_status((RAY / name).read_text()) == expected
 
 
+# Older Ray prints "Usage:" where 2.60 prints "Total Usage:" (python/ray/autoscaler/_private/util.py,
+# format_info_string and format_info_string_no_node_types: usage lines are f" {used}/{total} {resource}");
+# these also have GPUs in use and two nodes, which one idle machine can't show.
+RAY_NODE_TYPES = """======== Autoscaler status: 2026-11-26 10:00:00.000000 ========
+Node status
+---------------------------------------------------------------
+Healthy:
+ 1 head
+ 1 gpu-worker
+Pending:
+ (no pending nodes)
+Recent failures:
+ (no failures)
+
+Resources
+---------------------------------------------------------------
+
+Usage:
+ 0.0/128.0 CPU
+ 0.0/16.0 GPU
+ 0.00/1000.000 GiB memory
+ 0.00/200.000 GiB object_store_memory
+
+Demands:
+ (no resource demands)
+"""
+RAY_NO_NODE_TYPES = """======== Cluster status: 2026-11-26 10:00:00.000000 ========
+Node status
+---------------------------------------------------------------
+ 2 node(s) with resources: {'CPU': 64.0, 'GPU': 8.0}
+
+Resources
+---------------------------------------------------------------
+Usage:
+ 8.0/128.0 CPU
+ 2.0/16.0 GPU
+
+Demands:
+ (no resource demands)
+"""
+RAY_CPU_ONLY = RAY_NO_NODE_TYPES.replace(" 2.0/16.0 GPU\n", "")
+
+
+@pytest.mark.parametrize("text, expected", [(RAY_NODE_TYPES, 16), (RAY_NO_NODE_TYPES, 16), (RAY_CPU_ONLY, None),
+                                            ("", None)])
+def test_parse_ray_status_older_format(text, expected):
+    assert gpu.parse_ray_status(text) == expected
+
+
 def fake_ray(tmp_path, monkeypatch, *answers: tuple[str, int]) -> None:
     """A `ray` on PATH replaying captured answers of the real one, one per call (a head that is still starting
     can't be produced on demand in CI, which has no Ray): (file in tests/data/ray, exit status)."""

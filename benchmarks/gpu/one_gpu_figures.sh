@@ -3,7 +3,7 @@
 set -x
 # Straight into $OUT: a call cut at its time limit still returns what was written (a tarball made at exit did not).
 source benchmarks/gpu/env.sh
-export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
+export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home OUT  # OUT: burst.sh and ready_time.sh write there too
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpus.txt"
 t0=$(date +%s.%N)
 r1 serve "$MODEL" --served-name "$NAME" -d --port 8000 >"$OUT/serve.out" 2>"$OUT/serve.err"

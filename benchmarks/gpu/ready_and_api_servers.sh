@@ -4,7 +4,7 @@
 set -x
 # Straight into $OUT: a call cut at its time limit still returns what was written (a tarball made at exit did not).
 source benchmarks/gpu/env.sh
-export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home
+export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home OUT  # OUT: burst.sh and ready_time.sh write there too
 timeout 300 python3 benchmarks/serve_ready.py --rounds 1 --only-no-warmup "$MODEL" --served-name "$NAME" \
   2>&1 | tee "$OUT/serve_ready.txt"
 r1 serve "$MODEL" --served-name "$NAME" -d --port 8002 --api-servers 1 >"$OUT/serve-api1.out" 2>"$OUT/serve-api1.err"

@@ -27,8 +27,8 @@ __all__ = [
 STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
               "engine_ready", "api_server", "app_started")
 CAUSES = ("port_in_use", "model_not_found", "quant_mismatch", "awq_unquantized", "unknown_quant",
-          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "ray_unsupported", "tp_too_large",
-          "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
+          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "ray_unsupported",
+          "tp_too_large", "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
 # What each stage means to a reader: the milestone it marks.
 MILESTONES = {"starting": "vLLM started", "config": "config read", "loading": "loading weights",
               "loaded": "weights loaded", "compiling": "torch.compile", "kv_cache": "KV cache",
