@@ -139,8 +139,19 @@ def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[d
     return metrics.run_metrics(records, duration, percentiles=(50, 90, 99)), vllm_run, overlap(vllm_run, records)
 
 
+def prime(opts, concurrency: int) -> None:
+    """One unmeasured burst at this level, so that neither tool's first run pays for a fresh server's kernel
+    compilation at a new batch size (on an H100 the first c=64 burst after ready ran at half speed)."""
+    r1_bench(["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
+              "-r", "1", "--warmup", "0", "--seed", str(opts.seed + 999_999), "--input-len", str(opts.input_len),
+              "--output-len", str(opts.output_len)])
+    print(f"  concurrency {concurrency}: primed with one unmeasured burst", file=sys.stderr)
+
+
 def one_level(opts, concurrency: int) -> tuple[list[dict], list[dict]]:
     ours, theirs = [], []
+    if opts.prime:
+        prime(opts, concurrency)
     for run in range(opts.runs):
         seed = opts.seed + 1000 * concurrency + run  # fresh prompts per run and level, the same seed for both
         common_vllm = ["--backend", "openai-chat", "--endpoint", "/v1/chat/completions", "--base-url", opts.base_url,
@@ -218,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--simultaneous", action="store_true",
                     help="run both at once, each at --concurrency (the server sees both loads): on a shared, noisy "
                          "machine the server's stalls then hit both alike")
+    ap.add_argument("--no-prime", dest="prime", action="store_false",
+                    help="skip the unmeasured burst before each level's runs")
     ap.add_argument("--json", type=Path, help="write every run of both tools here")
     opts = ap.parse_args(argv)
     opts.base_url = opts.base_url.rstrip("/").removesuffix("/v1")

@@ -1,12 +1,9 @@
-# Issue 12 on one GPU: r1's ready time against bare vLLM running r1's own command (interleaved), the API-server
-# gain alone (r1 --api-servers 1 at c=256, against one_gpu_figures.sh's default r1), and bare vLLM with the
-# article's flags (ready time, first/again/c=256 bursts).
+# Issue 12 on one GPU: the API-server gain alone (r1 with one API server at c=256, against one_gpu_figures.sh's
+# default r1), then bare vLLM with the article's flags (ready time, first/again/c=256 bursts).
 set -x
-# Straight into $OUT: a call cut at its time limit still returns what was written (a tarball made at exit did not).
+# Straight into $OUT: a call cut at its time limit still returns what was written.
 source benchmarks/gpu/env.sh
 export CUDA_VISIBLE_DEVICES=0 R1_HOME=/tmp/r1-home OUT  # OUT: burst.sh and ready_time.sh write there too
-timeout 300 python3 benchmarks/serve_ready.py --rounds 1 --only-no-warmup "$MODEL" --served-name "$NAME" \
-  2>&1 | tee "$OUT/serve_ready.txt"
 r1 serve "$MODEL" --served-name "$NAME" -d --port 8002 --api-servers 1 >"$OUT/serve-api1.out" 2>"$OUT/serve-api1.err"
 python3 -m r1cli bench --base-url http://127.0.0.1:8002 --concurrency 256 --requests 1024 --runs 1 --warmup 0 \
   --input-len 128 --output-len 256 --json >"$OUT/r1-api1-c256.json" 2>"$OUT/r1-api1-bench.err"
