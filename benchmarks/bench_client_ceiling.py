@@ -39,17 +39,18 @@ class BurstServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def serve(port: int, tokens: int, think: int, model: str) -> None:
-    # The whole answer in one write: the server costs one sendall per request, the client all the parsing.
-    events = [b"".join(sse_events(tokens, think, model))]
-    server = BurstServer(("127.0.0.1", port), make_handler(events, 0.0, model))
+def serve(port: int, tokens: int, think: int, model: str, rate: float = 0.0) -> None:
+    # Unpaced, the whole answer in one write: the server costs one sendall per request, the client all the
+    # parsing. Paced, one write per token at RATE tokens/s, the first at once (a true TTFT of about nothing).
+    events = sse_events(tokens, think, model) if rate else [b"".join(sse_events(tokens, think, model))]
+    server = BurstServer(("127.0.0.1", port), make_handler(events, rate, model))
     print(f"ready http://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 
-def start_server(tokens: int, think: int, model: str) -> tuple[subprocess.Popen, str]:
+def start_server(tokens: int, think: int, model: str, rate: float = 0.0) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", "--tokens", str(tokens), "--think", str(think),
-                             "--model", model], stdout=subprocess.PIPE, text=True)
+                             "--model", model, "--rate", str(rate)], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("ready "):
         proc.kill()
@@ -65,13 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--think", type=int, default=800, help="of which reasoning")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--model", default="canned")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="pace each stream at this many tokens/s, the first token at once (0: as fast as it can): "
+                         "each tool's mean TTFT is then what its own client adds")
     ap.add_argument("--vllm-python", default=sys.executable)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     if opts.serve:
-        serve(0, opts.tokens, opts.think, opts.model)
+        serve(0, opts.tokens, opts.think, opts.model, opts.rate)
         return 0
-    proc, url = start_server(opts.tokens, opts.think, opts.model)
+    proc, url = start_server(opts.tokens, opts.think, opts.model, opts.rate)
     results: dict[str, list[dict]] = {"r1 bench": [], "vllm bench serve": []}
     try:
         for run in range(opts.runs):
@@ -92,18 +96,22 @@ def main(argv: list[str] | None = None) -> int:
                         "--ready-check-timeout-sec", "0"])[0]
                 results[tool].append(figures)
                 print(f"  run {run + 1}/{opts.runs} {tool:>16}: {figures['output_throughput']:10,.0f} output tok/s, "
-                      f"{figures['request_throughput']:7.1f} req/s, {figures['completed']} ok, {figures['failed']} failed "
+                      f"{figures['request_throughput']:7.1f} req/s, mean TTFT {figures['mean_ttft_ms']:.2f} ms, "
+                      f"{figures['completed']} ok, {figures['failed']} failed "
                       f"({time.perf_counter() - t0:.1f} s with start-up)", file=sys.stderr, flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"canned server, {opts.tokens} tokens per answer, concurrency {opts.concurrency}, {opts.requests} requests, "
+    pace = f"paced at {opts.rate:g} tokens/s per stream" if opts.rate else "unpaced"
+    print(f"canned server ({pace}), {opts.tokens} tokens per answer, concurrency {opts.concurrency}, {opts.requests} requests, "
           f"{opts.runs} runs each (mean ± std):")
     summary = {tool: metrics.across_runs(runs) for tool, runs in results.items()}
     for tool, s in summary.items():
         out, req = s["output_throughput"], s["request_throughput"]
         std = f" ± {out['std']:,.0f}" if out["std"] is not None else ""
-        print(f"  {tool:>16}: {out['mean']:10,.0f}{std} output tok/s, {req['mean']:7.1f} req/s")
+        ttft = s["mean_ttft_ms"]
+        print(f"  {tool:>16}: {out['mean']:10,.0f}{std} output tok/s, {req['mean']:7.1f} req/s, "
+              f"mean TTFT {ttft['mean']:.2f} ± {ttft['std'] or 0:.2f} ms")
     ratio = summary["r1 bench"]["output_throughput"]["mean"] / summary["vllm bench serve"]["output_throughput"]["mean"]
     print(f"r1/vllm: {ratio:.2f}x (goal: >= 1.00): {'met' if ratio >= 1 else 'NOT met'}")
     return 0 if ratio >= 1 else 1

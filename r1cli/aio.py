@@ -47,6 +47,11 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
     https = parts.scheme == "https"
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if https else 80)
     reply = _Reply(loop, events)
+    payload = json.dumps(stream_body(body)).encode()
+    headers = {"Host": f"{host}:{port}", "Content-Type": "application/json", "Accept": "text/event-stream",
+               "Content-Length": str(len(payload)), "Connection": "close", **target.headers}
+    head = f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    events.sent()  # before connecting: the wait for a connection is part of what the user waits (and of vLLM's TTFT)
     try:
         transport, _ = await asyncio.wait_for(
             loop.create_connection(lambda: reply, host, port, ssl=ssl.create_default_context() if https else None),
@@ -54,11 +59,6 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
     except (OSError, asyncio.TimeoutError) as exc:
         raise _unreachable(target, r1http.describe(exc)) from None
     try:
-        payload = json.dumps(stream_body(body)).encode()
-        headers = {"Host": f"{host}:{port}", "Content-Type": "application/json", "Accept": "text/event-stream",
-                   "Content-Length": str(len(payload)), "Connection": "close", **target.headers}
-        head = f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        events.sent()
         transport.write(head.encode() + payload)
         # One timer for the whole stream, not one per read: silence longer than `timeout` ends it.
         while not reply.over.done():

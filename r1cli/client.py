@@ -217,11 +217,11 @@ def _detok(token: str) -> str:
 
 @dataclass
 class Timing:
-    ttft_s: float | None = None  # first token (a chunk with a choice, text or not), seconds after sending
+    ttft_s: float | None = None  # first token (a chunk with a choice, text or not), seconds from before connecting
     answer_s: float | None = None  # first token of the answer
     total_s: float = 0.0
     tokens_per_s: float | None = None
-    sent_at: float = 0.0  # time.perf_counter() when the request went out
+    sent_at: float = 0.0  # time.perf_counter() before connecting (vLLM's clock starts there too)
     # With record_times: when each streamed chunk with a choice arrived, text or not (s after sent_at; as
     # vLLM's own benchmark times them), and the index of the chunk with the first answer text among them.
     token_times: list[float] | None = None
@@ -426,6 +426,7 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
     events = _Events(target, on_piece, opens_think=opens_think, think_budget=think_budget,
                      record_times=record_times, started=started)
     conn, path = r1http.connect(target.base_url + path_tail, timeout=min(timeout, 5.0))
+    events.sent()  # before connecting: the wait for a connection is part of what the user waits (and of vLLM's TTFT)
     try:
         try:
             conn.connect()
@@ -436,7 +437,6 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
             # connection, while the response goes on reading from it.
             cancel.append(conn.sock)
         conn.sock.settimeout(timeout)  # a short connect timeout, a long read timeout
-        events.sent()
         try:
             conn.request("POST", path, body=json.dumps(stream_body(body)).encode(),
                          headers={"Content-Type": "application/json", "Accept": "text/event-stream", **target.headers})

@@ -4,6 +4,7 @@ mid-answer, a 500, a hang, a 401). Everything else in the tests runs against the
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,8 +16,14 @@ def sse(delta: dict, finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 
+class _OneInTheQueue(ThreadingHTTPServer):
+    request_queue_size = 0  # listen(0): the kernel queues one connection and drops the SYNs after it
+
+
 class ScriptedServer:
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, accept_after: float = 0.0):
+        """ACCEPT_AFTER > 0: a server slow to take connections. Its one-slot queue is held full by a silent
+        connection until then, so a client's connect waits for its SYN to be sent again (after 1 s, Linux)."""
         self.mode = mode
         self.requests: list[dict] = []  # the chat requests received, parsed
         self.tokenize_requests: list[dict] = []
@@ -81,12 +88,20 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = (_OneInTheQueue if accept_after else ThreadingHTTPServer)(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self._filler = socket.create_connection(self.httpd.server_address) if accept_after else None
+
+        def serve() -> None:
+            time.sleep(accept_after)
+            self.httpd.serve_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
 
     def close(self):
+        if self._filler is not None:
+            self._filler.close()
         self.httpd.shutdown()
         self.httpd.server_close()
 

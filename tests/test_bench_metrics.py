@@ -214,3 +214,50 @@ def test_a_stream_of_textless_tokens_is_timed_as_vllm_times_it():
     assert record.latency == pytest.approx(vllm_out.latency, abs=0.015)
     assert record.itl == pytest.approx(vllm_out.itl, abs=0.015)
     assert record.ttfa == pytest.approx(record.ttft + 5 * 0.03, abs=0.015)  # the answer text came 5 chunks later
+
+
+def test_the_wait_for_a_connection_counts_in_ttft_as_in_vllm():
+    """vLLM's request function starts its clock before it connects; r1 started it once connected, so on the
+    GPU at c=64, where a burst of 64 connections queues, r1 read TTFT 7% under vLLM's. A server slow to take
+    connections (a scripted one: a real server can't be made to hold its queue full on demand) makes the
+    connect wait about a second: bench's runner, the async library and the client behind ask and chat
+    must all count it, as vLLM's own request function does."""
+    import asyncio
+
+    import aiohttp
+    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncInput, async_request_openai_chat_completions
+
+    from r1cli import Client
+    from r1cli.bench import load, runner
+    from r1cli.library import AsyncClient
+    from scripted_server import ScriptedServer
+
+    shape = load.Shape([{"role": "user", "content": "hi"}], load.fixed_length_params(6))
+
+    async def theirs(srv):
+        async with aiohttp.ClientSession() as session:
+            return (await async_request_openai_chat_completions(RequestFuncInput(
+                prompt="hi", api_url=srv.base_url + "/chat/completions", prompt_len=9, output_len=6,
+                model="scripted"), session)).ttft
+
+    async def bench_runner(srv):
+        aclient = AsyncClient(srv.base_url, "scripted")
+        try:
+            return (await runner.run_once(aclient, [shape], 1))[0][0].ttft
+        finally:
+            await aclient.aclose()
+
+    def sync_client(srv):
+        return Client(srv.base_url, "scripted").raw(shape.messages, shape.params).timing.ttft_s
+
+    ttfts = {}
+    for name, measure in (("vllm", lambda srv: asyncio.run(theirs(srv))),
+                          ("r1 bench", lambda srv: asyncio.run(bench_runner(srv))), ("r1 ask/chat", sync_client)):
+        srv = ScriptedServer("textless", accept_after=0.3)  # a fresh one each: its queue empties once it accepts
+        try:
+            ttfts[name] = measure(srv)
+        finally:
+            srv.close()
+    assert ttfts["vllm"] > 0.5, ttfts  # the connect did wait (one SYN sent again)
+    assert ttfts["r1 bench"] == pytest.approx(ttfts["vllm"], abs=0.1), ttfts
+    assert ttfts["r1 ask/chat"] == pytest.approx(ttfts["vllm"], abs=0.1), ttfts
