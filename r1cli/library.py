@@ -203,7 +203,10 @@ class AsyncClient:
                     await task
 
     async def aclose(self) -> None:
-        pass  # nothing held between calls: each stream has its own connection
+        from r1cli import aio
+
+        aio.close_idle()  # the kept-alive connections of this event loop
+        await asyncio.sleep(0)  # the loop closes the sockets on its next turn: before aclose() returns
 
     async def __aenter__(self) -> "AsyncClient":
         return self

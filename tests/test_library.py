@@ -177,3 +177,38 @@ def test_importing_r1cli_stays_light():
     code = "import sys, r1cli; print(any(m in sys.modules for m in ('asyncio', 'concurrent.futures', 'r1cli.library')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_async_client_keeps_its_connection_alive_between_requests(demo_server):
+    """vLLM's benchmark client (aiohttp) keeps connections alive; r1's async client (bench, eval, the library)
+    does too: requests in turn go over one connection, so none pays a new connection (a TLS handshake to a
+    remote server) that vllm bench serve would not, and aclose() hangs it up. After vLLM's keep-alive
+    timeout (5 s) the server closes the idle connection: the next request opens a new one and still works."""
+    from urllib.parse import urlsplit
+
+    import psutil
+
+    from r1cli import AsyncClient
+
+    port = urlsplit(demo_server.base_url).port
+    me = psutil.Process()
+
+    def open_to_server() -> list[int]:
+        return sorted(c.laddr.port for c in me.net_connections("tcp")
+                      if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+    async def main():
+        seen, answers = [], []
+        async with AsyncClient(base_url=demo_server.base_url) as r1:
+            for question in ("What is 2+3?", "What is 7*6?", "What is 12-5?"):
+                answers.append((await r1.ask(question, max_tokens=40)).answer)
+                await asyncio.sleep(0.3)  # the response's last (empty) chunk comes just after the stream's end
+                seen.append(open_to_server())
+            await asyncio.sleep(6.5)  # past the server's keep-alive timeout
+            answers.append((await r1.ask("What is 9+8?", max_tokens=40)).answer)
+        return seen, answers, open_to_server()
+
+    seen, answers, after = asyncio.run(main())
+    assert answers == ["5", "42", "7", "17"]
+    assert len(seen[0]) == 1 and seen[0] == seen[1] == seen[2], seen  # one connection, the same one throughout
+    assert after == []  # aclose() hung up

@@ -336,12 +336,15 @@ def evaluate(client, settings: Settings, units: list[Unit], folder: Path, concur
             progress.update(record)
 
     async def main() -> None:
-        for unit, jobs in zip(units, plans):
-            if not jobs:
-                continue
-            if progress is not None:
-                progress.unit(unit.key)
-            await run_jobs(client, jobs, settings, concurrency, on_sample, send_seeds=send_seeds)
+        try:
+            for unit, jobs in zip(units, plans):
+                if not jobs:
+                    continue
+                if progress is not None:
+                    progress.unit(unit.key)
+                await run_jobs(client, jobs, settings, concurrency, on_sample, send_seeds=send_seeds)
+        finally:
+            await client.aclose()  # its kept-alive connections belong to this event loop
 
     try:
         asyncio.run(main())
