@@ -139,7 +139,13 @@ _IDLE: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Idle]" = weakref.W
 
 
 def _idle(loop: asyncio.AbstractEventLoop) -> _Idle:
-    return _IDLE.setdefault(loop, _Idle())
+    pool = _IDLE.get(loop)
+    if pool is None:
+        # A loop closed without aclose() stays alive through its own connections: let it and them go.
+        for closed in [other for other in _IDLE if other.is_closed()]:
+            del _IDLE[closed]
+        pool = _IDLE[loop] = _Idle()
+    return pool
 
 
 def close_idle() -> None:
