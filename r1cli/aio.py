@@ -186,6 +186,8 @@ class _Conn(asyncio.Protocol):
             self.reply.connection_lost(exc)
         if self.timer is not None:
             self.timer.cancel()
+            self.timer = None
+        _idle(self.loop).draining.discard(self)
 
     def finish(self) -> None:
         """The request is over and its stream was whole: keep the connection once its response has ended."""
