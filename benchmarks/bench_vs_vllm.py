@@ -167,12 +167,17 @@ def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[d
     return metrics.run_metrics(records, duration, percentiles=(50, 90, 99)), vllm_run, overlap(vllm_run, records)
 
 
+def r1_run_args(opts, concurrency: int, seed: int, warmup: int) -> list[str]:
+    """`r1 bench` arguments for one run of this level's load."""
+    return ["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
+            "-r", "1", "--warmup", str(warmup), "--seed", str(seed), "--input-len", str(opts.input_len),
+            "--output-len", str(opts.output_len)]
+
+
 def prime(opts, concurrency: int) -> None:
     """One unmeasured burst at this level, so that neither tool's first run pays for a fresh server's kernel
     compilation at a new batch size (on an H100 the first c=64 burst after ready ran at half speed)."""
-    r1_bench(["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
-              "-r", "1", "--warmup", "0", "--seed", str(opts.seed + 999_999), "--input-len", str(opts.input_len),
-              "--output-len", str(opts.output_len)])
+    r1_bench(r1_run_args(opts, concurrency, opts.seed + 999_999, warmup=0))
     print(f"  concurrency {concurrency}: primed with one unmeasured burst", file=sys.stderr)
 
 
@@ -188,9 +193,6 @@ def one_level(opts, concurrency: int) -> tuple[list[dict], list[dict]]:
                        "--num-prompts", str(opts.requests), "--max-concurrency", str(concurrency),
                        "--num-warmups", str(opts.warmup), "--seed", str(seed), "--temperature", "0.6",
                        "--top-p", "0.95", "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99"]
-        r1_args = ["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
-                   "-r", "1", "--seed", str(seed), "--input-len", str(opts.input_len),
-                   "--output-len", str(opts.output_len)]
         if opts.simultaneous:
             ours_run, vllm_run, shared = together(opts, concurrency, seed, common_vllm)
             ours.append(ours_run)
@@ -206,7 +208,7 @@ def one_level(opts, concurrency: int) -> tuple[list[dict], list[dict]]:
                 theirs.append(with_server_ttft(opts.base_url, lambda: vllm_bench_serve(opts.vllm_python, common_vllm)[0]))
             else:
                 ours.append(with_server_ttft(opts.base_url, lambda: r1_bench(
-                    [*r1_args, "--warmup", str(opts.warmup)])["levels"][0]["runs"][0]))
+                    r1_run_args(opts, concurrency, seed, opts.warmup))["levels"][0]["runs"][0]))
             last = theirs[-1] if tool == "vllm" else ours[-1]
             server = last["server_mean_ttft_ms"]
             print(f"  concurrency {concurrency} run {run + 1}/{opts.runs} {tool:>4}: mean TTFT "

