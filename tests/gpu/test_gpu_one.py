@@ -107,20 +107,26 @@ def test_serve_plans_one_gpu_with_r1s_full_window_and_warms_up(served):
 
 def test_first_burst_after_ready_is_warm(served):
     """The issue's goal, measured with `r1 bench`: the first c=64 burst after ready within 1.2x of a repeated
-    burst's throughput, and its p99 time to first token within 2x. Runs before the other requests."""
+    burst's throughput, and its p99 time to first token within 2x. Runs before the other requests.
+
+    Each burst is 256 requests (four waves of 64), against the mean of two repeats: on an H100 single waves of
+    64 repeated at 13,013 to 14,535 tok/s, and one first wave read 1.27x its one repeat where the next
+    server's read 0.96x, so a single wave tests its own noise rather than the warm-up. Without a warm-up the
+    first 256 read 2.6x (bare vLLM: 4,889 against 12,639 tok/s), which this still catches."""
     port, _ = served
     url = f"http://127.0.0.1:{port}/v1"
 
     def burst() -> dict:
-        proc = run_r1("bench", "--base-url", url, "-c", "64", "-n", "64", "--runs", "1", "--warmup", "0",
+        proc = run_r1("bench", "--base-url", url, "-c", "64", "-n", "256", "--runs", "1", "--warmup", "0",
                       "--input-len", "128", "--output-len", "256", "--json", timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout)["levels"][0]["summary"]
-        return {key: summary[key]["mean"] for key in ("output_throughput", "p99_ttft_ms")}
+        return {key: summary[key]["mean"] for key in ("output_throughput", "p99_ttft_ms", "mean_itl_ms")}
 
-    first, again = burst(), burst()
-    assert first["output_throughput"] >= again["output_throughput"] / 1.2, (first, again)
-    assert first["p99_ttft_ms"] <= 2 * again["p99_ttft_ms"], (first, again)
+    first, again = burst(), [burst(), burst()]
+    repeated = {key: sum(b[key] for b in again) / len(again) for key in first}
+    assert first["output_throughput"] >= repeated["output_throughput"] / 1.2, (first, again)
+    assert first["p99_ttft_ms"] <= 2 * repeated["p99_ttft_ms"], (first, again)
 
 
 def test_status_marks_the_engine_with_the_port(served):
