@@ -121,7 +121,8 @@ def stop(
     for record in records:
         alive = state.is_alive(record)
         # NVML before and after: which GPUs the tree held memory on, and what came back.
-        before = gpu.query({p.pid: record.port for p in process.members(record)}) if record.backend != "cpu" else None
+        ours = [*process.members(record), *process.ray_workers(record)]
+        before = gpu.query({p.pid: record.port for p in ours}) if record.backend != "cpu" else None
         freed = process.stop_server(record, timeout)  # the whole tree: also what a killed API server left
         mib = freed.rss_bytes / 2**20
         on_gpus = gpu.freed_since(before, record.port)

@@ -306,8 +306,8 @@ def describe_freed(freed: list[tuple[int, float]]) -> str:
 
 def wait_released(before: NvmlReport, held: dict[int, float], timeout: float = 5.0, query_fn=None) -> NvmlReport:
     """NVML again once the driver has taken back what the server held: its processes are gone at once, their
-    memory a moment later. Returns when each GPU gave back 90% of what the server's processes held, or its
-    use stopped falling, or after TIMEOUT seconds."""
+    memory a moment later. Returns when each GPU gave back 90% of what the server's processes held (or, none
+    marked, when use stopped falling), or after TIMEOUT seconds."""
     import time
 
     query_fn = query_fn or query
@@ -317,9 +317,10 @@ def wait_released(before: NvmlReport, held: dict[int, float], timeout: float = 5
     while True:
         after = query_fn()
         now = {g.index: g.memory_used_mib for g in after.gpus}
-        # Where NVML could not tell what the server held (no processes marked, or 0 MiB), wait for steady use.
         given_back = bool(held) and all(mib > 0 and start.get(i, 0.0) - now.get(i, 0.0) >= 0.9 * mib for i, mib in held.items())
-        steady = now == last and time.monotonic() - t0 >= 1.0
+        # Where NVML could not tell what the server held (no processes marked), wait for steady use. Where it
+        # could, steady use is no answer: Ray ends a --ray server's workers a while after their driver.
+        steady = not held and now == last and time.monotonic() - t0 >= 1.0
         if given_back or steady or time.monotonic() - t0 > timeout:
             return after
         last = now

@@ -252,6 +252,10 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
     server_pids.update({p.pid: t.port for t in targets for p in t.orphans or []})
 
     from r1cli import gpu
+    from r1cli.server import process
+
+    # `--ray`: the workers are the raylet's children, outside the tree; the server's log names them.
+    server_pids.update({p.pid: t.port for t in targets if t.record is not None for p in process.ray_workers(t.record)})
 
     jobs: dict = {"nvml": lambda: gpu.query(server_pids)}
     for i, t in enumerate(targets):

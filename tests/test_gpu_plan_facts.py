@@ -89,6 +89,13 @@ def test_wait_released_waits_for_the_driver():
     assert after is STOPPED
 
 
+def test_wait_released_waits_for_marked_processes_that_end_late():
+    """`--ray`: the server's engine is gone at once, Ray ends the workers it marked a while later."""
+    readings = iter([SERVING] * 8 + [STOPPED])  # two seconds unchanged at 0.25 s intervals
+    after = gpu.wait_released(SERVING, {0: 66_848.0}, timeout=10, query_fn=lambda: next(readings))
+    assert after is STOPPED
+
+
 def test_wait_released_without_marked_processes_waits_for_steady_use():
     calls = []
 

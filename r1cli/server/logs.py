@@ -21,6 +21,7 @@ __all__ = [
     "Stage",
     "diagnose",
     "explain",
+    "ray_worker_pids",
     "strip_prefix",
 ]
 
@@ -86,6 +87,22 @@ def pid_of(line: str) -> int | None:
     """The process id in a line's `(Name pid=N)` prefix, or None."""
     m = _PID.match(_ANSI.sub("", line))
     return int(m.group(1)) if m else None
+
+
+# Ray's workers (`--ray`) are started by the raylet, outside the server's process tree; the engine forwards
+# their output with Ray's own prefix inside vLLM's: `(EngineCore pid=1809) (RayWorkerProc pid=4185) ...`
+# (a worker on another node adds `, ip=...`: its pid is not one of this machine's, so it does not match).
+_RAY_WORKER = re.compile(r"\(RayWorker\w* pid=(\d+)\)")
+
+
+def ray_worker_pids(lines: Iterable[str]) -> list[int]:
+    """The pids of this machine's Ray workers that a server's log names, in the order first named."""
+    found: dict[int, None] = {}
+    for line in lines:
+        if "RayWorker" in line:
+            for m in _RAY_WORKER.finditer(_ANSI.sub("", line)):
+                found.setdefault(int(m.group(1)))
+    return list(found)
 
 
 def _clean(line: str) -> str:
@@ -233,6 +250,7 @@ class LogWatcher:
         self._fatal_at = -1  # number of the line that set self.fatal
         self._errors: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=50)  # (number, text, line)
         self.engines: set[str] = set()  # data-parallel engines seen in line prefixes
+        self._reached: dict[str | None, int] = {}  # engine -> the furthest stage shown (its STAGE_KEYS index)
 
     # -- feeding -------------------------------------------------------------------------------------------------
 
@@ -261,8 +279,15 @@ class LogWatcher:
             stage = Stage(stage.key, stage.label, engine)
             if stage.key == "kv_cache" and _KV_SIZE.search(msg):
                 self.facts.setdefault("engine_kv_cache_tokens", {})[engine] = self.facts["kv_cache_tokens"]
+        if stage is not None and stage.key == "starting":
+            self._reached = {}  # a start (a log vLLM appends to holds several): from the beginning again
+        elif stage is not None and STAGE_KEYS.index(stage.key) < self._reached.get(stage.engine, -1):
+            # Never back: with --ray, Ray forwards each worker's output in batches, so the second worker's
+            # "loading weights" came after the first one's "compiling" (seen on 2 H100s).
+            stage = None
         if stage is not None and stage != self.stage:
             self.stage = stage
+            self._reached[stage.engine] = STAGE_KEYS.index(stage.key)
             events.append(stage)
         fatal = self._fatal(msg, text)
         if fatal is not None and self._better(fatal):

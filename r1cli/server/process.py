@@ -28,7 +28,7 @@ from r1cli import http
 from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.server import state
 from r1cli.server.cmdline import Launch
-from r1cli.server.logs import Fatal, LogWatcher, Stage, diagnose
+from r1cli.server.logs import Fatal, LogWatcher, Stage, diagnose, ray_worker_pids
 
 LOADED_LINE = "INFO: Loaded model '{name}' successfully"  # the article's "check the log" step looks for it
 SERVER_ID_ENV = "R1_SERVER_ID"  # put in the environment of the tree r1 starts (see the module's text)
@@ -272,6 +272,38 @@ def members(record: state.ServerRecord) -> list:
             for p in _tree(proc.pid, None):
                 found.setdefault(p.pid, p)
     return list(found.values())
+
+
+RAY_LOG_BYTES = 8 * 2**20  # Ray's workers name themselves as they start: the head of the log is enough
+
+
+def uses_ray(argv: list[str]) -> bool:
+    """Whether a server's vLLM command runs its workers through Ray (`r1 serve --ray`)."""
+    return any(a == "--distributed-executor-backend=ray" or (a == "--distributed-executor-backend" and b == "ray")
+               for a, b in zip(argv, [*argv[1:], ""]))
+
+
+def ray_workers(record: state.ServerRecord) -> list:
+    """The live Ray workers of a `--ray` server on this machine: the raylet starts them, outside the tree
+    `members` finds, so they are the pids the server's log names with Ray's `(RayWorkerProc pid=N)` that
+    still run as `ray::` processes started after the server (not a later process that reused the pid).
+    Ray ends them itself once their driver, the server's engine, is gone."""
+    import psutil
+
+    if not uses_ray(record.argv):
+        return []
+    try:
+        with open(record.log_path, "rb") as fh:
+            head = fh.read(RAY_LOG_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return []
+    out = []
+    for pid in ray_worker_pids(head.splitlines()):
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if proc.name().startswith("ray::") and proc.create_time() >= record.started_at - 1.0:
+                out.append(proc)
+    return out
 
 
 def foreign_listeners(procs: list, port: int) -> list[int] | None:
