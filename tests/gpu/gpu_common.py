@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import run_r1
+from conftest import free_port, run_r1
 from r1cli import gpu, http
 
 MODEL = os.environ.get("R1_GPU_MODEL", "/tmp/r1-1.5b")
@@ -72,6 +72,19 @@ def serve(port: int, *args: str, env: dict | None = None):
     require_model()
     return run_r1("serve", MODEL, "--served-name", NAME, "--port", str(port), "-d", "--timeout", str(START_TIMEOUT),
                   *args, env=env, timeout=START_TIMEOUT + 60)
+
+
+@contextlib.contextmanager
+def served(*args: str, env: dict | None = None):
+    """`r1 serve MODEL -d ARGS` on a free port for the block: (port, the finished serve process); stopped at
+    the end, also when the start or a test failed."""
+    port = free_port()
+    try:
+        proc = serve(port, *args, env=env)
+        assert proc.returncode == 0, proc.stderr[-6000:]
+        yield port, proc
+    finally:
+        stop(port, env=env)
 
 
 def status(port: int, env: dict | None = None) -> tuple[dict, dict]:

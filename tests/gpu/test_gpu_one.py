@@ -81,13 +81,8 @@ def test_gpu_mem_above_free_memory_is_refused_before_spawning():
 
 @pytest.fixture(scope="module")
 def served():
-    port = free_port()
-    try:
-        proc = g.serve(port, env=ONE)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-        yield port, proc
-    finally:
-        g.stop(port, env=ONE)
+    with g.served(env=ONE) as server:
+        yield server
 
 
 def test_serve_plans_one_gpu_with_r1s_full_window_and_warms_up(served):

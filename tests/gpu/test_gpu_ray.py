@@ -16,7 +16,7 @@ import subprocess
 import pytest
 
 import gpu_common as g
-from conftest import free_port, run_r1
+from conftest import run_r1
 
 pytestmark = [pytest.mark.gpu, pytest.mark.gpu2, pytest.mark.timeout(1800)]
 TWO = {"CUDA_VISIBLE_DEVICES": "0,1"}
@@ -59,13 +59,8 @@ def ray_head():
 
 @pytest.fixture(scope="module")
 def served(ray_head):
-    port = free_port()
-    try:
-        proc = g.serve(port, "--tp", "2", "--ray", env=TWO)
-        assert proc.returncode == 0, proc.stderr[-6000:]
-        yield port, proc
-    finally:
-        g.stop(port, env=TWO)
+    with g.served("--tp", "2", "--ray", env=TWO) as server:
+        yield server
 
 
 def test_the_plan_counts_the_ray_clusters_gpus(served):
