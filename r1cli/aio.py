@@ -183,10 +183,7 @@ class _Conn(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         if self.reply is not None:
             self.reply.connection_lost(exc)
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        _idle(self.loop).draining.discard(self)
+        self._undrain()
 
     def finish(self) -> None:
         """The request is over and its stream was whole: keep the connection once its response has ended."""
@@ -197,18 +194,24 @@ class _Conn(asyncio.Protocol):
             _idle(self.loop).draining.add(self)
 
     def _keep(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self._undrain()
         self.reply = None
-        _idle(self.loop).draining.discard(self)
         if not self.transport.is_closing():
             _idle(self.loop).put(self)
 
     def close(self) -> None:
-        self.timer = None
-        _idle(self.loop).draining.discard(self)
+        self._undrain()
         self.transport.abort()
+
+    def _undrain(self) -> None:
+        """No longer waiting for the end of a response: its timer off, out of the draining set (a pool that
+        close_idle() already let go is not made again for it)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        pool = _IDLE.get(self.loop)
+        if pool is not None:
+            pool.draining.discard(self)
 
 
 class _Reply:
