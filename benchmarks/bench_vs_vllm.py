@@ -104,7 +104,7 @@ def server_ttft(base_url: str) -> tuple[float, float]:
     (0, 0) from a server without /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from r1cli import http
+    from r1cli.client import http
 
     total = {"vllm:time_to_first_token_seconds_sum": 0.0, "vllm:time_to_first_token_seconds_count": 0.0}
     reply = http.request("GET", base_url + "/metrics")
@@ -149,7 +149,7 @@ def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[d
     import asyncio
 
     from r1cli.bench import load, runner
-    from r1cli.client import Target
+    from r1cli.client.target import Target
     from r1cli.library import AsyncClient
 
     target = Target(opts.base_url + "/v1", model=opts.model)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from r1cli import http
+from r1cli.client import http
 from r1cli.server import process
 
 R1 = [sys.executable, "-m", "r1cli"]

@@ -6,7 +6,9 @@ import concurrent.futures
 import json
 from dataclasses import dataclass
 
-from r1cli import client, rules, turn
+from r1cli import rules
+from r1cli.client import stream, sync, turn
+from r1cli.client.target import Target
 from r1cli.console import Environment
 from r1cli.errors import NoAnswerError, UsageError
 
@@ -65,7 +67,7 @@ def notices(env: Environment, system: str | None, temperature: float) -> None:
         env.note(f"r1: warning: {warning}")
 
 
-def run(env: Environment, target: client.Target, opts: AskOptions) -> int:
+def run(env: Environment, target: Target, opts: AskOptions) -> int:
     notices(env, opts.system, opts.temperature)
     cancel: list = []
     try:
@@ -73,7 +75,7 @@ def run(env: Environment, target: client.Target, opts: AskOptions) -> int:
             return _report_samples(env, opts, _sampled(target, opts, cancel))
         answer = _single(env, target, opts, cancel)
     finally:
-        client.hang_up(cancel)  # Ctrl-C or an error: vLLM stops generating
+        stream.hang_up(cancel)  # Ctrl-C or an error: vLLM stops generating
     return _report(env, opts, answer)
 
 
@@ -86,7 +88,7 @@ def _single(env, target, opts, cancel) -> turn.Answer:
     thinking = _ThinkingView(env, opts.show_thinking)
     try:
         return _turn(target, opts, thinking, cancel)
-    except client.StreamCut as cut:
+    except stream.StreamCut as cut:
         thinking.close()
         if cut.partial.content:  # what arrived is the user's: print it, the error says it is incomplete
             env.stdout.write(cut.partial.content + "\n")
@@ -97,7 +99,7 @@ def _single(env, target, opts, cancel) -> turn.Answer:
 
 
 def _sampled(target, opts, cancel) -> list[turn.Answer]:
-    client.resolve_model(target)  # once, not once per thread
+    sync.resolve_model(target)  # once, not once per thread
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(opts.samples, 32))
     futures = [pool.submit(_turn, target, opts, None, cancel) for _ in range(opts.samples)]
     try:

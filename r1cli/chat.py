@@ -7,11 +7,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from r1cli import config, rules, turn
+from r1cli import config, rules
+from r1cli.client import turn
 from r1cli.chat_commands import (COMMANDS, Clear, Command, Exit, Help, Invalid, Load, MultiLine, Retry, Save,
                                  SetMath, SetParam, SetSystem, SetThink, Stats, SwitchModel, Unknown, is_command,
                                  parse_command)
-from r1cli.transcript import Conversation, ConversationFileError, Turn
+from r1cli.client.transcript import Conversation, ConversationFileError, Turn
 
 # ----------------------------------------------------------------------------------------------- state
 @dataclass
@@ -86,7 +87,8 @@ class Chat:
 
     # -- one turn
     def ask(self, question: str) -> None:
-        from r1cli import client, render
+        from r1cli import render
+        from r1cli.client import stream, sync
         from r1cli.errors import NoServerError, R1Error
 
         conv, s = self.conversation, self.settings
@@ -101,7 +103,7 @@ class Chat:
             history = conv.history()[2 * self.left_out:]
             answer = turn.run(self.target, question, s.sampling, view, history=history, system=s.system,
                               math=s.math, timeout=s.timeout, cancel=cancel)
-        except client.PromptTooLong as exc:
+        except sync.PromptTooLong as exc:
             view.abort()
             self._failed(question, exc.message, "shorten the question, or serve with a larger --max-model-len",
                          status=exc.status)
@@ -116,7 +118,7 @@ class Chat:
                 self.env.note("[interrupted]")
             self.failed = None
             return
-        except client.StreamCut as cut:
+        except stream.StreamCut as cut:
             if view is not None:
                 view.abort()
             self._failed(question, f"the answer was cut off mid-stream ({cut.message.split('(', 1)[-1].rstrip(')')})")
@@ -133,7 +135,7 @@ class Chat:
             self._failed(question, exc.message, exc.hint, status=exc.status)
             return
         finally:
-            client.hang_up(cancel)  # vLLM stops generating
+            stream.hang_up(cancel)  # vLLM stops generating
         view.finish()
         conv.turns.append(Turn(question, answer.content, answer.reasoning, answer.finish_reason))
         self.blocks += 1
@@ -249,14 +251,14 @@ class Chat:
         out.flush()
 
     def _model(self, name: str | None) -> None:
-        from r1cli import client
+        from r1cli.client import sync
         from r1cli.errors import R1Error
 
         if name is None:
             self.say(f"r1: model {self.target.model} at {self.target.base_url}")
             return
         try:
-            data = client.get_json(self.target, self.target.base_url + "/models")
+            data = sync.get_json(self.target, self.target.base_url + "/models")
         except R1Error as exc:
             self.say(f"r1: {exc.message}")
             return
@@ -330,9 +332,9 @@ def _elapsed(view) -> float:
 
 def run(env, target, settings: Settings) -> int:
     """The `r1 chat` command: a terminal REPL, or one turn per line of piped stdin."""
-    from r1cli import client
+    from r1cli.client import sync
 
-    client.resolve_model(target)
+    sync.resolve_model(target)
     interactive = env.stdin_isatty and env.stdout_isatty
     chat = Chat(env, target, settings, interactive)
     if settings.system:

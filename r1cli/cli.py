@@ -199,13 +199,14 @@ def ask(
     model: Model = None,
 ) -> int:
     """Answer one question; stdout gets the final (boxed) answer only."""
-    from r1cli import ask as ask_mod, client
+    from r1cli import ask as ask_mod
+    from r1cli.server import locate
 
     text = ask_mod.read_question(question, env.stdin, env.stdin_isatty)
     opts = ask_mod.AskOptions(question=text, system=system, math=math, temperature=temperature, top_p=top_p,
                               max_tokens=max_tokens, samples=samples, show_thinking=show_thinking, json=json_out,
                               timeout=timeout, seed=seed, think_budget=think_budget)
-    return ask_mod.run(env, client.resolve_target(base_url, api_key, model), opts)
+    return ask_mod.run(env, locate.resolve_target(base_url, api_key, model), opts)
 
 
 # ----------------------------------------------------------------------------------------------- status
@@ -240,12 +241,14 @@ def chat(
     model: Model = None,
 ) -> int:
     """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
-    from r1cli import chat as chat_mod, client, turn
+    from r1cli import chat as chat_mod
+    from r1cli.client import turn
+    from r1cli.server import locate
 
     sampling = turn.Sampling(temperature, top_p, max_tokens, seed=seed, think_budget=think_budget)
     settings = chat_mod.Settings(sampling=sampling, math=math,
                              show_thinking=not hide_thinking, system=system, timeout=timeout)
-    return chat_mod.run(env, client.resolve_target(base_url, api_key, model), settings)
+    return chat_mod.run(env, locate.resolve_target(base_url, api_key, model), settings)
 
 
 # ----------------------------------------------------------------------------------------------- eval
@@ -317,7 +320,8 @@ def bench(
     model: Model = None,
 ) -> int:
     """Serving speed as `vllm bench serve` measures it (TTFT, TPOT, ITL, throughput), plus reasoning vs answer tokens/s."""
-    from r1cli import bench as bench_mod, client
+    from r1cli import bench as bench_mod
+    from r1cli.server import locate
     from r1cli.bench import metrics, runner
 
     if dataset is not None and input_len is not None:
@@ -326,7 +330,7 @@ def bench(
         concurrency=runner.parse_levels(concurrency), requests=requests, runs=runs, warmup=warmup,
         input_len=input_len or 256, output_len=output_len if dataset is not None else (output_len or 512),
         dataset=dataset, seed=seed, slo=metrics.SLO(slo_ttft, slo_tpot), attainment=slo_attainment, timeout=timeout)
-    return bench_mod.run(env, client.resolve_target(base_url, api_key, model), opts, json_out=json_out, out=out, plot=plot)
+    return bench_mod.run(env, locate.resolve_target(base_url, api_key, model), opts, json_out=json_out, out=out, plot=plot)
 
 
 # ----------------------------------------------------------------------------------------------- doctor

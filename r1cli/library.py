@@ -14,8 +14,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Iterator, Union
 
-from r1cli import client, rules, turn
-from r1cli.turn import Answer, Sampling
+from r1cli import rules
+from r1cli.client import stream, sync, turn
+from r1cli.server import locate
+from r1cli.client.turn import Answer, Sampling
 
 __all__ = ["Answer", "AnswerText", "AsyncClient", "Client", "Conversation", "Done", "Reasoning", "Sampling"]
 
@@ -72,17 +74,17 @@ class Client:
                  timeout: float = 300.0):
         from r1cli import config
 
-        self.target = client.resolve_target(base_url or config.env_str("R1_BASE_URL"),
+        self.target = locate.resolve_target(base_url or config.env_str("R1_BASE_URL"),
                                             api_key or config.env_str("R1_API_KEY"), model)
         self.timeout = timeout
 
     @property
     def model(self) -> str:
-        return client.resolve_model(self.target)
+        return sync.resolve_model(self.target)
 
     def server_info(self) -> dict:
         """What /v1/models says about the served model: id and max_model_len."""
-        data = client.get_json(self.target, self.target.base_url + "/models")
+        data = sync.get_json(self.target, self.target.base_url + "/models")
         first = (data.get("data") or [{}])[0]
         return {"base_url": self.target.base_url, "model": first.get("id"), "max_model_len": first.get("max_model_len")}
 
@@ -127,12 +129,12 @@ class Client:
                 if isinstance(item, Done):
                     return
         finally:
-            client.hang_up(cancel)
+            stream.hang_up(cancel)
 
     def raw(self, messages: list[dict], params: dict, *, record_times: bool = False,
             cancel: list | None = None) -> Answer:
         """One chat request exactly as given: no rules, no prompt check (benchmarks send their own shapes)."""
-        client.resolve_model(self.target)
+        sync.resolve_model(self.target)
         return turn.send(self.target, messages, _as_sampling(params), timeout=self.timeout, cancel=cancel,
                          record_times=record_times)
 
@@ -146,7 +148,7 @@ def _as_sampling(params: dict) -> Sampling:
 class AsyncClient:
     """The same client for asyncio: many turns at once (eval and bench use it).
 
-    Every stream is read by the event loop itself (r1cli/aio.py), none by a thread, as vLLM's own benchmark
+    Every stream is read by the event loop itself (r1cli/client/aio.py), none by a thread, as vLLM's own benchmark
     client does; cancelling a task closes its connection, which makes vLLM abort the request. Only the small
     requests before a turn (the model's name, the prompt check) run in worker threads.
     """
@@ -178,7 +180,7 @@ class AsyncClient:
 
     async def raw(self, messages: list[dict], params: dict, *, record_times: bool = False) -> Answer:
         if not self.target.model:
-            await asyncio.to_thread(client.resolve_model, self.target)
+            await asyncio.to_thread(sync.resolve_model, self.target)
         return await turn.asend(self.target, messages, _as_sampling(params), timeout=self.timeout,
                                 record_times=record_times)
 
@@ -203,7 +205,7 @@ class AsyncClient:
                     await task
 
     async def aclose(self) -> None:
-        from r1cli import aio
+        from r1cli.client import aio
 
         aio.close_idle()  # the kept-alive connections of this event loop
         await asyncio.sleep(0)  # the loop closes the sockets on its next turn: before aclose() returns

@@ -53,7 +53,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from r1cli import config, http as r1http
+from r1cli import config
+from r1cli.client import http as r1http
 
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0
@@ -215,9 +216,9 @@ def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
     for item in bad:
         notes.append(f"skipped {item.path}: not a server record ({item.reason}); remove it by hand")
     if base_url:
-        from r1cli import client
+        from r1cli.server import locate
 
-        url = client.resolve_target(base_url, None, None).base_url  # validates and appends /v1
+        url = locate.resolve_target(base_url, None, None).base_url  # validates and appends /v1
         parts = urlsplit(url)
         port = _port_of(url)
         for record in records:

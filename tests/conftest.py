@@ -67,7 +67,7 @@ def metrics(root: str) -> dict[str, float]:
     """vLLM's running gauge and generated-token counter, read with prometheus_client's parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from r1cli import http
+    from r1cli.client import http
 
     out = {}
     for family in text_string_to_metric_families(http.request("GET", root + "/metrics", timeout=10).body.decode()):
@@ -150,7 +150,7 @@ class GenerationLoad:
         self.started_at = self.seconds = 0.0
 
     def _one(self) -> None:
-        from r1cli import http
+        from r1cli.client import http
 
         body = {"model": "r1-demo", "messages": [{"role": "user", "content": "33333"}], "temperature": 0,
                 "max_tokens": self.max_tokens}

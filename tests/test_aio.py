@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from r1cli import client, turn
+from r1cli.client import stream, turn
+from r1cli.client.target import Target
 from r1cli.errors import R1Error
 from scripted_server import ScriptedServer
 
@@ -40,7 +41,7 @@ def test_an_answer_with_channels_and_timing(server):
 
 @pytest.mark.parametrize("server", ["cut"], indirect=True)
 def test_a_cut_stream_is_streamcut_with_what_arrived(server):
-    with pytest.raises(client.StreamCut) as cut:
+    with pytest.raises(stream.StreamCut) as cut:
         ask(server)
     assert cut.value.partial.content == "The answer is " and "closed before the end" in cut.value.message
 
@@ -107,6 +108,6 @@ def test_nothing_listening_is_no_server():
     from conftest import free_port
     from r1cli.errors import NoServerError
 
-    target = client.Target(f"http://127.0.0.1:{free_port()}/v1", model="x")
+    target = Target(f"http://127.0.0.1:{free_port()}/v1", model="x")
     with pytest.raises(NoServerError, match="connection refused"):
         asyncio.run(turn.asend(target, [{"role": "user", "content": "x"}], turn.Sampling()))

@@ -11,7 +11,8 @@ import time
 import pytest
 from conftest import free_port, run_r1
 
-from r1cli import client
+from r1cli.client import sync
+from r1cli.client.target import Target
 from r1cli.bench import load, metrics
 
 THROUGHPUTS = ["request_throughput", "output_throughput", "total_token_throughput", "reasoning_throughput",
@@ -72,14 +73,14 @@ def test_dataset_prompts_table_records_and_plot(demo_server, tmp_path):
 def test_random_prompts_have_the_asked_length(demo_server, tmp_path):
     """As vllm bench serve's random set: the prompt text is input_len tokens as the server counts them
     (the template adds its own), and ignore_eos makes every output exactly output_len tokens."""
-    target = client.Target(demo_server.base_url)
+    target = Target(demo_server.base_url)
     shapes = load.RandomLoad(target, 40, 8).take(3)
     assert [s.prompt_len for s in shapes] == [40 - load.special_tokens_added(target)] * 3
     assert len({s.messages[0]["content"] for s in shapes}) == 3  # no two alike: nothing shared in the prefix cache
     records = tmp_path / "r.jsonl"
     run_r1("bench", "-c", "2", "-n", "4", "-r", "1", "--warmup", "0", "--input-len", "40", "--output-len", "8",
            "--out", str(records), "--base-url", demo_server.base_url, timeout=120, check=True)
-    template = len(client.tokenize(target, {"messages": [{"role": "user", "content": ""}],
+    template = len(sync.tokenize(target, {"messages": [{"role": "user", "content": ""}],
                                             "add_generation_prompt": True}))
     rows = [metrics.RequestRecord.from_dict(json.loads(line)) for line in records.read_text().splitlines()]
     assert [(r.prompt_tokens, r.output_tokens) for r in rows] == [(40 + template, 8)] * 4

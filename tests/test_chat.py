@@ -8,11 +8,12 @@ import io
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from r1cli import chat, chat_commands, render, rules, transcript
+from r1cli import chat, chat_commands, render, rules
+from r1cli.client import transcript
 from r1cli.chat_commands import (Clear, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam, SetSystem,
                                  SetThink, Stats, SwitchModel, Unknown, parse_command, parse_setting)
 from r1cli.console import Environment
-from r1cli.transcript import Conversation, Turn
+from r1cli.client.transcript import Conversation, Turn
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -216,7 +217,7 @@ class FakeTarget:
 
 def _chat(monkeypatch, replies):
     """A Chat whose client answers from `replies` (a list of (reasoning, answer) or exceptions)."""
-    from r1cli import client
+    from r1cli.client import stream, sync
 
     sent = []
 
@@ -230,13 +231,13 @@ def _chat(monkeypatch, replies):
             on_piece("reasoning", piece + " ")
         for piece in answer.split(" "):
             on_piece("answer", piece + " ")
-        c = client.Completion(model="fake", reasoning=reasoning, content=answer, finish_reason="stop",
+        c = stream.Completion(model="fake", reasoning=reasoning, content=answer, finish_reason="stop",
                               usage={"completion_tokens": 7})
         c.timing.ttft_s, c.timing.total_s, c.timing.tokens_per_s = 0.01, 0.1, 70.0
         return c
 
-    monkeypatch.setattr(client, "stream_chat", stream_chat)
-    monkeypatch.setattr(client, "inspect_prompt", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sync, "stream_chat", stream_chat)
+    monkeypatch.setattr(sync, "inspect_prompt", lambda *args, **kwargs: None)
     out, err = io.StringIO(), io.StringIO()
     env = Environment(io.StringIO(), out, err)
     return chat.Chat(env, FakeTarget(), chat.Settings(), interactive=False), sent, out, err
@@ -276,14 +277,15 @@ def test_unknown_command_is_never_sent(monkeypatch):
 
 
 def test_interrupt_keeps_the_partial_answer(monkeypatch):
-    from r1cli import client
 
     def stream_chat(target, messages, params, on_piece, **kw):
         on_piece("answer", "half an ")
         raise KeyboardInterrupt
 
+    from r1cli.client import sync
+
     chat, sent, out, err = _chat(monkeypatch, [])
-    monkeypatch.setattr(client, "stream_chat", stream_chat)
+    monkeypatch.setattr(sync, "stream_chat", stream_chat)
     chat.handle("Q")
     assert chat.conversation.turns == [Turn("Q", "half an ", "", None, interrupted=True)]
     assert out.getvalue() == "half an \n"

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from conftest import SHARED
-from r1cli import http
+from r1cli.client import http
 
 
 @pytest.mark.timeout(300)

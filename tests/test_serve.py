@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from conftest import ROOT, free_port, run_r1, within
-from r1cli import http
+from r1cli.client import http
 from r1cli.server import state
 
 

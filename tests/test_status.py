@@ -20,15 +20,14 @@ import pytest
 import pexpect
 
 from conftest import ROOT, free_port, real_nvml_works, run_r1, within
-from r1cli import gpu, http as r1http, status, status_ui
+from r1cli import gpu, status, status_ui
+from r1cli.client import http as r1http
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
 SERVER_KEYS = {"port", "url", "source", "pid", "create_time", "alive", "uptime_s", "state", "health", "models",
                "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
                "ttft_mean_s", "engines"}
-
-
 
 
 NVML_WORKS = real_nvml_works()

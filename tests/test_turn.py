@@ -10,7 +10,8 @@ import time
 import pytest
 
 from conftest import run_r1
-from r1cli import client, turn
+from r1cli.client import stream, sync, turn
+from r1cli.client.target import Target, normalize_base_url
 from r1cli.errors import NoServerError, R1Error, UsageError
 from scripted_server import ScriptedServer
 
@@ -25,7 +26,7 @@ def server(request):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("server", ["budget"], indirect=True)
 def test_think_budget_closes_the_stream_and_continues_from_the_reasoning(server):
-    target = client.Target(server.base_url, model="scripted")
+    target = Target(server.base_url, model="scripted")
     answer = turn.run(target, "What is 2+3?", turn.Sampling(max_tokens=100, seed=3, think_budget=20))
 
     assert answer.budget_forced and answer.answer == "5" and answer.boxed
@@ -81,7 +82,7 @@ def test_a_bad_base_url_is_a_usage_error(url):
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2 and "unexpected" not in proc.stderr
     with pytest.raises(UsageError):
-        client.normalize_base_url(url)
+        normalize_base_url(url)
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -90,7 +91,7 @@ def test_a_bad_base_url_is_a_usage_error(url):
     ("https://example.org/v1", "https://example.org/v1"),
 ])
 def test_base_url_forms(url, expected):
-    assert client.normalize_base_url(url) == expected
+    assert normalize_base_url(url) == expected
 
 
 @pytest.mark.timeout(30)
@@ -136,5 +137,5 @@ def test_sampling_of_keeps_the_base_and_refuses_unknown_fields():
 
 
 def test_errors_are_the_cli_s_exit_statuses():
-    assert issubclass(client.StreamCut, R1Error) and issubclass(client.PromptTooLong, UsageError)
+    assert issubclass(stream.StreamCut, R1Error) and issubclass(sync.PromptTooLong, UsageError)
     assert NoServerError("x").status == 3

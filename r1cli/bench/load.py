@@ -19,9 +19,9 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from r1cli import client, rules, turn
-from r1cli import http as r1http
-from r1cli.client import Target
+from r1cli import rules
+from r1cli.client import http as r1http, sync, turn
+from r1cli.client.target import Target
 from r1cli.errors import NoServerError, R1Error, UsageError
 
 # Common English words: with any real tokenizer about one token each, so prompts read like text.
@@ -65,8 +65,8 @@ def fixed_length_params(output_len: int, **sampling) -> dict:
 
 def special_tokens_added(target: Target) -> int:
     """How many tokens the tokenizer adds to a bare prompt (a BOS): vLLM's random prompts leave room for them."""
-    with_special = client.tokenize(target, {"prompt": "a", "add_special_tokens": True})
-    bare = client.tokenize(target, {"prompt": "a", "add_special_tokens": False})
+    with_special = sync.tokenize(target, {"prompt": "a", "add_special_tokens": True})
+    bare = sync.tokenize(target, {"prompt": "a", "add_special_tokens": False})
     return max(0, len(with_special) - len(bare))
 
 
@@ -91,17 +91,17 @@ def random_prompt(target: Target, length: int, rng: random.Random, tries: int = 
     words = [rng.choice(WORDS) for _ in range(length)]
     # Each prompt starts with its own number, so no two share even their first tokens.
     text = f"{rng.randrange(10**9)} " + " ".join(words)
-    ids = client.tokenize(target, {"prompt": text, "add_special_tokens": False})
+    ids = sync.tokenize(target, {"prompt": text, "add_special_tokens": False})
     while len(ids) < length:  # a tokenizer with multi-word tokens: add words until long enough
         text += " " + " ".join(rng.choice(WORDS) for _ in range(length))
-        ids = client.tokenize(target, {"prompt": text, "add_special_tokens": False})
+        ids = sync.tokenize(target, {"prompt": text, "add_special_tokens": False})
     for _ in range(tries):
         text = detokenize(target, ids[:length])
-        ids = client.tokenize(target, {"prompt": text, "add_special_tokens": False})
+        ids = sync.tokenize(target, {"prompt": text, "add_special_tokens": False})
         if len(ids) == length:
             break
         if len(ids) < length:  # too short after the round trip: pad with a word and cut again
-            ids = client.tokenize(target, {"prompt": text + " " + rng.choice(WORDS), "add_special_tokens": False})
+            ids = sync.tokenize(target, {"prompt": text + " " + rng.choice(WORDS), "add_special_tokens": False})
     return text, len(ids)
 
 
@@ -111,7 +111,7 @@ class RandomLoad:
 
     def __init__(self, target: Target, input_len: int, output_len: int, *, seed: int = 0, workers: int = 16,
                  **sampling):
-        client.resolve_model(target)
+        sync.resolve_model(target)
         self.target, self.seed, self.workers = target, seed, workers
         self.length = input_len - special_tokens_added(target)
         if self.length < 1:
@@ -150,9 +150,9 @@ class DatasetLoad:
         self.dataset = dataset
         self.questions = questions(dataset)
         random.Random(seed).shuffle(self.questions)
-        client.resolve_model(target)
+        sync.resolve_model(target)
         # The served template decides the think prefill, once: it is the same for every question.
-        _, extras = client.fit_prompt(target, lambda prefill: rules.build_messages([], self.questions[0],
+        _, extras = sync.fit_prompt(target, lambda prefill: rules.build_messages([], self.questions[0],
                                                                                    prefill_think=prefill))
         self.prefill = bool(extras)
         self.params = {**turn.Sampling(**sampling, max_tokens=max_tokens).params(), **extras}

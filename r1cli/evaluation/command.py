@@ -73,10 +73,10 @@ def settings_for(opts: EvalOptions) -> tuple[runner.Settings, Path | None, dict 
 
 def server_facts(target, model: str) -> dict:
     """What the server says about itself: model, window, vLLM version, KV cache (from /metrics)."""
-    from r1cli import client, http
+    from r1cli.client import http, sync
 
     facts: dict = {"served_name": model}
-    data = client.get_json(target, target.base_url + "/models")
+    data = sync.get_json(target, target.base_url + "/models")
     for entry in data.get("data") or []:
         if entry.get("id") == model:
             facts["model"] = entry.get("root") or model

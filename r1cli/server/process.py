@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from r1cli import http
+from r1cli.client import http
 from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.server import state
 from r1cli.server.cmdline import Launch

@@ -366,7 +366,7 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
 def warm_up(opts: ServeOptions, record: state.ServerRecord, on_event, deadline: float) -> "warmup_mod.Result":
     """The warm-up (r1cli/server/warmup.py) as a stage of the start. A server that dies during it failed to
     start; requests that fail on a server that stays healthy are named in the stage line, and it is ready."""
-    from r1cli import http
+    from r1cli.client import http
     from r1cli.server import warmup as warmup_mod
     from r1cli.server.logs import Stage
 

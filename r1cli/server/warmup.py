@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from r1cli import http
+from r1cli.client import http
 
 GPU_BATCHES = (1, 8, 64, 256)
 SHORT_PROMPT = 128  # tokens, as `vllm bench serve --random-input-len 128` (the measurements)

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from conftest import free_port, run_r1
-from r1cli import gpu, http
+from r1cli import gpu
+from r1cli.client import http
 
 MODEL = os.environ.get("R1_GPU_MODEL", "/tmp/r1-1.5b")
 NAME = "DeepSeek-R1-Distill-Qwen-1.5B"

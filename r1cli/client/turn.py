@@ -11,9 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from r1cli import client, rules
+from r1cli import rules
+from r1cli.client import stream, sync
 from r1cli.answers import final_answer
-from r1cli.client import OnPiece, Target, Timing
+from r1cli.client.stream import OnPiece, Timing
+from r1cli.client.target import Target
 
 __all__ = ["Answer", "Fitted", "Sampling", "Timing", "arun", "asend", "fit", "prepare", "run", "send"]
 
@@ -121,11 +123,11 @@ def fit(target: Target, question: str, *, history: list[dict] | None = None, sys
     dropped = 0
     while True:
         try:
-            messages, extras = client.fit_prompt(
+            messages, extras = sync.fit_prompt(
                 target, lambda prefill: rules.build_messages(history, question, system=system, math=math,
                                                              prefill_think=prefill), timeout=timeout)
             return Fitted(messages, extras, dropped)
-        except client.PromptTooLong:
+        except sync.PromptTooLong:
             if not history:
                 raise
             cut = _first_exchange(history)
@@ -144,7 +146,7 @@ def _first_exchange(history: list[dict]) -> int:
 def prepare(target: Target, question: str, *, history: list[dict] | None, system: str | None, math: bool,
             deadline: float) -> Fitted:
     """The model's name and the fitted prompt: the small requests before a turn's stream."""
-    client.resolve_model(target, timeout=max(0.1, min(10.0, deadline - time.monotonic())))
+    sync.resolve_model(target, timeout=max(0.1, min(10.0, deadline - time.monotonic())))
     return fit(target, question, history=history, system=system, math=math,
                timeout=max(0.1, min(10.0, deadline - time.monotonic())))
 
@@ -182,12 +184,12 @@ def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnP
          record_times: bool = False) -> Answer:
     """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
     extras = extras or {}
-    completion = client.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
+    completion = sync.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
                                     cancel=cancel, think_budget=sampling.think_budget, record_times=record_times)
-    if completion.finish_reason != client.BUDGET_REACHED:
+    if completion.finish_reason != stream.BUDGET_REACHED:
         return _answer(completion)
     prompt, forced = continuation_prompt(target, messages, extras, completion.reasoning, timeout)
-    rest = client.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
+    rest = sync.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
                                     timeout=timeout, cancel=cancel, record_times=record_times,
                                     started=completion.timing)
     return _answer(_joined(completion, rest, len(prompt)), forced=True)
@@ -198,12 +200,12 @@ async def asend(target: Target, messages: list[dict], sampling: Sampling, on_pie
     """send() for asyncio: the streams on the event loop (aio), cancelled with the task."""
     import asyncio
 
-    from r1cli import aio
+    from r1cli.client import aio
 
     extras = extras or {}
     completion = await aio.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
                                        think_budget=sampling.think_budget, record_times=record_times)
-    if completion.finish_reason != client.BUDGET_REACHED:
+    if completion.finish_reason != stream.BUDGET_REACHED:
         return _answer(completion)
     prompt, forced = await asyncio.to_thread(continuation_prompt, target, messages, extras, completion.reasoning,
                                              timeout)
@@ -212,7 +214,7 @@ async def asend(target: Target, messages: list[dict], sampling: Sampling, on_pie
     return _answer(_joined(completion, rest, len(prompt)), forced=True)
 
 
-def _answer(completion: client.Completion, forced: bool = False) -> Answer:
+def _answer(completion: stream.Completion, forced: bool = False) -> Answer:
     extracted = final_answer(completion.content, completion.reasoning)
     return Answer(extracted.text, extracted.boxed, extracted.source, completion.reasoning, completion.content,
                   completion.finish_reason, completion.usage, completion.timing, completion.model, forced,
@@ -236,20 +238,20 @@ def continuation_prompt(target: Target, messages: list[dict], extras: dict, reas
     render = {"messages": messages, "add_generation_prompt": not prefilled}
     if prefilled:
         render["continue_final_message"] = True
-    prompt = client.tokenize(target, render, timeout=timeout)
-    forced = client.tokenize(target, {"prompt": reasoning.rstrip() + FORCED_CLOSE, "add_special_tokens": False},
+    prompt = sync.tokenize(target, render, timeout=timeout)
+    forced = sync.tokenize(target, {"prompt": reasoning.rstrip() + FORCED_CLOSE, "add_special_tokens": False},
                              timeout=timeout)
     return prompt, forced
 
 
-def _continuation_params(sampling: Sampling, first: client.Completion) -> dict:
+def _continuation_params(sampling: Sampling, first: stream.Completion) -> dict:
     params = sampling.params()
     if sampling.max_tokens is not None:
         params["max_tokens"] = max(1, sampling.max_tokens - first.reasoning_chunks)
     return params
 
 
-def _joined(first: client.Completion, rest: client.Completion, prompt_tokens: int) -> client.Completion:
+def _joined(first: stream.Completion, rest: stream.Completion, prompt_tokens: int) -> stream.Completion:
     """The forced answer with the reasoning before it: one completion, both parts counted."""
     used = first.reasoning_chunks + (rest.completion_tokens or 0)
     rest.reasoning = first.reasoning

@@ -1,5 +1,5 @@
 """Streams over asyncio: one event loop reads every stream, no thread per request (as vLLM's own
-benchmark client does). The bytes mean what they mean to the blocking reader: client._Events reads
+benchmark client does). The bytes mean what they mean to the blocking reader: stream.Events reads
 both. Imported by the library's AsyncClient only, never on a command's start.
 
 A thread per stream measured badly on the lent H100 (gVisor): at 16 streams `r1 bench` saw a mean time
@@ -19,15 +19,16 @@ import ssl
 import weakref
 from urllib.parse import urlsplit
 
-from r1cli import http as r1http
-from r1cli.client import (Completion, OnPiece, StreamCut, Target, Timing, _Events, _excerpt, _http_error,
-                          _unreachable, not_openai, silent, stream_body)
+from r1cli.client import http as r1http
+from r1cli.client.stream import (Completion, Events, OnPiece, StreamCut, Timing, excerpt, http_error, not_openai,
+                                 silent, stream_body, unreachable)
+from r1cli.client.target import Target
 
 
 async def stream_chat(target: Target, messages: list[dict], params: dict, on_piece: OnPiece | None = None, *,
                       timeout: float = 300.0, think_budget: int | None = None,
                       record_times: bool = False) -> Completion:
-    """client.stream_chat, awaited. Cancelling the task closes the connection: vLLM aborts the request."""
+    """sync.stream_chat, awaited. Cancelling the task closes the connection: vLLM aborts the request."""
     body = {"model": target.model, "messages": messages, **params}
     return await _stream(target, "/chat/completions", body, on_piece, opens_think=True, timeout=timeout,
                          think_budget=think_budget, record_times=record_times)
@@ -36,7 +37,7 @@ async def stream_chat(target: Target, messages: list[dict], params: dict, on_pie
 async def stream_completion(target: Target, prompt: list[int] | str, params: dict, on_piece: OnPiece | None = None,
                             *, timeout: float = 300.0, record_times: bool = False,
                             started: Timing | None = None) -> Completion:
-    """client.stream_completion, awaited."""
+    """sync.stream_completion, awaited."""
     body = {"model": target.model, "prompt": prompt, **params}
     return await _stream(target, "/completions", body, on_piece, opens_think=False, timeout=timeout,
                          record_times=record_times, started=started)
@@ -46,7 +47,7 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
                   timeout: float, think_budget: int | None = None, record_times: bool = False,
                   started: Timing | None = None) -> Completion:
     loop = asyncio.get_running_loop()
-    events = _Events(target, on_piece, opens_think=opens_think, think_budget=think_budget,
+    events = Events(target, on_piece, opens_think=opens_think, think_budget=think_budget,
                      record_times=record_times, started=started)
     parts = urlsplit(target.base_url + path_tail)
     https = parts.scheme == "https"
@@ -69,7 +70,7 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
                                                ssl=ssl.create_default_context() if https else None),
                         min(timeout, 5.0))
                 except (OSError, asyncio.TimeoutError) as exc:
-                    raise _unreachable(target, r1http.describe(exc)) from None
+                    raise unreachable(target, r1http.describe(exc)) from None
             reply = _Reply(loop, events)
             conn.start(reply, request)
             # One timer for the whole stream, not one per read: silence longer than `timeout` ends it.
@@ -90,13 +91,13 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
         if reply.status is None:
             if reply.timed_out:
                 raise silent(target, timeout)
-            raise _unreachable(target, "connection closed by the server")
+            raise unreachable(target, "connection closed by the server")
         if reply.error_body is not None:
             data = reply.dechunk.feed(reply.error_body) if reply.dechunk else reply.error_body
             if reply.status != 200:
-                raise _http_error(target, reply.status, data)
+                raise http_error(target, reply.status, data)
             kind = reply.headers.get("content-type") or "no content type"
-            raise not_openai(target, f"{kind} {_excerpt(data[:200])} to a streamed request")
+            raise not_openai(target, f"{kind} {excerpt(data[:200])} to a streamed request")
         if reply.timed_out:
             raise StreamCut(events.out, f"no data for {round(timeout, 1):g} s")
         clean = reply.ended
@@ -215,9 +216,9 @@ class _Conn(asyncio.Protocol):
 
 
 class _Reply:
-    """A response read as it arrives: each network read goes straight to _Events (no task per read)."""
+    """A response read as it arrives: each network read goes straight to Events (no task per read)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, events: _Events):
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: Events):
         self.loop, self.events = loop, events
         self.over = loop.create_future()
         self.last = loop.time()

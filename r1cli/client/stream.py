@@ -1,0 +1,226 @@
+"""The stream layer that the blocking (sync.py) and asyncio (aio.py) transports share: what a stream's
+bytes mean (Events), what a turn's request gives back (Completion, Timing), how a stream ends early
+(StreamCut, hang_up, BUDGET_REACHED), and the one-line errors for a server that answers wrongly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from r1cli.client.target import Target
+from r1cli.errors import ExitStatus, NoServerError, R1Error
+
+OnPiece = Callable[[str, str], None]  # (channel, text): channel is "reasoning" or "answer"
+
+
+def unreachable(target: Target, why: str) -> NoServerError:
+    return NoServerError(f"no server answers at {target.base_url} ({why})", hint="start one with `r1 serve`")
+
+
+def http_error(target: Target, status: int, body: bytes) -> R1Error:
+    if status == 401:
+        return R1Error(f"the server at {target.base_url} needs an API key",
+                       hint="pass --api-key or set R1_API_KEY")
+    message = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(message)
+        err = data.get("error", data)
+        message = err.get("message") if isinstance(err, dict) else str(err)
+        message = message or data.get("detail") or body.decode()
+    except (ValueError, AttributeError):
+        pass
+    message = " ".join(str(message).split())[:400]
+    return R1Error(f"the server answered {status}: {message}" if message else f"the server answered {status}")
+
+
+def not_openai(target: Target, what: str) -> R1Error:
+    return R1Error(f"the server at {target.base_url} is not an OpenAI-compatible API: it sent {what}",
+                   hint="check --base-url: it should point at a vLLM (or other OpenAI-compatible) server")
+
+
+def excerpt(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return repr(text[:60] + ("..." if len(text) > 60 else ""))
+
+
+@dataclass
+class Timing:
+    ttft_s: float | None = None  # first token (a chunk with a choice, text or not), seconds from before connecting
+    answer_s: float | None = None  # first token of the answer
+    total_s: float = 0.0
+    tokens_per_s: float | None = None
+    sent_at: float = 0.0  # time.perf_counter() before connecting (vLLM's clock starts there too)
+    # With record_times: when each streamed chunk with a choice arrived, text or not (s after sent_at; as
+    # vLLM's own benchmark times them), and the index of the chunk with the first answer text among them.
+    token_times: list[float] | None = None
+    answer_index: int | None = None
+
+
+@dataclass
+class Completion:
+    model: str | None = None
+    reasoning: str = ""
+    content: str = ""
+    finish_reason: str | None = None
+    usage: dict = field(default_factory=dict)
+    timing: Timing = field(default_factory=Timing)
+    reasoning_chunks: int = 0  # one streamed delta is one token for vLLM
+
+    @property
+    def completion_tokens(self) -> int | None:
+        return self.usage.get("completion_tokens")
+
+
+class StreamCut(R1Error):
+    """The stream ended before the server said it was done."""
+
+    def __init__(self, partial: Completion, why: str):
+        super().__init__(f"the answer was cut off mid-stream ({why})", status=ExitStatus.ERROR,
+                         hint="run it again; `r1 logs` shows what the server said")
+        self.partial = partial
+
+
+def hang_up(cancel: list) -> None:
+    """Close every socket in `cancel`: vLLM aborts a request whose client went away. shutdown() first,
+    so that a thread blocked reading it (ask --samples, the library's workers) wakes up at once: close()
+    alone leaves the descriptor open while the response's reader still holds it."""
+    for sock in cancel:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+# finish_reason of a stream r1 closed itself because the reasoning reached the thinking budget
+BUDGET_REACHED = "think_budget"
+
+
+class Events:
+    """What a stream's bytes mean, whoever reads them (the blocking reader here, the asyncio one in aclient):
+    SSE lines -> chunks -> the two channels, usage, finish reason, the thinking budget, token times."""
+
+    def __init__(self, target: Target, on_piece: OnPiece | None, *, opens_think: bool, think_budget: int | None,
+                 record_times: bool, started: Timing | None):
+        self.target, self.on_piece, self.opens_think, self.think_budget = target, on_piece, opens_think, think_budget
+        self.out = Completion(model=target.model)
+        if started is not None:
+            self.out.timing = Timing(ttft_s=started.ttft_s, sent_at=started.sent_at,
+                                     token_times=started.token_times if record_times else None)
+        elif record_times:
+            self.out.timing.token_times = []
+        self.started = started
+        self.t0 = 0.0
+        self.splitter = None
+        self.parsed_by_server = False
+        self.budget_hit = False
+        self.done = False
+        self.pending = b""
+
+    def sent(self) -> None:
+        """The request goes out now: times count from here (or from the stream this one continues)."""
+        self.t0 = self.started.sent_at if self.started is not None else time.perf_counter()
+        self.out.timing.sent_at = self.t0
+
+    def emit(self, channel: str, text: str) -> None:
+        if not text:
+            return
+        out, timing = self.out, self.out.timing
+        if channel == "answer":
+            out.content += text
+            if timing.answer_s is None:
+                timing.answer_s = time.perf_counter() - self.t0
+                if timing.token_times is not None:
+                    timing.answer_index = len(timing.token_times) - 1
+        else:
+            out.reasoning += text
+            out.reasoning_chunks += 1
+            if self.think_budget is not None and out.reasoning_chunks >= self.think_budget and not out.content:
+                self.budget_hit = True
+        if self.on_piece:
+            self.on_piece(channel, text)
+
+    def feed(self, block: bytes) -> bool:
+        """One network read; True once the stream is over ([DONE], or the thinking budget reached)."""
+        target, out = self.target, self.out
+        *lines, self.pending = (self.pending + block).split(b"\n")
+        events = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        if b"[DONE]" in events:
+            self.done = True
+            events = events[: events.index(b"[DONE]")]
+        # One parse per network read, not per token: a fast server packs hundreds of events in one.
+        for chunk in json.loads(b"[" + b",".join(events) + b"]") if events else ():
+            if not isinstance(chunk, dict):
+                raise not_openai(target, f"a stream event that is not an object: {excerpt(json.dumps(chunk).encode())}")
+            if "error" in chunk:
+                err = chunk["error"]
+                raise R1Error("the server reported an error mid-answer: "
+                              + str(err.get("message", err) if isinstance(err, dict) else err))
+            if isinstance(chunk.get("usage"), dict):
+                out.usage = chunk["usage"]
+            choices = chunk.get("choices") or ()
+            if choices:
+                # A token came, whether or not it has text yet (vLLM opens a chat stream with a role chunk
+                # when the first token is out; a token may decode to nothing until the next): vLLM's TTFT,
+                # and its benchmark times every such chunk, as r1 bench does.
+                now = time.perf_counter() - self.t0
+                if out.timing.ttft_s is None:
+                    out.timing.ttft_s = now
+                if out.timing.token_times is not None:
+                    out.timing.token_times.append(now)
+            for choice in choices:
+                if not isinstance(choice, dict):
+                    raise not_openai(target, f"a stream choice that is not an object: {excerpt(json.dumps(choice).encode())}")
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
+                if reasoning:
+                    self.parsed_by_server = True
+                    self.emit("reasoning", reasoning)
+                text = delta.get("content") or choice.get("text")  # chat delta, or completions text
+                if text:
+                    if self.parsed_by_server:
+                        self.emit("answer", text)
+                    else:
+                        if self.splitter is None:
+                            from r1cli.channels import ThinkSplitter
+
+                            self.splitter = ThinkSplitter(in_think=self.opens_think)
+                        for channel, piece in self.splitter.feed(text):
+                            self.emit(channel, piece)
+                if choice.get("finish_reason"):
+                    out.finish_reason = choice["finish_reason"]
+            if self.budget_hit:
+                # The caller closes the connection, which aborts the request in vLLM; the turn goes on without it.
+                out.finish_reason = BUDGET_REACHED
+                self.done = True
+                break
+        return self.done
+
+    def finish(self) -> Completion:
+        """After the last read: the rest of a raw think split, the totals; StreamCut if it ended early."""
+        out = self.out
+        if self.splitter is not None and not self.budget_hit:
+            for channel, piece in self.splitter.flush():
+                self.emit(channel, piece)
+        if not self.done:
+            raise StreamCut(out, "the connection closed before the end")
+        out.timing.total_s = time.perf_counter() - self.t0
+        tokens = out.completion_tokens
+        if self.budget_hit and not tokens:
+            tokens = out.reasoning_chunks
+            out.usage = {**out.usage, "completion_tokens": tokens}
+        if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
+            out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
+        return out
+
+
+def stream_body(body: dict) -> dict:
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def silent(target: Target, timeout: float) -> R1Error:
+    return R1Error(f"the server at {target.base_url} accepted the request but sent nothing for {round(timeout, 1):g} s",
+                   hint="raise --timeout, or see what the server is doing: `r1 status`, `r1 logs`")
