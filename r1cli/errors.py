@@ -14,6 +14,16 @@ class ExitStatus(enum.IntEnum):
     START_FAILED = 5  # the server failed to start
     INTERRUPTED = 130
 
+    @property
+    def meaning(self) -> str:
+        """What the status says, as --help, the man page and the README list it."""
+        return _MEANINGS[self]
+
+
+_MEANINGS = {ExitStatus.OK: "ok", ExitStatus.ERROR: "error", ExitStatus.USAGE: "bad usage",
+             ExitStatus.NO_SERVER: "no server", ExitStatus.NO_ANSWER: "no answer",
+             ExitStatus.START_FAILED: "server failed to start", ExitStatus.INTERRUPTED: "interrupted"}
+
 
 class R1Error(Exception):
     """An error meant for the user: one line, an exit status, maybe a hint."""

@@ -8,9 +8,10 @@ import io
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from r1cli import chat, chat_commands, render, rules
+from r1cli import render, rules
+from r1cli.commands import chat, chat_slash
 from r1cli.client import transcript
-from r1cli.chat_commands import (Clear, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam, SetSystem,
+from r1cli.commands.chat_slash import (Clear, Exit, Help, Invalid, Load, MultiLine, Retry, Save, SetMath, SetParam, SetSystem,
                                  SetThink, Stats, SwitchModel, Unknown, parse_command, parse_setting)
 from r1cli.console import Environment
 from r1cli.client.transcript import Conversation, Turn
@@ -104,8 +105,8 @@ def test_parse_setting_refuses(name, raw):
 
 
 def test_every_command_is_in_help():
-    for name in chat_commands.COMMANDS:
-        assert chat_commands.COMMANDS[name].startswith("/" + name)
+    for name in chat_slash.COMMANDS:
+        assert chat_slash.COMMANDS[name].startswith("/" + name)
 
 
 # ----------------------------------------------------------------------------------------------- multi-line

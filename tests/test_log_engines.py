@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from r1cli.serve_ui import stage_text
+from r1cli.commands.serve import stage_text
 from r1cli.server.logs import LogWatcher, Stage, engine_of
 
 LOGS = Path(__file__).parent / "data" / "logs"

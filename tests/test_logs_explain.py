@@ -12,7 +12,7 @@ import typer
 from conftest import run_r1
 from test_logs import CASES, LOGS, _expected_cause, _ids, _lines
 
-from r1cli.cli import app, run
+from r1cli.cli import full_app, run
 from r1cli.server import state
 from r1cli.server.logs import MILESTONES, STAGE_KEYS, Stage, explain
 
@@ -154,7 +154,7 @@ def test_every_fix_names_r1_flags_and_commands_that_exist():
 
     hints = [explain(_lines(p)).fatal.hint for p in LOGS if _expected_cause(p.name) is not None]
     hints += [explain([ARGS, line]).fatal.hint for _, line, *_ in CASES]
-    command = typer.main.get_command(app)
+    command = typer.main.get_command(full_app())
     flags = {opt for p in command.commands["serve"].params for opt in p.opts}
     for hint in hints:
         assert "--gpu-memory-utilization" not in hint and "--quantization" not in hint, hint

@@ -219,7 +219,7 @@ def test_a_state_directory_r1_cannot_chmod_is_warned_about(tmp_path, capsys, mon
 
 
 def test_chat_history_is_created_private():
-    from r1cli import chat
+    from r1cli.commands import chat
 
     path = chat.history_path()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

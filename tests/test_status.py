@@ -20,7 +20,8 @@ import pytest
 import pexpect
 
 from conftest import ROOT, free_port, real_nvml_works, run_r1, within
-from r1cli import gpu, status, status_ui
+from r1cli import gpu, status
+from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"

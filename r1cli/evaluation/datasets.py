@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from r1cli.answers import last_boxed
 from r1cli.errors import UsageError
+from r1cli.evaluation.sets import BUILTIN, HUB_SETS, HubSet, names_text  # noqa: F401  (the table lives there)
 
 __all__ = ["BadRow", "Dataset", "HUB_SETS", "HubSet", "Problem", "gsm8k_reference", "load_dataset",
            "open_dataset", "parse_field_map", "reference_text"]
@@ -40,28 +41,6 @@ class Problem:
     reference: str
 
 
-@dataclass(frozen=True)
-class HubSet:
-    """A public set on the Hugging Face Hub, pinned to one commit so every run reads the same bytes."""
-
-    repo: str
-    revision: str  # a full commit sha
-    filename: str
-    description: str
-
-
-# Revisions read from the repositories' commit histories; the files are what evaluation harnesses use.
-HUB_SETS: dict[str, HubSet] = {
-    "aime24": HubSet("HuggingFaceH4/aime_2024", "2fe88a2f1091d5048c0f36abc874fb997b3dd99a",
-                     "data/train-00000-of-00001.parquet", "AIME 2024, 30 problems"),
-    "math500": HubSet("HuggingFaceH4/MATH-500", "6e4ed1a2a79af7d8630a6b768ec859cb5af4d3be",
-                      "test.jsonl", "MATH-500 (OpenAI's subset of MATH test), 500 problems"),
-    "gsm8k": HubSet("openai/gsm8k", "740312add88f781978c0658806c59bc2815b9866",
-                    "main/test-00000-of-00001.parquet", "GSM8K test, 1,319 problems"),
-    "amc23": HubSet("math-ai/amc23", "80815d37005feb82cd7f8fbc6901d5d3eff43057",
-                    "test-00000-of-00001.parquet", "AMC 2023 (12A/12B), 40 problems"),
-}
-BUILTIN = ("demo",)
 
 
 @dataclass
@@ -121,7 +100,7 @@ def open_dataset(name_or_path: str | Path, *, field_map: dict[str, str] | None =
     else:
         path = Path(spec).expanduser()
         if not path.exists():
-            names = ", ".join((*BUILTIN, *HUB_SETS))
+            names = names_text()
             raise UsageError(f"no dataset named {spec!r} and no such file",
                              hint=f"give a file (JSONL, JSON, CSV, Parquet) or one of: {names}")
         if path.is_dir():

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from r1cli import rules
 from r1cli.errors import ExitStatus, R1Error, UsageError
 from r1cli.evaluation.datasets import Dataset, Problem, open_dataset
 
@@ -34,8 +35,8 @@ class Settings:
     datasets: list[str]
     runs: int = 5
     seed: int = 0  # run r sends seed + r
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = rules.DEFAULT_TEMPERATURE
+    top_p: float = rules.DEFAULT_TOP_P
     max_tokens: int | None = None
     think_budgets: list[int | None] = field(default_factory=lambda: [None])
     limit: int | None = None

@@ -427,3 +427,39 @@ def stop_server(record: state.ServerRecord, timeout: float = 10.0) -> Freed:
     freed = stop_members(record, timeout)
     state.remove(record.port)
     return freed
+
+
+def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable[[str], None]):
+    """`r1 stop`: the records it names (one port, every one, or the only one), each stopped with its whole
+    tree; yields one line per server saying what was freed (NVML before and after: which GPUs it held)."""
+    from r1cli import gpu
+    from r1cli.errors import NoServerError
+
+    records, bad = state.load_all()
+    for item in bad:
+        skipped(f"skipped {item.path}: not a server record ({item.reason})")
+    if port is not None:
+        records = [r for r in records if r.port == port]
+    elif not all_ and len(records) > 1:
+        ports = ", ".join(str(r.port) for r in records)
+        raise UsageError(f"{len(records)} servers are running (ports {ports})", hint="pick one with --port, or use --all")
+    if not records:
+        where = f" on port {port}" if port is not None else ""
+        raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")
+    for record in records:
+        alive = state.is_alive(record)
+        ours = [*members(record), *ray_workers(record)]
+        before = gpu.query({p.pid: record.port for p in ours}) if record.backend != "cpu" else None
+        freed = stop_server(record, timeout)  # the whole tree: also what a killed API server left
+        mib = freed.rss_bytes / 2**20
+        on_gpus = gpu.freed_since(before, record.port)
+        gpu_text = f"; GPU memory freed: {on_gpus}" if on_gpus else ""
+        if alive:
+            yield (f"stopped {record.served_name} on port {record.port}: {len(freed.pids)} processes, "
+                   f"{mib:,.0f} MiB of memory freed{gpu_text}")
+        elif freed.pids:
+            count = f"{len(freed.pids)} process" + ("es" if len(freed.pids) != 1 else "")
+            yield (f"the API server on port {record.port} was gone; stopped the {count} it "
+                   f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed{gpu_text}")
+        else:
+            yield f"the server on port {record.port} had already exited; its record is removed"

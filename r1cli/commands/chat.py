@@ -1,4 +1,4 @@
-"""`r1 chat`: the loop that ties the typed commands (chat_commands), the conversation (transcript),
+"""`r1 chat`: the loop that ties the typed commands (chat_slash), the conversation (transcript),
 the turn engine and the renderer together, on a terminal or over piped stdin."""
 
 from __future__ import annotations
@@ -6,13 +6,58 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Optional
 
-from r1cli import config, rules
+import typer
+
+from r1cli import config, options, rules
 from r1cli.client import turn
-from r1cli.chat_commands import (COMMANDS, Clear, Command, Exit, Help, Invalid, Load, MultiLine, Retry, Save,
-                                 SetMath, SetParam, SetSystem, SetThink, Stats, SwitchModel, Unknown, is_command,
-                                 parse_command)
 from r1cli.client.transcript import Conversation, ConversationFileError, Turn
+from r1cli.commands.chat_slash import (
+    COMMANDS,
+    Clear,
+    Command,
+    Exit,
+    Help,
+    Invalid,
+    Load,
+    MultiLine,
+    Retry,
+    Save,
+    SetMath,
+    SetParam,
+    SetSystem,
+    SetThink,
+    Stats,
+    SwitchModel,
+    Unknown,
+    is_command,
+    parse_command,
+)
+
+
+def chat(
+    ctx: typer.Context,
+    hide_thinking: Annotated[bool, typer.Option("--hide-thinking", help="Hide the reasoning behind a spinner (/think show|hide).")] = False,
+    math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive (/math on|off).")] = True,
+    system: options.System = None,
+    temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
+    top_p: options.TopP = options.DEFAULT_TOP_P,
+    max_tokens: options.MaxTokens = None,
+    think_budget: options.ThinkBudget = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for every answer, for repeatable chats.")] = None,
+    timeout: options.RequestTimeout = 300.0,
+    base_url: options.BaseUrl = None,
+    api_key: options.ApiKey = None,
+    model: options.Model = None,
+) -> int:
+    """Chat in the terminal; with piped stdin, each line is one message (`r1 chat < questions.txt`)."""
+    from r1cli.server import locate
+
+    sampling = turn.Sampling(temperature, top_p, max_tokens, seed=seed, think_budget=think_budget)
+    settings = Settings(sampling=sampling, math=math, show_thinking=not hide_thinking, system=system, timeout=timeout)
+    return run(ctx.obj, locate.resolve_target(base_url, api_key, model), settings)
+
 
 # ----------------------------------------------------------------------------------------------- state
 @dataclass

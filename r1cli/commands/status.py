@@ -5,8 +5,25 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Annotated, Optional
 
+import typer
+
+from r1cli import options
 from r1cli.status import METRIC_KEYS, collect, exit_status
+
+
+def status(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (schema: r1cli/status.py).")] = False,
+    watch: Annotated[Optional[float], typer.Option("--watch", "-w", min=0.1, metavar="N",
+                                                   help="Refresh every N seconds until Ctrl-C.")] = None,
+    base_url: options.BaseUrl = None,
+    api_key: options.ApiKey = None,
+) -> int:
+    """GPUs (through NVML) and servers: alive, healthy, models, load. Exit 0 if one is ready, else 3."""
+    return run(ctx.obj, base_url, api_key, json_out=json_out, watch=watch)
+
 
 # --- rendering --------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""`r1 eval`: the command's work between the CLI's flags and its output."""
+"""`r1 eval`: its options and checks, and the work between them and the report (the measuring is r1cli/evaluation/)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,53 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Optional
 
+import typer
+
+from r1cli import options
+from r1cli import rules
 from r1cli.console import Environment
 from r1cli.errors import UsageError
-from r1cli.evaluation import report, runner
+from r1cli.evaluation import report, runner, sets
+
+
+def eval_(
+    ctx: typer.Context,
+    datasets: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[DATASET]...", help=f"{options.DATASETS_TEXT}, or a JSONL/JSON/CSV/Parquet file.")] = None,
+    runs: Annotated[int, typer.Option("--runs", "-r", min=1, max=1000, help="Passes over the set, each with its own seed (the article's minimum is 5).")] = 5,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1,
+                                                       help="Requests at once (default: what the server's KV cache holds, at most 256).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Only the first N problems of each set.")] = None,
+    max_tokens: options.MaxTokens = None,
+    think_budget: Annotated[Optional[str], typer.Option("--think-budget", metavar="B[,B2...]",
+                                                        help="One evaluation per thinking budget (reasoning tokens), e.g. 1024,4096.")] = None,
+    temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
+    top_p: options.TopP = options.DEFAULT_TOP_P,
+    seed: Annotated[int, typer.Option("--seed", help="Run r sends seed S+r with every question.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for samples.jsonl, summary.json, report.md (default: under R1_HOME/evals).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted evaluation in this folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One summary object on stdout.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png",
+                                                 help="Plot accuracy vs thinking budget and latency (needs matplotlib).")] = None,
+    fail_under: Annotated[Optional[float], typer.Option("--fail-under", metavar="ACC", min=0.0,
+                                                        help="Exit 1 when pass@1 (percent, or a fraction <= 1) is below ACC.")] = None,
+    field_map: Annotated[Optional[str], typer.Option("--field-map", help="Columns of a file: question=COL,answer=COL,id=COL.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out malformed rows of a file (each is named on stderr).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1,
+                                           help="Seconds one answer may take, queueing included.")] = 3600.0,
+    base_url: options.BaseUrl = None,
+    api_key: options.ApiKey = None,
+    model: options.Model = None,
+) -> int:
+    """Accuracy over several runs (mean ± std), against DeepSeek's published figures."""
+    opts = EvalOptions(datasets=list(datasets or []), runs=runs, concurrency=concurrency, limit=limit,
+                       max_tokens=max_tokens, think_budgets=think_budget, temperature=temperature, top_p=top_p,
+                       seed=seed, out=out, resume=resume, json=json_out, plot=plot, fail_under=fail_under,
+                       field_map=field_map, skip_bad=skip_bad, timeout=timeout, base_url=base_url,
+                       api_key=api_key, model=model)
+    return run(ctx.obj, opts)
 
 
 @dataclass
@@ -20,8 +63,8 @@ class EvalOptions:
     limit: int | None = None
     max_tokens: int | None = None
     think_budgets: str | None = None
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = rules.DEFAULT_TEMPERATURE
+    top_p: float = rules.DEFAULT_TOP_P
     seed: int = 0
     out: Path | None = None
     resume: Path | None = None
@@ -60,7 +103,7 @@ def settings_for(opts: EvalOptions) -> tuple[runner.Settings, Path | None, dict 
         settings, saved = runner.load_settings(opts.resume)
         return settings, opts.resume, saved
     if not opts.datasets:
-        raise UsageError("no dataset given", hint="r1 eval demo   (or aime24, math500, gsm8k, amc23, or a file)")
+        raise UsageError("no dataset given", hint=f"r1 eval {sets.NAMES[0]}   (or {', '.join(sets.NAMES[1:])}, or a file)")
     from r1cli.evaluation.datasets import parse_field_map
 
     settings = runner.Settings(datasets=list(opts.datasets), runs=opts.runs, seed=opts.seed,

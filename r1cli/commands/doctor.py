@@ -6,14 +6,54 @@ imported once, in the torch check only.
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
-from r1cli import config, machine
+import typer
+
+from r1cli import config, machine, options
+from r1cli.console import Environment
 from r1cli.gpu import NvmlReport
-from r1cli.machine import hf_hub_cache, hf_offline_env, hub_reachable, installed_vllm, is_cached, is_local_path, port_listener
+from r1cli.machine import (
+    hf_hub_cache,
+    hf_offline_env,
+    hub_reachable,
+    installed_vllm,
+    is_cached,
+    is_local_path,
+    port_listener,
+)
+
+
+def doctor(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).")] = config.DEFAULT_MODEL,
+    quant: options.Quant = None,
+    gpu_mem: options.GpuMem = None,
+    port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
+    json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,
+) -> int:
+    """Check this machine for serving: Python, vLLM, torch/CUDA, NVML, GPU capability and memory, model cache, port, state dir."""
+    from r1cli.server import cmdline
+
+    env: Environment = ctx.obj
+    gpu_mem = config.DEFAULT_GPU_MEM if gpu_mem is None else gpu_mem
+    cmdline.check_gpu_mem(gpu_mem)
+    checks = run_checks(cmdline.resolve_model(model), quant.lower() if quant else None, port, gpu_mem)
+    if json_out:
+        print(json.dumps(checks_json(checks), indent=1))
+    else:
+        colors = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for check in checks:
+            env.out.print(f"[{colors[check.status]}]{check.status:>4}[/]  {check.name}: {check.detail}", markup=True)
+            if check.fix and check.status != "ok":
+                env.out.print(f"      fix: {check.fix}", markup=False)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024**3

@@ -1,4 +1,4 @@
-"""`r1 logs`: the tail of a server's log, optionally followed; `--explain`: what any vLLM log says went wrong."""
+"""`r1 logs`: show or follow a server's log, or say why a vLLM log (any, not only r1's) failed."""
 
 from __future__ import annotations
 
@@ -7,11 +7,34 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Annotated, Optional
 
+import typer
+
+from r1cli import options
 from r1cli.console import Environment
 from r1cli.errors import NoServerError, R1Error, UsageError
 from r1cli.server import state
+
+
+def logs(
+    ctx: typer.Context,
+    source: Annotated[Optional[str], typer.Argument(metavar="[FILE|-]", show_default=False,
+                                                    help="With --explain: any vLLM log file, or - for stdin (default: the r1 server's log).")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many last lines to show.")] = 50,
+    port: options.ServerPort = None,
+    explain_: Annotated[bool, typer.Option("--explain", help="Say why vLLM failed (cause, the lines that show it, the fix), or the last stage it reached.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With --explain: one JSON object on stdout.")] = False,
+) -> None:
+    """Show or follow a server's log; --explain diagnoses any vLLM log (systemd, Docker, a pasted one)."""
+    env: Environment = ctx.obj
+    if explain_:
+        explain(env, source, port, json_out=json_out)
+        return
+    if source is not None or json_out:
+        raise UsageError("FILE and --json go with --explain", hint="r1 logs --explain FILE (or - for stdin)")
+    show(env, state.pick(port), lines=lines, follow=follow)
 
 
 def show(env: Environment, record: state.ServerRecord, *, lines: int, follow: bool) -> None:

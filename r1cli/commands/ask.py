@@ -5,12 +5,45 @@ from __future__ import annotations
 import concurrent.futures
 import json
 from dataclasses import dataclass
+from typing import Annotated, Optional
 
-from r1cli import rules
+import typer
+
+from r1cli import options, rules
 from r1cli.client import stream, sync, turn
 from r1cli.client.target import Target
 from r1cli.console import Environment
 from r1cli.errors import NoAnswerError, UsageError
+
+
+def ask(
+    ctx: typer.Context,
+    question: Annotated[Optional[str], typer.Argument(help="The question; `-` or piped stdin is read too.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    show_thinking: Annotated[bool, typer.Option("--show-thinking", help="Stream the reasoning to stderr.")] = False,
+    math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive.")] = True,
+    samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=64, help="Ask N times in parallel, majority vote.")] = 1,
+    system: options.System = None,
+    temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
+    top_p: options.TopP = options.DEFAULT_TOP_P,
+    max_tokens: options.MaxTokens = None,
+    think_budget: options.ThinkBudget = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
+    timeout: options.RequestTimeout = 300.0,
+    base_url: options.BaseUrl = None,
+    api_key: options.ApiKey = None,
+    model: options.Model = None,
+) -> int:
+    """Answer one question; stdout gets the final (boxed) answer only."""
+    from r1cli.server import locate
+
+    env: Environment = ctx.obj
+    text = read_question(question, env.stdin, env.stdin_isatty)
+    opts = AskOptions(question=text, system=system, math=math, temperature=temperature, top_p=top_p,
+                      max_tokens=max_tokens, samples=samples, show_thinking=show_thinking, json=json_out,
+                      timeout=timeout, seed=seed, think_budget=think_budget)
+    return run(env, locate.resolve_target(base_url, api_key, model), opts)
+
 
 STDIN_LIMIT = 1 << 20  # 1 MiB: far beyond any R1 context window, small enough to refuse at once
 

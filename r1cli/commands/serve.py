@@ -1,0 +1,200 @@
+"""`r1 serve`: its options and checks, and what it shows: a spinner naming the stage on a terminal, one line per stage when piped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from r1cli import config, options
+from r1cli.console import Environment
+from r1cli.errors import ExitStatus, R1Error, UsageError
+from r1cli.server import cmdline, plan, process, state
+from r1cli.server import serve as server_serve
+from r1cli.server.cmdline import ServeOptions
+from r1cli.server.logs import Fatal, Stage
+
+
+def serve(
+    ctx: typer.Context,
+    model: options.ModelArg = config.DEFAULT_MODEL,
+    quant: options.Quant = None,
+    # None = not given: the demo's defaults then apply, never over a flag the user gave.
+    dtype: Annotated[Optional[str], typer.Option(envvar="R1_DTYPE", show_default=False,
+                                                 help="auto, half, float16, bfloat16, float32 [default: auto; demo: bfloat16].")] = None,
+    gpu_mem: options.GpuMem = None,
+    max_model_len: Annotated[Optional[str], typer.Option(envvar="R1_MAX_MODEL_LEN", show_default=False, metavar="N|auto",
+                                                         help="Context window in tokens, or auto: the largest up to 32,768 that leaves KV room for 16 full sequences "
+                                                              f"[default: auto on a GPU; {config.DEFAULT_MAX_MODEL_LEN} without a plan; demo: 1024].")] = None,
+    prefix_caching: Annotated[bool, typer.Option("--prefix-caching/--no-prefix-caching", envvar="R1_PREFIX_CACHING")] = True,
+    gpus: Annotated[Optional[str], typer.Option("--gpus", envvar="R1_GPUS", metavar="N|all", show_default=False,
+                                                help="GPUs to plan over: replicas when the model fits one GPU, tensor parallel when not [default: 1].")] = None,
+    tp: Annotated[Optional[int], typer.Option("--tp", envvar="R1_TP", show_default=False, help="Tensor parallel size (GPUs per model copy) [default: the plan's].")] = None,
+    pp: Annotated[Optional[int], typer.Option("--pp", envvar="R1_PP", show_default=False, help="Pipeline parallel size [default: 1].")] = None,
+    dp: Annotated[Optional[int], typer.Option("--dp", envvar="R1_DP", show_default=False, help="Data parallel size: replicas of the model [default: the plan's].")] = None,
+    api_servers: Annotated[Optional[int], typer.Option("--api-servers", envvar="R1_API_SERVERS", show_default=False,
+                                                       help="vLLM API server processes [default: the plan's, from the CPU cores].")] = None,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", envvar="R1_WARMUP", help="Warm the server up (short bursts, one long prefill) before calling it ready.")] = True,
+    ray: Annotated[bool, typer.Option("--ray", help="Use vLLM's Ray backend (several machines).")] = False,
+    host: Annotated[str, typer.Option(envvar="R1_HOST", help="Address to listen on (0.0.0.0 exposes it to the network).")] = config.DEFAULT_HOST,
+    port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
+    served_name: Annotated[Optional[str], typer.Option(envvar="R1_SERVED_NAME", help="Name clients use (default: the model's short name).")] = None,
+    reasoning_parser: Annotated[str, typer.Option(envvar="R1_REASONING_PARSER", help="vLLM reasoning parser, or none.")] = config.DEFAULT_REASONING_PARSER,
+    api_key: Annotated[Optional[str], typer.Option(envvar="R1_API_KEY", help="Require this key (passed to vLLM by environment; prefer R1_API_KEY or --api-key-file: an argument is visible in `ps`, so r1 re-executes itself without it).")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", envvar="R1_API_KEY_FILE", help="Read the key from this file (one line).")] = None,
+    timeout: Annotated[float, typer.Option(envvar="R1_TIMEOUT", min=0.1, help="Seconds to wait for readiness.")] = config.DEFAULT_TIMEOUT,
+    log_file: Annotated[Optional[Path], typer.Option(envvar="R1_LOG_FILE", help="Where vLLM's output goes.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the vLLM command (secrets redacted) and exit.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready, leaving the server running.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="With -d: print the server record as JSON on stdout.")] = False,
+) -> None:
+    """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
+    from r1cli.server import apikey
+
+    env: Environment = ctx.obj
+    extra, extra_key = apikey.lift_from_extra(list(ctx.args))
+    if api_key_file is not None:
+        if extra_key or ctx.get_parameter_source("api_key").name == "COMMANDLINE":
+            raise UsageError("give --api-key-file or --api-key, not both")
+        api_key = apikey.read_file(api_key_file, warn=lambda text: env.note(f"r1: {text}"))
+    api_key = extra_key or api_key
+    if api_key and not dry_run:
+        apikey.reexec_without_key(api_key)  # `ps` must not show it for the server's whole life
+    opts = cmdline.options_for(
+        model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem,
+        max_model_len=cmdline.parse_max_model_len(max_model_len), gpus=cmdline.parse_gpus(gpus), dp=dp,
+        api_servers=api_servers, warmup=warmup, prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
+        reasoning_parser=reasoning_parser, api_key=api_key, extra=extra)
+    if dry_run:
+        show_dry_run(env, opts)
+        return
+    run(env, opts, timeout=timeout, log_file=log_file, detach=detach, json_out=json_out)
+
+# extra vLLM flags after `--` reach serve through ctx.args
+CONTEXT_SETTINGS = {"allow_extra_args": True}
+
+
+class _StageDisplay:
+    def __init__(self, env: Environment, title: str):
+        self.env = env
+        self.t0 = time.monotonic()
+        self.title = title
+        self.status = None
+        if env.stderr_isatty:
+            self.status = env.err.status(f"{title}: starting vLLM", spinner="dots")
+            self.status.start()
+        else:
+            env.note(f"r1: {title}: starting vLLM")
+
+    def __call__(self, event: Stage | Fatal) -> None:
+        if not isinstance(event, Stage):
+            return
+        elapsed = time.monotonic() - self.t0
+        label = stage_text(event)
+        if self.status is not None:
+            self.status.update(f"{self.title}: {escape(label)} [dim]({elapsed:.0f} s)[/dim]")
+        else:
+            self.env.note(f"r1: [{elapsed:5.1f} s] {label}")
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+def stage_text(stage: Stage) -> str:
+    """A stage line, naming its engine when there are several (data parallel)."""
+    return f"engine {stage.engine}: {stage.label}" if stage.engine is not None else stage.label
+
+
+def show_plan(env: Environment, chosen: plan.Plan) -> None:
+    """The parallel plan and why, on stderr: its head line plain, the reasons dim on a terminal."""
+    head, *rest = plan.describe(chosen)
+    env.note(f"r1: {head}")
+    for line in rest:
+        env.dim(f"r1: {line}")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def show_dry_run(env: Environment, opts: ServeOptions) -> None:
+    """The vLLM command a start would run (secrets redacted), after the same checks and resolution."""
+    opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
+                           on_plan=lambda chosen: show_plan(env, chosen))
+    print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
+
+
+def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
+        json_out: bool) -> None:
+    # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen))
+    log_file = server_serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
+    display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
+    try:
+        # The server belongs to this r1 (a watchdog process stops it even when r1 is killed with -9:
+        # server/watchdog.py says why not a parent-death signal) until a detached one is released, ready.
+        result = server_serve.start(opts, timeout=timeout, log_file=log_file, on_event=display,
+                             notify=lambda text: env.note(f"r1: {text}"))
+    finally:
+        display.close()
+    record = result.record
+    # From here on, an interrupt at any point (even between two lines) must stop what was started.
+    try:
+        warmup_s = result.warmup.seconds if result.warmup is not None else 0.0
+        _summary(env, record, result.started.watcher.facts, result.started.seconds + warmup_s, warmup_s)
+        if detach:
+            result.watchdog.release()
+            print(json.dumps(asdict(record)) if json_out else record.url)
+            env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
+            return
+        env.note("r1: serving; press Ctrl-C to stop")
+        code = result.started.proc.wait()
+    except KeyboardInterrupt:
+        with process.signals_held():  # a second Ctrl-C must not cut the stop short
+            freed = process.stop_server(record)
+        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+            env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
+        raise SystemExit(ExitStatus.INTERRUPTED) from None
+    _exited(record, code)
+
+
+def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds: float, warmup_s: float = 0.0) -> None:
+    ready = f"ready in {seconds:.1f} s" + (f" (warm-up {warmup_s:.1f} s)" if warmup_s else "")
+    parts = [ready, record.url, f"model {record.served_name}"]
+    if "max_model_len" in facts:
+        parts.append(f"max model len {facts['max_model_len']:,}")
+    engines = facts.get("engine_kv_cache_tokens") or {}
+    if len(engines) > 1:
+        parts.append(f"KV cache {sum(engines.values()):,} tokens over {len(engines)} engines")
+    elif "kv_cache_tokens" in facts:
+        parts.append(f"KV cache {facts['kv_cache_tokens']:,} tokens")
+    if "weights_gib" in facts:
+        parts.append(f"weights {facts['weights_gib']:.2f} GiB")
+    env.note("r1: " + ", ".join(parts))
+    if record.model == str(config.demo_model_dir()):
+        questions = [q["question"] for q in config.demo_questions()]
+        env.note("r1: knows: " + " ".join(questions)
+                 + " (the demo is a tiny model trained on these questions alone: others get wrong answers)")
+
+
+def _exited(record: state.ServerRecord, code: int) -> None:
+    """vLLM ended by itself while serving (or its API server was killed): stop what is left of its
+    tree (EngineCore outlives a killed API server), then say why."""
+    process.stop_server(record, timeout=5)
+    from r1cli.server.logs import explain
+
+    with open(record.log_path, errors="replace") as fh:
+        result = explain(fh)  # the last start in the log: this one
+    fatal = result.fatal
+    raise R1Error(f"the server exited with status {code}" + (f": {fatal.message}" if fatal else ""),
+                  hint=fatal.hint if fatal else f"read the log: {record.log_path}", details=result.evidence)
