@@ -45,6 +45,7 @@ def main() -> None:
         "r1 --version": ([py, "-m", "r1cli", "--version"], (0,)),
         "r1 status": ([py, "-m", "r1cli", "status"], (3,)),
         "r1 ask": ([py, "-m", "r1cli", "ask", "What is 2+3?", "--base-url", server.base_url], (0,)),
+        "r1 --help": ([py, "-m", "r1cli", "--help"], (0,)),
     }
     anchor = [py, "-c", "pass"]
     times: dict[tuple[str, str], list[float]] = {}

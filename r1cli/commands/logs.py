@@ -14,7 +14,10 @@ import typer
 from r1cli import options
 from r1cli.console import Environment
 from r1cli.errors import NoServerError, R1Error, UsageError
-from r1cli.server import state
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+state = lazy_import("r1cli.server.state")
 
 
 def logs(

@@ -11,15 +11,20 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from r1cli import config, options
 from r1cli.console import Environment
 from r1cli.errors import ExitStatus, R1Error, UsageError
-from r1cli.server import cmdline, plan, process, state
-from r1cli.server import serve as server_serve
-from r1cli.server.cmdline import ServeOptions
-from r1cli.server.logs import Fatal, Stage
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+markup = lazy_import("rich.markup")
+cmdline = lazy_import("r1cli.server.cmdline")
+plan = lazy_import("r1cli.server.plan")
+process = lazy_import("r1cli.server.process")
+state = lazy_import("r1cli.server.state")
+server_serve = lazy_import("r1cli.server.serve")
+logs = lazy_import("r1cli.server.logs")
 
 
 def serve(
@@ -93,13 +98,13 @@ class _StageDisplay:
         else:
             env.note(f"r1: {title}: starting vLLM")
 
-    def __call__(self, event: Stage | Fatal) -> None:
-        if not isinstance(event, Stage):
+    def __call__(self, event: logs.Stage | logs.Fatal) -> None:
+        if not isinstance(event, logs.Stage):
             return
         elapsed = time.monotonic() - self.t0
         label = stage_text(event)
         if self.status is not None:
-            self.status.update(f"{self.title}: {escape(label)} [dim]({elapsed:.0f} s)[/dim]")
+            self.status.update(f"{self.title}: {markup.escape(label)} [dim]({elapsed:.0f} s)[/dim]")
         else:
             self.env.note(f"r1: [{elapsed:5.1f} s] {label}")
 
@@ -108,7 +113,7 @@ class _StageDisplay:
             self.status.stop()
 
 
-def stage_text(stage: Stage) -> str:
+def stage_text(stage: logs.Stage) -> str:
     """A stage line, naming its engine when there are several (data parallel)."""
     return f"engine {stage.engine}: {stage.label}" if stage.engine is not None else stage.label
 
@@ -125,14 +130,14 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def show_dry_run(env: Environment, opts: ServeOptions) -> None:
+def show_dry_run(env: Environment, opts: cmdline.ServeOptions) -> None:
     """The vLLM command a start would run (secrets redacted), after the same checks and resolution."""
     opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
                            on_plan=lambda chosen: show_plan(env, chosen))
     print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
 
 
-def run(env: Environment, opts: ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
+def run(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
         json_out: bool) -> None:
     # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):

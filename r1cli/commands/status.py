@@ -10,7 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from r1cli import options
-from r1cli.status import METRIC_KEYS, collect, exit_status
+from r1cli.lazy import lazy_import
+
+# Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
+collection = lazy_import("r1cli.status")
 
 
 def status(
@@ -60,7 +63,7 @@ def _model_text(server: dict) -> str:
 
 def _load_text(server: dict) -> str | None:
     m = server["metrics"]
-    if all(m.get(key) is None for key in METRIC_KEYS):
+    if all(m.get(key) is None for key in collection.METRIC_KEYS):
         return None
     parts = []
     if m["running"] is not None or m["waiting"] is not None:
@@ -230,17 +233,17 @@ def render_rich(data: dict):
 def run(env, base_url: str | None, api_key: str | None, *, json_out: bool = False, watch: float | None = None) -> int:
     """Collect, render, and return the exit status; with watch, refresh until Ctrl-C."""
     if watch is None:
-        data = collect(base_url, api_key)
+        data = collection.collect(base_url, api_key)
         _emit(env, data, json_out)
-        return exit_status(data)
+        return collection.exit_status(data)
     if env.stdout_isatty and not json_out:
         return _watch_live(env, base_url, api_key, watch)
     code = 3
     try:
         while True:
             t0 = time.monotonic()
-            data = collect(base_url, api_key)
-            code = exit_status(data)
+            data = collection.collect(base_url, api_key)
+            code = collection.exit_status(data)
             _emit(env, data, json_out, stamp=True)
             time.sleep(max(0.0, watch - (time.monotonic() - t0)))
     except KeyboardInterrupt:
@@ -269,8 +272,8 @@ def _watch_live(env, base_url, api_key, every: float) -> int:
         try:
             while True:
                 t0 = time.monotonic()
-                data = collect(base_url, api_key)
-                code = exit_status(data)
+                data = collection.collect(base_url, api_key)
+                code = collection.exit_status(data)
                 footer = Text(f"every {every:g} s, {time.strftime('%H:%M:%S')}; Ctrl-C stops", style="dim")
                 live.update(Group(render_rich(data), footer), refresh=True)
                 time.sleep(max(0.0, every - (time.monotonic() - t0)))

