@@ -18,7 +18,7 @@ import pytest
 from r1cli.server import process, state
 from r1cli.server.logs import STAGE_KEYS, LogWatcher, Stage, ray_worker_pids
 
-LOGS = Path(__file__).parent / "data" / "logs"
+LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
 RAY_LOG = LOGS / "gpu-0.25-ready-ray-tp2-h100.log"
 
 

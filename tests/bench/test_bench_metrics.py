@@ -18,7 +18,7 @@ import pytest
 from r1cli.bench import metrics
 from r1cli.bench.metrics import SLO, RequestRecord
 
-DATA = Path(__file__).parent / "data" / "bench"
+DATA = Path(__file__).resolve().parents[1] / "data" / "bench"
 VLLM_RESULTS = sorted(DATA.glob("vllm-*.json"))
 R1_RECORDS = sorted(DATA.glob("r1-*.jsonl"))
 DISTRIBUTIONS = [f"{stat}_{name}_ms" for name in ("ttft", "tpot", "itl", "e2el")

@@ -11,9 +11,9 @@ import pytest
 
 from r1cli.server.logs import CAUSES, STAGE_KEYS, Fatal, LogWatcher, Stage, diagnose, strip_prefix
 
-SHARED = Path(os.environ.get("R1_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+SHARED = Path(os.environ.get("R1_SHARED", Path(__file__).resolve().parents[3] / "shared"))
 SHARED_LOGS = SHARED / "vllm" / "logs"
-LOCAL_LOGS = Path(__file__).resolve().parent / "data" / "logs"
+LOCAL_LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
 
 # File-name fragment -> the cause its log must get.
 CAUSE_BY_NAME = {
@@ -452,7 +452,7 @@ def test_logs_module_imports_only_stdlib():
 
 def test_real_h100_startup_stages_and_figures():
     """Captured from `r1 serve` of a 1.5B-shaped model with vLLM 0.25 on the lent H100."""
-    path = Path(__file__).parent / "data" / "logs" / "gpu-0.25-ready-h100.log"
+    path = Path(__file__).resolve().parents[1] / "data" / "logs" / "gpu-0.25-ready-h100.log"
     w, events = _watch(_lines(path))
     keys = _collapse([e.key for e in events if isinstance(e, Stage)])
     assert keys.index("loading") < keys.index("kv_cache") < keys.index("graphs") < keys.index("app_started")

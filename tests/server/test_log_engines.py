@@ -20,7 +20,7 @@ import pytest
 from r1cli.commands.serve import stage_text
 from r1cli.server.logs import LogWatcher, Stage, engine_of
 
-LOGS = Path(__file__).parent / "data" / "logs"
+LOGS = Path(__file__).resolve().parents[1] / "data" / "logs"
 REAL = (LOGS / "gpu-0.25-ready-h100.log").read_bytes().decode().split("\n")  # as r1 reads it: progress bars keep their \r
 
 

@@ -29,7 +29,7 @@ import pytest
 
 from r1cli.server.logs import CAUSES, diagnose, explain
 
-LOGS_DIR = Path(__file__).resolve().parent / "data" / "logs"
+LOGS_DIR = Path(__file__).resolve().parents[1] / "data" / "logs"
 
 # (log file under tests/data/logs, the cause it must get, words of the line vLLM really printed)
 NAMED = [
