@@ -51,14 +51,14 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if outer.mode == "text_plain":
                     return self._text(200, "Hello from a web server")
-                if outer.mode == "budget" and self.path == "/tokenize":
+                if outer.mode.startswith("budget") and self.path == "/tokenize":
                     outer.tokenize_requests.append(body)
                     # vLLM's shape; the ids only need to be recognisable in the completions request
                     # (the current R1 template: the prompt ends inside an opened think block)
                     return self._json(200, {"count": 3, "max_model_len": 4096,
                                             "tokens": [101, 102, 103] if "messages" in body else [7, 8, 9],
                                             "token_strs": ["<｜User｜>", "<｜Assistant｜>", "<think>", "Ċ"]})
-                if outer.mode == "budget" and self.path == "/v1/completions":
+                if outer.mode.startswith("budget") and self.path == "/v1/completions":
                     outer.completion_requests.append(body)
                     return outer._answer_completion(self)
                 if self.path == "/tokenize":
@@ -170,21 +170,50 @@ class ScriptedServer:
             h.wfile.write(chunk)
             h.wfile.flush()
 
-    def _budget(self, h):
-        """Reasoning that never ends (one token every 5 ms until the client hangs up), as a model that
-        would think past any budget; the forced answer comes from /v1/completions (_answer_completion)."""
+    def _budget(self, h, per_chunk_usage: bool = False):
+        """Reasoning that never ends (one delta every 5 ms until the client hangs up), as a model that would
+        think past any budget, on a server that ignores thinking_token_budget (an older vLLM takes unknown
+        fields silently); the forced answer comes from /v1/completions (_answer_completion).
+
+        per_chunk_usage: vLLM's continuous_usage_stats, with every fourth delta two tokens merged (what a
+        detokenizer does with a multi-token character), so the server's count runs ahead of the deltas."""
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.end_headers()
+        tokens = 0
         try:
             h.wfile.write(sse({"role": "assistant", "content": ""}))
             for i in range(2000):
-                h.wfile.write(sse({"reasoning": "step " if i else "2 + 3 "}))
+                chunk = sse({"reasoning": "step " if i else "2 + 3 "})
+                if per_chunk_usage:
+                    tokens += 2 if i % 4 == 3 else 1
+                    data = json.loads(chunk[6:])
+                    data["usage"] = {"prompt_tokens": 3, "completion_tokens": tokens, "total_tokens": 3 + tokens,
+                                     "completion_tokens_details": {"reasoning_tokens": 0}}  # vLLM 0.32's 0
+                    chunk = b"data: " + json.dumps(data).encode() + b"\n\n"
+                h.wfile.write(chunk)
                 h.wfile.flush()
                 self.sent += 1
                 time.sleep(0.005)
         except (BrokenPipeError, ConnectionResetError):
             self.disconnected_at = time.monotonic()
+
+    def _budget_usage(self, h):
+        self._budget(h, per_chunk_usage=True)
+
+    def _budget_v2(self, h):
+        """vLLM 0.25's V2 model runner: thinking_token_budget refused (its ValueError, as a streamed error
+        event), then, without it, the endless reasoning with per-chunk usage."""
+        if "thinking_token_budget" in self.requests[-1]:
+            h.send_response(200)
+            h.send_header("Content-Type", "text/event-stream")
+            h.end_headers()
+            error = {"error": {"message": "thinking_token_budget is not yet supported by the V2 model runner. "
+                                          "Run vLLM with VLLM_USE_V2_MODEL_RUNNER=0", "type": "BadRequestError",
+                               "code": 400}}
+            h.wfile.write(b"data: " + json.dumps(error).encode() + b"\n\ndata: [DONE]\n\n")
+            return
+        self._budget(h, per_chunk_usage=True)
 
     @staticmethod
     def _answer_completion(h):

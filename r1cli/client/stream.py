@@ -52,12 +52,15 @@ class Timing:
     ttft_s: float | None = None  # first token (a chunk with a choice, text or not), seconds from before connecting
     answer_s: float | None = None  # first token of the answer
     total_s: float = 0.0
+    # Decode speed: tokens after the first over the time from the first token to the last, as vLLM's TPOT
+    # counts it; None when under 2 tokens or under MIN_RATE_WINDOW_S apart (one read: no rate to speak of).
     tokens_per_s: float | None = None
     sent_at: float = 0.0  # time.perf_counter() before connecting (vLLM's clock starts there too)
     # With record_times: when each streamed chunk with a choice arrived, text or not (s after sent_at; as
     # vLLM's own benchmark times them), and the index of the chunk with the first answer text among them.
     token_times: list[float] | None = None
     answer_index: int | None = None
+    last_token_s: float | None = None  # the last chunk with a choice, seconds after sent_at
 
 
 @dataclass
@@ -68,7 +71,14 @@ class Completion:
     finish_reason: str | None = None
     usage: dict = field(default_factory=dict)
     timing: Timing = field(default_factory=Timing)
-    reasoning_chunks: int = 0  # one streamed delta is one token for vLLM
+    reasoning_chunks: int = 0  # streamed reasoning deltas: r1's own count, not tokens (a delta may hold several)
+    # The server's count: completion_tokens (per-chunk usage) when the last reasoning text came; None when the
+    # server sends no per-chunk usage (then only its final usage's completion_tokens_details may say).
+    reasoning_tokens: int | None = None
+    # How the thinking budget was held: "server" (vLLM's thinking_token_budget), "client" (r1 closed the stream
+    # at the budget, by the server's per-chunk token count), "client-deltas" (r1 closed it by counting reasoning
+    # deltas: a server without per-chunk usage); None without a budget.
+    budget_mode: str | None = None
 
     @property
     def completion_tokens(self) -> int | None:
@@ -97,6 +107,7 @@ def hang_up(cancel: list) -> None:
 
 # finish_reason of a stream r1 closed itself because the reasoning reached the thinking budget
 BUDGET_REACHED = "think_budget"
+MIN_RATE_WINDOW_S = 0.05  # below this between the first and last token, a tokens/s figure means nothing
 
 
 class Events:
@@ -119,6 +130,9 @@ class Events:
         self.budget_hit = False
         self.done = False
         self.pending = b""
+        self.per_chunk_usage = False  # the server counts tokens on every chunk (continuous_usage_stats)
+        self.tokens_so_far: int | None = None  # its completion_tokens as of the latest chunk
+        self.last_token_at: float | None = None
 
     def sent(self) -> None:
         """The request goes out now: times count from here (or from the stream this one continues)."""
@@ -138,8 +152,6 @@ class Events:
         else:
             out.reasoning += text
             out.reasoning_chunks += 1
-            if self.think_budget is not None and out.reasoning_chunks >= self.think_budget and not out.content:
-                self.budget_hit = True
         if self.on_piece:
             self.on_piece(channel, text)
 
@@ -159,14 +171,19 @@ class Events:
                 err = chunk["error"]
                 raise R1Error("the server reported an error mid-answer: "
                               + str(err.get("message", err) if isinstance(err, dict) else err))
-            if isinstance(chunk.get("usage"), dict):
-                out.usage = chunk["usage"]
+            usage = chunk.get("usage")
             choices = chunk.get("choices") or ()
+            if isinstance(usage, dict):
+                out.usage = usage
+                if choices and isinstance(usage.get("completion_tokens"), int):
+                    self.per_chunk_usage = True
+                    self.tokens_so_far = usage["completion_tokens"]
             if choices:
                 # A token came, whether or not it has text yet (vLLM opens a chat stream with a role chunk
                 # when the first token is out; a token may decode to nothing until the next): vLLM's TTFT,
                 # and its benchmark times every such chunk, as r1 bench does.
                 now = time.perf_counter() - self.t0
+                self.last_token_at = now
                 if out.timing.ttft_s is None:
                     out.timing.ttft_s = now
                 if out.timing.token_times is not None:
@@ -192,12 +209,22 @@ class Events:
                             self.emit(channel, piece)
                 if choice.get("finish_reason"):
                     out.finish_reason = choice["finish_reason"]
+            if out.reasoning and not out.content:
+                if self.per_chunk_usage:
+                    out.reasoning_tokens = self.tokens_so_far
+                if self.think_budget is not None and self._thinking_tokens() >= self.think_budget:
+                    self.budget_hit = True
             if self.budget_hit:
                 # The caller closes the connection, which aborts the request in vLLM; the turn goes on without it.
                 out.finish_reason = BUDGET_REACHED
                 self.done = True
                 break
         return self.done
+
+    def _thinking_tokens(self) -> int:
+        """Tokens spent thinking so far: the server's own count where it sends one per chunk, else r1's
+        count of reasoning deltas (which undercounts merged or textless tokens: budget_mode says so)."""
+        return self.tokens_so_far if self.per_chunk_usage else self.out.reasoning_chunks
 
     def finish(self) -> Completion:
         """After the last read: the rest of a raw think split, the totals; StreamCut if it ended early."""
@@ -208,17 +235,33 @@ class Events:
         if not self.done:
             raise StreamCut(out, "the connection closed before the end")
         out.timing.total_s = time.perf_counter() - self.t0
-        tokens = out.completion_tokens
-        if self.budget_hit and not tokens:
-            tokens = out.reasoning_chunks
-            out.usage = {**out.usage, "completion_tokens": tokens}
-        if tokens and out.timing.ttft_s is not None and out.timing.total_s > out.timing.ttft_s:
-            out.timing.tokens_per_s = tokens / (out.timing.total_s - out.timing.ttft_s)
+        if self.budget_hit:
+            out.budget_mode = "client" if self.per_chunk_usage else "client-deltas"
+            if not out.completion_tokens or not self.per_chunk_usage:
+                # The stream was closed before its final usage: the server's count so far, else the deltas.
+                out.usage = {**out.usage, "completion_tokens": self._thinking_tokens()}
+        if out.reasoning_tokens is None and out.reasoning:
+            reported = (out.usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
+            out.reasoning_tokens = reported or None  # vLLM 0.32 reports 0 even after parsing reasoning
+        out.timing.last_token_s = self.last_token_at
+        out.timing.tokens_per_s = decode_rate(out.completion_tokens, out.timing)
         return out
 
 
+def decode_rate(tokens: int | None, timing: Timing) -> float | None:
+    """Tokens after the first over the time from the first to the last (vLLM's TPOT, inverted); None when
+    there is no window to measure: fewer than 2 tokens, or all of them in under MIN_RATE_WINDOW_S (a short
+    stream read in one go gave 13,000-550,000 tokens/s before)."""
+    first, last = timing.ttft_s, timing.last_token_s
+    if not tokens or tokens < 2 or first is None or last is None or last - first < MIN_RATE_WINDOW_S:
+        return None
+    return (tokens - 1) / (last - first)
+
+
 def stream_body(body: dict) -> dict:
-    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+    # continuous_usage_stats: vLLM counts the tokens on every chunk, so the thinking budget and the reasoning
+    # token count are the server's own, not a count of text deltas.
+    return {**body, "stream": True, "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
 
 
 def silent(target: Target, timeout: float) -> R1Error:

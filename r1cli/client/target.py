@@ -13,6 +13,8 @@ class Target:
     base_url: str  # ends in /v1
     api_key: str | None = None
     model: str | None = None
+    # Whether the server takes vLLM's per-request thinking_token_budget: None until a turn finds out.
+    server_budget: bool | None = None
 
     @property
     def root(self) -> str:

@@ -12,10 +12,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from r1cli import rules
-from r1cli.client import stream, sync
 from r1cli.answers import final_answer
+from r1cli.client import stream, sync
 from r1cli.client.stream import OnPiece, Timing
 from r1cli.client.target import Target
+from r1cli.errors import R1Error
 
 __all__ = ["Answer", "Fitted", "Sampling", "Timing", "arun", "asend", "fit", "prepare", "run", "send"]
 
@@ -63,8 +64,10 @@ class Answer:
     timing: Timing
     model: str | None = None
     budget_forced: bool = False
-    reasoning_chunks: int = 0  # streamed reasoning deltas: one token each for vLLM
+    reasoning_chunks: int = 0  # streamed reasoning deltas: r1's own count, not tokens
     history_dropped: int = 0  # earlier turns left out so the prompt fits the context window
+    server_reasoning_tokens: int | None = None  # the server's count (stream.Completion.reasoning_tokens)
+    budget_mode: str | None = None  # stream.Completion.budget_mode: how a thinking budget was held
 
     @property
     def prompt_tokens(self) -> int | None:
@@ -76,10 +79,17 @@ class Answer:
 
     @property
     def reasoning_tokens(self) -> int | None:
-        reported = (self.usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        if not reported and self.reasoning:
-            return self.reasoning_chunks  # vLLM 0.32 reports 0 even when it parsed reasoning
-        return reported
+        """Tokens spent reasoning, by the server's count (its per-chunk usage); None where it gives none."""
+        if not self.reasoning:
+            return 0
+        return self.server_reasoning_tokens
+
+    @property
+    def budget_spent(self) -> str:
+        """What the thinking took before the budget closed it, in the server's tokens where it counts them."""
+        if self.server_reasoning_tokens is not None:
+            return f"{self.server_reasoning_tokens} reasoning tokens"
+        return f"{self.reasoning_chunks} reasoning deltas (the server sends no per-token count)"
 
     @property
     def truncated(self) -> bool:
@@ -92,6 +102,7 @@ class Answer:
             "answer": self.answer, "boxed": self.boxed, "source": self.source,
             "content": self.content or None, "reasoning": self.reasoning or None,
             "finish_reason": self.finish_reason, "model": self.model, "budget_forced": self.budget_forced,
+            "budget_mode": self.budget_mode,
             "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                       "reasoning_tokens": self.reasoning_tokens},
             "timing": {"ttft_s": _round(t.ttft_s), "answer_s": _round(t.answer_s), "total_s": _round(t.total_s),
@@ -179,13 +190,44 @@ async def arun(target: Target, question: str, sampling: Sampling | None = None, 
     return answer
 
 
+def _budget_fields(target: Target, sampling: Sampling) -> dict:
+    """vLLM's own per-request thinking budget, unless this server refused it before."""
+    if sampling.think_budget is None or target.server_budget is False:
+        return {}
+    return {"thinking_token_budget": sampling.think_budget}
+
+
+def _budget_refused(target: Target, exc: R1Error, sent: dict) -> bool:
+    """A server that answers 400 to thinking_token_budget (vLLM 0.25's V2 model runner: "not yet supported
+    by the V2 model runner"): remember it, so this and later turns hold the budget on the client."""
+    if sent and "thinking_token_budget" in exc.message:
+        target.server_budget = False
+        return True
+    return False
+
+
+def _held_by(completion: stream.Completion, sent: dict) -> stream.Completion:
+    if completion.budget_mode is None and sent:
+        completion.budget_mode = "server"
+    return completion
+
+
 def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
          extras: dict | None = None, timeout: float = 300.0, cancel: list | None = None,
          record_times: bool = False) -> Answer:
     """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
     extras = extras or {}
-    completion = sync.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
-                                    cancel=cancel, think_budget=sampling.think_budget, record_times=record_times)
+    while True:
+        budget = _budget_fields(target, sampling)
+        try:
+            completion = sync.stream_chat(target, messages, {**sampling.params(), **extras, **budget}, on_piece,
+                                          timeout=timeout, cancel=cancel, think_budget=sampling.think_budget,
+                                          record_times=record_times)
+            break
+        except R1Error as exc:
+            if not _budget_refused(target, exc, budget):
+                raise
+    completion = _held_by(completion, budget)
     if completion.finish_reason != stream.BUDGET_REACHED:
         return _answer(completion)
     prompt, forced = continuation_prompt(target, messages, extras, completion.reasoning, timeout)
@@ -203,8 +245,17 @@ async def asend(target: Target, messages: list[dict], sampling: Sampling, on_pie
     from r1cli.client import aio
 
     extras = extras or {}
-    completion = await aio.stream_chat(target, messages, {**sampling.params(), **extras}, on_piece, timeout=timeout,
-                                       think_budget=sampling.think_budget, record_times=record_times)
+    while True:
+        budget = _budget_fields(target, sampling)
+        try:
+            completion = await aio.stream_chat(target, messages, {**sampling.params(), **extras, **budget}, on_piece,
+                                               timeout=timeout, think_budget=sampling.think_budget,
+                                               record_times=record_times)
+            break
+        except R1Error as exc:
+            if not _budget_refused(target, exc, budget):
+                raise
+    completion = _held_by(completion, budget)
     if completion.finish_reason != stream.BUDGET_REACHED:
         return _answer(completion)
     prompt, forced = await asyncio.to_thread(continuation_prompt, target, messages, extras, completion.reasoning,
@@ -218,7 +269,8 @@ def _answer(completion: stream.Completion, forced: bool = False) -> Answer:
     extracted = final_answer(completion.content, completion.reasoning)
     return Answer(extracted.text, extracted.boxed, extracted.source, completion.reasoning, completion.content,
                   completion.finish_reason, completion.usage, completion.timing, completion.model, forced,
-                  completion.reasoning_chunks)
+                  completion.reasoning_chunks, server_reasoning_tokens=completion.reasoning_tokens,
+                  budget_mode=completion.budget_mode)
 
 
 # After the budget, the reasoning is closed the way the model closes it itself, so what follows is its answer.
@@ -247,18 +299,20 @@ def continuation_prompt(target: Target, messages: list[dict], extras: dict, reas
 def _continuation_params(sampling: Sampling, first: stream.Completion) -> dict:
     params = sampling.params()
     if sampling.max_tokens is not None:
-        params["max_tokens"] = max(1, sampling.max_tokens - first.reasoning_chunks)
+        params["max_tokens"] = max(1, sampling.max_tokens - (first.completion_tokens or first.reasoning_chunks))
     return params
 
 
 def _joined(first: stream.Completion, rest: stream.Completion, prompt_tokens: int) -> stream.Completion:
-    """The forced answer with the reasoning before it: one completion, both parts counted."""
-    used = first.reasoning_chunks + (rest.completion_tokens or 0)
+    """The forced answer with the reasoning before it: one completion, both parts counted (the server's counts
+    where it gave them: the first stream's tokens up to the cut, then the continuation's)."""
+    thought = first.completion_tokens or first.reasoning_chunks
+    used = thought + (rest.completion_tokens or 0)
     rest.reasoning = first.reasoning
     rest.reasoning_chunks = first.reasoning_chunks
+    rest.reasoning_tokens = first.reasoning_tokens
+    rest.budget_mode = first.budget_mode
     rest.usage = {**rest.usage, "prompt_tokens": prompt_tokens, "completion_tokens": used,
-                  "completion_tokens_details": {"reasoning_tokens": first.reasoning_chunks}}
-    t = rest.timing
-    if t.ttft_s is not None and t.total_s > t.ttft_s:
-        t.tokens_per_s = used / (t.total_s - t.ttft_s)
+                  "completion_tokens_details": {"reasoning_tokens": first.reasoning_tokens}}
+    rest.timing.tokens_per_s = stream.decode_rate(used, rest.timing)
     return rest

@@ -72,10 +72,11 @@ def test_silence_ends_at_the_timeout(server):
     assert time.monotonic() - t0 < 4
 
 
-@pytest.mark.parametrize("server", ["budget"], indirect=True)
+@pytest.mark.parametrize("server", ["budget_usage"], indirect=True)
 def test_the_thinking_budget_forces_an_answer_the_same_way(server):
     answer = ask(server, think_budget=20, max_tokens=100, seed=3)
     assert answer.budget_forced and answer.answer == "5" and answer.reasoning_tokens == 20
+    assert answer.reasoning_chunks == 16 and answer.budget_mode == "client"  # the server's tokens, not deltas
     time.sleep(0.2)
     assert server.disconnected_at is not None and server.sent < 60  # the endless stream was hung up on
     assert server.completion_requests[0]["prompt"] == [101, 102, 103, 7, 8, 9]

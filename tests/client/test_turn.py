@@ -42,19 +42,48 @@ def test_think_budget_closes_the_stream_and_continues_from_the_reasoning(server)
     (request,) = server.completion_requests
     assert request["prompt"] == [101, 102, 103, 7, 8, 9]
     assert request["stream"] is True and request["seed"] == 3 and request["temperature"] == 0.6
-    assert request["max_tokens"] == 80  # what is left of --max-tokens after 20 reasoning tokens
-    assert answer.usage["prompt_tokens"] == 3 and answer.completion_tokens == 26 and answer.reasoning_tokens == 20
+    assert request["max_tokens"] == 80  # what is left of --max-tokens after 20 reasoning deltas
+    # vLLM's own budget was asked for, and ignored (as an older vLLM ignores unknown fields): r1 held it. With
+    # no per-chunk usage from this server, the count is of deltas: said so, and no token count is claimed.
+    assert server.requests[0]["thinking_token_budget"] == 20
+    assert answer.budget_mode == "client-deltas" and answer.reasoning_tokens is None
+    assert answer.usage["prompt_tokens"] == 3 and answer.completion_tokens == 26
+    assert "20 reasoning deltas" in answer.budget_spent
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("server", ["budget_usage", "budget_v2"], indirect=True)
+def test_think_budget_counts_the_servers_tokens(server):
+    """With vLLM's per-chunk usage, the budget is the server's token count, not the deltas: every fourth delta
+    here carries two tokens, so 20 tokens are reached after 16 deltas. A server that refuses vLLM's
+    thinking_token_budget (vLLM 0.25's V2 runner) is asked again without it, and remembered."""
+    target = Target(server.base_url, model="scripted")
+    answer = turn.run(target, "What is 2+3?", turn.Sampling(max_tokens=100, think_budget=20))
+    assert answer.budget_forced and answer.answer == "5"
+    assert answer.reasoning == "2 + 3 " + "step " * 15 and answer.reasoning_chunks == 16
+    assert answer.reasoning_tokens == 20 and answer.budget_mode == "client"
+    assert answer.completion_tokens == 26 and answer.to_dict()["usage"]["reasoning_tokens"] == 20
+    (request,) = server.completion_requests
+    assert request["max_tokens"] == 80  # what is left of --max-tokens after 20 of the server's tokens
+    if server.mode == "budget_v2":
+        assert [("thinking_token_budget" in r) for r in server.requests] == [True, False]
+        assert target.server_budget is False
+        turn.run(target, "What is 2+3?", turn.Sampling(max_tokens=100, think_budget=20))
+        assert "thinking_token_budget" not in server.requests[-1]  # not asked again
+    else:
+        assert server.requests[0]["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("server", ["budget"], indirect=True)
+@pytest.mark.parametrize("server", ["budget_usage"], indirect=True)
 def test_ask_think_budget_json_says_it_was_forced(server):
     import json
 
     proc = run_r1("ask", "What is 2+3?", "--think-budget", "10", "--json", "--base-url", server.base_url, timeout=30)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["budget_forced"] is True and data["answer"] == "5"
+    assert data["budget_forced"] is True and data["answer"] == "5" and data["budget_mode"] == "client"
+    # the server's count: 8 deltas, every fourth two tokens
     assert data["usage"]["reasoning_tokens"] == 10 and data["usage"]["completion_tokens"] == 16
 
 

@@ -77,7 +77,7 @@ def test_a_server_without_tokenize_is_sent_no_prefill(server):
     body = server.requests[-1]
     assert body["messages"][-1]["role"] == "user" and "continue_final_message" not in body
     assert body["messages"][-1]["content"].endswith("put your final answer within \\boxed{}.")
-    assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["stream_options"] == {"include_usage": True}
+    assert body["temperature"] == 0.6 and body["top_p"] == 0.95 and body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
 
 
 @pytest.mark.parametrize("server", ["slow"], indirect=True)
