@@ -54,18 +54,23 @@ def test_stream_gives_reasoning_then_answer_then_done(r1):
 
 
 def test_breaking_out_of_a_stream_closes_it(r1, demo_server):
-    """Leaving the loop early hangs up: the server's running gauge goes back to 0."""
-    from conftest import metrics
+    """Leaving the loop early hangs up, and vLLM stops generating. "33333" at temperature 0 makes the demo
+    write 900 tokens; beside conftest.GenerationLoad's 48 such requests that takes the server many seconds, so
+    a stream left at its first event makes far fewer, by the server's own generated-token counter (less the
+    load's). A client that never hung up would make all 900 (its worker thread reads on): this can fail."""
+    from conftest import GenerationLoad, metrics
 
-    for event in r1.stream("What is 9+8?", max_tokens=900, temperature=0.6):
-        break
-    for _ in range(50):
-        if metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] == 0:
+    root = demo_server.base_url[: -len("/v1")]
+    before = metrics(root)["vllm:generation_tokens_total"]
+    load = GenerationLoad(demo_server.base_url).start()
+    try:
+        for _event in r1.stream("33333", max_tokens=900, temperature=0, math=False):
             break
-        import time
-
-        time.sleep(0.1)
-    assert metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] == 0
+    finally:
+        load_tokens = load.finish()
+    made = metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
+    assert 0 < made < 450, f"the stream made {made:.0f} of its 900 tokens after the loop was left"
+    assert metrics(root)["vllm:num_requests_running"] == 0
 
 
 def test_async_client_runs_eight_asks_at_once(demo_server):

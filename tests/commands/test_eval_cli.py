@@ -86,7 +86,8 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes(demo_server, tmp_pat
     assert f"{len(kept)} of {runs * 9} samples done" in stderr
     assert f"r1 eval --resume {out}" in stderr
     assert "Traceback" not in stderr
-    # The interrupted requests were aborted: the server goes idle.
+    # The interrupted requests were aborted: the server goes idle (what they made is
+    # test_ctrl_c_aborts_the_requests_in_flight's to show: these demo answers finish before any Ctrl-C).
     deadline = time.monotonic() + 20
     while metrics(demo_server.base_url[:-3])["vllm:num_requests_running"] and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -210,3 +211,38 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
     assert "concurrency 16 (the server's /metrics does not give its KV cache size" in lines[0]
     assert lines[-2] == "r1: error: the server answered 500: EngineCore encountered an issue"
     assert lines[-1] == f"  fix: continue with `r1 eval --resume {out}` (0 of 18 samples are kept)"
+
+
+def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
+    """Ctrl-C hangs up on the requests in flight, and vLLM stops generating them. Each problem here ("33333"
+    at temperature 0) makes the demo write 900 tokens; beside conftest.GenerationLoad that takes many seconds,
+    so 4 requests cut after a moment make far fewer than 4 x 900 by the server's own generated-token counter
+    (less the load's). Requests that ran on after Ctrl-C would make them all: this can fail."""
+    from conftest import GenerationLoad
+
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n" for i in range(4)))
+    root = demo_server.base_url[: -len("/v1")]
+    before = metrics(root)["vllm:generation_tokens_total"]
+    load = GenerationLoad(demo_server.base_url).start()
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency", "4",
+                             "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
+                             "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 30
+        while metrics(root)["vllm:num_requests_running"] < 48 + 4 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)  # until the load's 48 and eval's 4 all run
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        load_tokens = load.finish()
+    assert proc.returncode == 130
+    made = metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
+    assert 0 < made < 4 * 900 / 2, f"eval's 4 requests made {made:.0f} of their 3,600 tokens after Ctrl-C"
