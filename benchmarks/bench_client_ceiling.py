@@ -2,8 +2,9 @@
 
 A local server (a process of its own) answers every chat request with one canned R1 answer of
 --tokens tokens (a think block as `delta.reasoning`, then the answer as `delta.content`, one SSE
-event per token, as vLLM streams them; benchmarks/replay_server.py's events), written in one go,
-so whatever limits the throughput is the client reading and parsing. Both tools run at the same
+event per token, as vLLM streams them; benchmarks/replay_server.py's events), each event in a write of
+its own as vLLM sends them (--one-write: the whole answer in one write, which flatters a client that
+parses a read's events in one go), so whatever limits the throughput is the client reading and parsing. Both tools run at the same
 concurrency (64 by default) over the same number of requests, alternating, --runs times each.
 Goal (issue 10): r1 bench sustains at least the output tokens/s that vllm bench serve sustains.
 
@@ -39,18 +40,20 @@ class BurstServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def serve(port: int, tokens: int, think: int, model: str, rate: float = 0.0) -> None:
-    # Unpaced, the whole answer in one write: the server costs one sendall per request, the client all the
-    # parsing. Paced, one write per token at RATE tokens/s, the first at once (a true TTFT of about nothing).
-    events = sse_events(tokens, think, model) if rate else [b"".join(sse_events(tokens, think, model))]
+def serve(port: int, tokens: int, think: int, model: str, rate: float = 0.0, one_write: bool = False) -> None:
+    # One write per token, as vLLM streams (paced at RATE tokens/s when given, the first at once: a true TTFT
+    # of about nothing); with ONE_WRITE, unpaced, the whole answer in one sendall.
+    events = [b"".join(sse_events(tokens, think, model))] if one_write and not rate else sse_events(tokens, think, model)
     server = BurstServer(("127.0.0.1", port), make_handler(events, rate, model))
     print(f"ready http://127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 
-def start_server(tokens: int, think: int, model: str, rate: float = 0.0) -> tuple[subprocess.Popen, str]:
+def start_server(tokens: int, think: int, model: str, rate: float = 0.0,
+                 one_write: bool = False) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", "--tokens", str(tokens), "--think", str(think),
-                             "--model", model, "--rate", str(rate)], stdout=subprocess.PIPE, text=True)
+                             "--model", model, "--rate", str(rate), *(["--one-write"] if one_write else [])],
+                            stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("ready "):
         proc.kill()
@@ -69,13 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=0.0,
                     help="pace each stream at this many tokens/s, the first token at once (0: as fast as it can): "
                          "each tool's mean TTFT is then what its own client adds")
+    ap.add_argument("--one-write", action="store_true",
+                    help="unpaced: send each answer in one write instead of one write per token (as vLLM does)")
     ap.add_argument("--vllm-python", default=sys.executable)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     opts = ap.parse_args(argv)
     if opts.serve:
-        serve(0, opts.tokens, opts.think, opts.model, opts.rate)
+        serve(0, opts.tokens, opts.think, opts.model, opts.rate, opts.one_write)
         return 0
-    proc, url = start_server(opts.tokens, opts.think, opts.model, opts.rate)
+    proc, url = start_server(opts.tokens, opts.think, opts.model, opts.rate, opts.one_write)
     results: dict[str, list[dict]] = {"r1 bench": [], "vllm bench serve": []}
     try:
         for run in range(opts.runs):
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(10)
-    pace = f"paced at {opts.rate:g} tokens/s per stream" if opts.rate else "unpaced"
+    pace = (f"paced at {opts.rate:g} tokens/s per stream" if opts.rate
+            else "unpaced, " + ("one write per answer" if opts.one_write else "one write per token"))
     print(f"canned server ({pace}), {opts.tokens} tokens per answer, concurrency {opts.concurrency}, {opts.requests} requests, "
           f"{opts.runs} runs each (mean ± std):")
     summary = {tool: metrics.across_runs(runs) for tool, runs in results.items()}
