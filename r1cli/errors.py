@@ -11,7 +11,8 @@ class ExitStatus(enum.IntEnum):
     USAGE = 2  # bad usage / bad input
     NO_SERVER = 3  # no server running or reachable
     NO_ANSWER = 4  # the model produced no answer (ask)
-    START_FAILED = 5  # the server failed to start
+    START_FAILED = 5  # the server failed to start (or, with --dry-run, would fail)
+    FAILURE_FOUND = 6  # `r1 logs --explain` found a failure in the log
     INTERRUPTED = 130
 
     @property
@@ -27,7 +28,8 @@ class ExitStatus(enum.IntEnum):
 
 _MEANINGS = {ExitStatus.OK: "ok", ExitStatus.ERROR: "error", ExitStatus.USAGE: "bad usage",
              ExitStatus.NO_SERVER: "no server", ExitStatus.NO_ANSWER: "no answer",
-             ExitStatus.START_FAILED: "server failed to start", ExitStatus.INTERRUPTED: "interrupted"}
+             ExitStatus.START_FAILED: "server failed to start", ExitStatus.FAILURE_FOUND: "failure found",
+             ExitStatus.INTERRUPTED: "interrupted"}
 _DETAILS = {
     ExitStatus.OK: "ok",
     ExitStatus.ERROR: "unexpected error (one line; `R1_DEBUG=1` shows the traceback); "
@@ -35,7 +37,8 @@ _DETAILS = {
     ExitStatus.USAGE: "bad usage or bad input",
     ExitStatus.NO_SERVER: "no server running or reachable",
     ExitStatus.NO_ANSWER: "no answer produced (the reasoning was cut by the token limit)",
-    ExitStatus.START_FAILED: "the server failed to start",
+    ExitStatus.START_FAILED: "the server failed to start (`r1 serve --dry-run`: a start would fail)",
+    ExitStatus.FAILURE_FOUND: "`r1 logs --explain` found a failure in the log (cause, lines and fix printed)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

@@ -78,6 +78,9 @@ class Client:
                                             api_key or config.env_str("R1_API_KEY"), model)
         self.timeout = timeout
 
+    def __repr__(self) -> str:  # never the API key
+        return f"{type(self).__name__}(base_url={self.target.base_url!r}, model={self.target.model!r})"
+
     @property
     def model(self) -> str:
         return sync.resolve_model(self.target)

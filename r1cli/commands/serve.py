@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import config, options
+from r1cli import completion, config, options
 from r1cli.console import Environment
 from r1cli.errors import ExitStatus, R1Error, UsageError
 from r1cli.lazy import lazy_import
@@ -27,10 +27,15 @@ server_serve = lazy_import("r1cli.server.serve")
 logs = lazy_import("r1cli.server.logs")
 
 
+# options.py's declarations, offering the presets and the quant types to shell completion.
+ModelArg = completion.completing(options.ModelArg, completion.models)
+Quant = completion.completing(options.Quant, completion.quants)
+
+
 def serve(
     ctx: typer.Context,
-    model: options.ModelArg = config.DEFAULT_MODEL,
-    quant: options.Quant = None,
+    model: ModelArg = config.DEFAULT_MODEL,
+    quant: Quant = None,
     # None = not given: the demo's defaults then apply, never over a flag the user gave.
     dtype: Annotated[Optional[str], typer.Option(envvar="R1_DTYPE", show_default=False,
                                                  help="auto, half, float16, bfloat16, float32 (vLLM --dtype) [default: auto; demo: bfloat16].")] = None,
@@ -87,7 +92,7 @@ CONTEXT_SETTINGS = {"allow_extra_args": True}
 
 
 class _StageDisplay:
-    def __init__(self, env: Environment, title: str):
+    def __init__(self, env: Environment, title: str, log_path: Path | None = None):
         self.env = env
         self.t0 = time.monotonic()
         self.title = title
@@ -95,8 +100,12 @@ class _StageDisplay:
         if env.stderr_isatty:
             self.status = env.err.status(f"{title}: starting vLLM", spinner="dots")
             self.status.start()
-        else:
-            env.note(f"r1: {title}: starting vLLM")
+        else:  # the first stage line says "starting vLLM <version>": this one must not say it first
+            env.note(f"r1: {title}: launching vLLM" + (f" (log: {log_path})" if log_path else ""))
+
+    # One line per stage when piped, except vLLM's banner: its version line and its model line are both
+    # the "starting" stage, the second one complete; only that one is printed.
+    pending: tuple[float, str] | None = None
 
     def __call__(self, event: logs.Stage | logs.Fatal) -> None:
         if not isinstance(event, logs.Stage):
@@ -105,12 +114,23 @@ class _StageDisplay:
         label = stage_text(event)
         if self.status is not None:
             self.status.update(f"{self.title}: {markup.escape(label)} [dim]({elapsed:.0f} s)[/dim]")
-        else:
+            return
+        if event.key == "starting":
+            self.pending = (elapsed, label)
+            return
+        self._flush()
+        self.env.note(f"r1: [{elapsed:5.1f} s] {label}")
+
+    def _flush(self) -> None:
+        if self.pending is not None:
+            elapsed, label = self.pending
+            self.pending = None
             self.env.note(f"r1: [{elapsed:5.1f} s] {label}")
 
     def close(self) -> None:
         if self.status is not None:
             self.status.stop()
+        self._flush()
 
 
 def stage_text(stage: logs.Stage) -> str:
@@ -131,20 +151,50 @@ def _interrupt(signum, frame):
 
 
 def show_dry_run(env: Environment, opts: cmdline.ServeOptions) -> None:
-    """The vLLM command a start would run (secrets redacted), after the same checks and resolution."""
-    opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
-                           on_plan=lambda chosen: show_plan(env, chosen))
-    print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell())
+    """The vLLM command a start would run (secrets redacted), after the same checks and resolution. What
+    the start would then hit (a model the hub cannot give) follows it as the error the start would end in:
+    exit 5, so that a script's `r1 serve --dry-run && r1 serve -d` stops there."""
+    would_fail: list = []
+    try:
+        opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
+                                      on_plan=lambda chosen: show_plan(env, chosen), would_fail=would_fail)
+    except server_serve.AlreadyServing as held:
+        env.note(f"r1: already serving {held.record.served_name} on port {held.record.port}: "
+                 f"a start would print its URL ({held.record.url}) and return")
+        return
+    print(cmdline.build(opts, has_vllm_cli=process.vllm_distribution() == "vllm").shell(), flush=True)
+    for problem in would_fail:
+        problem.message = f"a start would fail: {problem.message}"
+        raise problem
+
+
+def already_serving(env: Environment, record: state.ServerRecord) -> None:
+    env.note(f"r1: already serving {record.served_name} on port {record.port} (pid {record.pid}): {record.url}")
 
 
 def run(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
-        json_out: bool) -> None:
+        json_out: bool, print_url: bool = True) -> state.ServerRecord:
+    """Start the server (or find it already serving: then only say so) and, detached, return its record
+    once ready; PRINT_URL puts its URL (or with JSON_OUT its record) on stdout."""
+    try:
+        record = start(env, opts, timeout=timeout, log_file=log_file, detach=detach, json_out=json_out,
+                       print_url=print_url)
+    except server_serve.AlreadyServing as held:
+        already_serving(env, held.record)
+        if print_url:
+            print(json.dumps(asdict(held.record)) if json_out else held.record.url)
+        return held.record
+    return record
+
+
+def start(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
+          json_out: bool, print_url: bool = True) -> state.ServerRecord:
     # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen))
     log_file = server_serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
-    display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model))
+    display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model), log_file)
     try:
         # The server belongs to this r1 (a watchdog process stops it even when r1 is killed with -9:
         # server/watchdog.py says why not a parent-death signal) until a detached one is released, ready.
@@ -159,9 +209,10 @@ def run(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_fil
         _summary(env, record, result.started.watcher.facts, result.started.seconds + warmup_s, warmup_s)
         if detach:
             result.watchdog.release()
-            print(json.dumps(asdict(record)) if json_out else record.url)
+            if print_url:
+                print(json.dumps(asdict(record)) if json_out else record.url, flush=True)
             env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
-            return
+            return record
         env.note("r1: serving; press Ctrl-C to stop")
         code = result.started.proc.wait()
     except KeyboardInterrupt:

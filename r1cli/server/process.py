@@ -231,7 +231,7 @@ def _tree(pid: int, create_time: float | None) -> list:
 
     try:
         leader = psutil.Process(pid)
-        if create_time is not None and abs(leader.create_time() - create_time) >= 1.0:
+        if create_time is not None and abs(leader.create_time() - create_time) > state.SAME_START_S:
             return []  # the pid was reused: not ours
         return [p for p in [leader, *leader.children(recursive=True)] if _running(p)]
     except psutil.Error:
@@ -443,6 +443,9 @@ def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable
     elif not all_ and len(records) > 1:
         ports = ", ".join(str(r.port) for r in records)
         raise UsageError(f"{len(records)} servers are running (ports {ports})", hint="pick one with --port, or use --all")
+    if not records and all_ and port is None:
+        yield "no r1 server is running: nothing to stop"  # --all's goal, none running, is met: exit 0
+        return
     if not records:
         where = f" on port {port}" if port is not None else ""
         raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")

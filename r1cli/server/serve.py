@@ -46,10 +46,42 @@ def check_model_config(model: str) -> None:
                                hint="fix the file, or download the model again")
 
 
+class AlreadyServing(Exception):
+    """The model asked for already serves on that port, started by r1 (this state directory) and ready:
+    a start has nothing to do. Not an error: `r1 serve -d` then prints its URL, as ollama does for a
+    model already loaded."""
+
+    def __init__(self, record: state.ServerRecord):
+        super().__init__(record.url)
+        self.record = record
+
+
+def serves_the_same(held: state.ServerRecord, opts: ServeOptions) -> bool:
+    """Whether HELD (a live record of this port) is the server OPTS asks for: the same model under the
+    same name on the same host, healthy (/health 200) and listing that name (/v1/models)."""
+    from r1cli.client import http
+
+    if (held.model, held.host, held.served_name) != (opts.model, opts.host,
+                                                      opts.served_name or cmdline.short_name(opts.model)):
+        return False
+    root = process.local_url(held.host, held.port)
+    if http.status_of(root + "/health", timeout=2.0) != 200:
+        return False
+    try:
+        resp = http.request("GET", root + "/v1/models", headers=http.auth_headers(opts.api_key), timeout=5.0)
+        ids = [m.get("id") for m in resp.json().get("data") or []] if resp.status == 200 else []
+    except (http.Unreachable, ValueError, AttributeError):
+        return False
+    return held.served_name in ids
+
+
 def check_port(opts: ServeOptions) -> None:
-    """No r1 server of this state directory, and nothing else on the machine, holds the port."""
+    """No r1 server of this state directory, and nothing else on the machine, holds the port; the same
+    model already served there by r1 raises AlreadyServing."""
     held = state.load(opts.port)
     if held and state.is_alive(held):
+        if serves_the_same(held, opts):
+            raise AlreadyServing(held)
         raise StartFailedError(f"r1 already serves {held.served_name} on port {opts.port} (pid {held.pid})",
                                hint=f"stop it with `r1 stop --port {opts.port}`, or pick another --port")
     reason = process.port_holder(opts.host, opts.port)
@@ -60,12 +92,14 @@ def check_port(opts: ServeOptions) -> None:
 
 
 def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
-              on_plan: Callable[[plan_mod.Plan], None] | None = None) -> ServeOptions:
+              on_plan: Callable[[plan_mod.Plan], None] | None = None,
+              would_fail: list | None = None) -> ServeOptions:
     """Catch before spawning what vLLM would only report after a minute of loading, and lay the model
     over the GPUs (the plan, handed to ON_PLAN; on the CPU there is none).
 
-    `--dry-run` runs the same checks and resolution, so it refuses what a start refuses; only the hub is
-    not probed (a preset's command is worked out offline): a model not in the cache gets a note instead.
+    `--dry-run` runs the same checks and resolution, so it refuses what a start refuses, the hub included:
+    a model not in the cache that the hub cannot give is the error a start would stop with, put in
+    WOULD_FAIL (the dry run prints the command, then that error); one the hub can give gets a note.
     """
     cmdline.check_gpu_mem(opts.gpu_mem)
     if opts.quant and opts.quant not in config.QUANT_CHOICES:
@@ -99,20 +133,16 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
                                     + ", ".join([*config.PRESETS, "demo"]))
     check_model_config(opts.model)
     cfg = model_config(opts.model)
-    if cfg is None and not is_local_path(opts.model) and dry_run:
-        notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
-    elif cfg is None and not is_local_path(opts.model):
-        from r1cli.machine import hf_offline_env, hub_reachable
+    if cfg is None and not is_local_path(opts.model):
+        problem = hub_problem(opts.model)  # vLLM would retry the hub for minutes before saying so
+        if problem is not None and dry_run and would_fail is not None:
+            would_fail.append(problem)
+        elif problem is not None:
+            raise problem
+        elif dry_run:
+            notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
 
-        # vLLM would retry the hub for minutes before saying so.
-        if hf_offline_env():
-            raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-                                   hint=f"download it first (hf download {opts.model}) or unset HF_HUB_OFFLINE")
-        if not hub_reachable():
-            raise StartFailedError(f"{opts.model} is not in the local Hugging Face cache and the hub cannot be reached",
-                                   hint=f"download it where there is a network (hf download {opts.model}) "
-                                        "and copy the cache, or give a local model folder")
-
+    quiet_probes(opts)
     found = None if opts.cpu else measure(opts)
     if found is not None and found.ray_note:
         notify(found.ray_note)
@@ -125,6 +155,55 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
         if problem:
             raise problem
     return opts
+
+
+def hub_problem(model: str) -> StartFailedError | None:
+    """Why a start could not get MODEL (not in the local cache) from the hub, or None when it can."""
+    from r1cli.machine import hf_offline_env, hub_reachable
+
+    if hf_offline_env():
+        return StartFailedError(f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
+                                hint=f"download it first (hf download {model}) or unset HF_HUB_OFFLINE")
+    if not hub_reachable():
+        return StartFailedError(f"{model} is not in the local Hugging Face cache and the hub cannot be reached",
+                                hint=f"download it where there is a network (hf download {model}) "
+                                     "and copy the cache, or give a local model folder")
+    return None
+
+
+# r1's own requests (readiness, warm-up, `r1 status` every time it runs, `r1 run`): kept out of the server's
+# log, which otherwise grows by a line per probe (432 KB in 13 minutes of `watch r1 status`). Requests to
+# the API itself (POST /v1/...) are still logged.
+PROBE_PATHS = ("/health", "/metrics", "/v1/models", "/version", "/load")
+QUIET_FLAG = "--disable-access-log-for-endpoints"
+
+
+def quiet_probes(opts: ServeOptions) -> None:
+    """Add vLLM's QUIET_FLAG for PROBE_PATHS to the command, where the installed vLLM has it and neither
+    it nor --disable-uvicorn-access-log was given after `--`."""
+    if any(a.split("=", 1)[0] in (QUIET_FLAG, "--disable-uvicorn-access-log") for a in opts.extra):
+        return
+    if vllm_has_flag(QUIET_FLAG):
+        opts.extra = [QUIET_FLAG, ",".join(PROBE_PATHS), *opts.extra]  # the user's flags stay last
+
+
+def vllm_has_flag(flag: str) -> bool:
+    """Whether the installed vLLM's front-end arguments define FLAG, read from its source (importing vLLM
+    takes seconds); vLLM 0.32's are in entrypoints/launchers/cli_args.py, older ones' in entrypoints/openai/."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("vllm")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    root = Path(list(spec.submodule_search_locations)[0]) / "entrypoints"
+    name = flag.lstrip("-").replace("-", "_")
+    for path in (root / "launchers" / "cli_args.py", root / "openai" / "cli_args.py"):
+        try:
+            if name in path.read_text(encoding="utf-8", errors="replace"):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 # --- the machine and the plan ----------------------------------------------------------------------------

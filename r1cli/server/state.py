@@ -112,11 +112,14 @@ def _record_path(port: int) -> Path:
 
 def save(record: ServerRecord) -> None:
     """Atomic write: a reader never sees half a record."""
-    path = _record_path(record.port)
+    _write(_record_path(record.port), asdict(record))
+
+
+def _write(path: Path, data: dict) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(record), fh, indent=1)
+            json.dump(data, fh, indent=1)
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
     except BaseException:
@@ -164,8 +167,45 @@ def load_all() -> tuple[list[ServerRecord], list[BadRecord]]:
 
 
 def remove(port: int) -> None:
+    """Remove the port's record, keeping it as the last server's (`last`): its log outlives it."""
+    path = _record_path(port)
+    with contextlib.suppress(OSError, RecordError):
+        _write(_last_path(), asdict(_read(path)))
     with contextlib.suppress(FileNotFoundError):
-        _record_path(port).unlink()
+        path.unlink()
+
+
+def _last_path() -> Path:
+    return config.state_dir() / "last-server.json"  # beside servers/, whose *.json are the live records
+
+
+def last() -> ServerRecord | None:
+    """The record of the server removed last (stopped, or failed to start), or None."""
+    path = _last_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return from_json(data)
+    except (OSError, ValueError):  # none yet, or not a record: as if none
+        return None
+
+
+def last_log(port: int | None = None) -> tuple[Path, str | None] | None:
+    """The log of the last server r1 ran (on PORT, when given) and how to name it: the last removed
+    record's log when it is kept ("r1-demo on port 8000"), else the newest `server-PORT.log` r1 kept
+    (named None: only its path says whose it is); None when there is none."""
+    record = last()
+    if record is not None and (port is None or record.port == port) and Path(record.log_path).is_file():
+        return Path(record.log_path), f"{record.served_name} on port {record.port}"
+    logs = sorted(logs_dir().glob(f"server-{port if port is not None else '*'}.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return None
+    return logs[-1], None
+
+
+# psutil's create_time is boot time (/proc/stat btime, whole seconds, recomputed from the wall clock)
+# plus the start in ticks: two processes can see the same start 1 s apart when the clock is adjusted.
+# A pid reused within 2 s of the record's start is what this still tells apart from the server.
+SAME_START_S = 2.0
 
 
 def is_alive(record: ServerRecord) -> bool:
@@ -174,7 +214,7 @@ def is_alive(record: ServerRecord) -> bool:
 
     try:
         proc = psutil.Process(record.pid)
-        return abs(proc.create_time() - record.create_time) < 1.0 and proc.status() != psutil.STATUS_ZOMBIE
+        return abs(proc.create_time() - record.create_time) <= SAME_START_S and proc.status() != psutil.STATUS_ZOMBIE
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

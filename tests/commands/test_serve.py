@@ -38,8 +38,9 @@ def test_log_has_the_articles_loaded_line(demo_server):
     assert "Application startup complete." in proc.stdout
 
 
-def test_second_serve_on_the_same_port_is_refused(demo_server):
-    proc = run_r1("serve", "demo", "--port", str(demo_server.port), "-d")
+def test_second_serve_of_another_model_on_the_same_port_is_refused(demo_server):
+    # the same model there is "already serving", exit 0 (tests/commands/test_scripts.py)
+    proc = run_r1("serve", "demo", "--served-name", "other", "--port", str(demo_server.port), "-d")
     assert proc.returncode == 5
     assert proc.stderr.splitlines()[0] == (f"r1: error: r1 already serves r1-demo on port {demo_server.port} "
                                            f"(pid {state.load(demo_server.port).pid})")

@@ -30,8 +30,8 @@ def _explain_out(*args: str, capsys) -> tuple[int, str, str]:
 @pytest.mark.parametrize("path", LOGS, ids=_ids)
 def test_explain_a_log_file(path: Path, capsys):
     code, out, _ = _explain_out(str(path), capsys=capsys)
-    assert code == 0
     expected = _expected_cause(path.name)
+    assert code == (0 if expected is None else 6)  # 6: a failure was found (FAILURE_FOUND)
     if expected is None:
         assert out == READY
         return
@@ -48,9 +48,9 @@ def test_explain_a_log_file(path: Path, capsys):
 @pytest.mark.parametrize("path", LOGS, ids=_ids)
 def test_explain_json(path: Path, capsys):
     code, out, _ = _explain_out(str(path), "--json", capsys=capsys)
-    assert code == 0
     data = json.loads(out)
     expected = _expected_cause(path.name)
+    assert code == (0 if expected is None else 6)
     assert data["log"] == str(path) and data["starts"] == 1
     raw = path.read_bytes()
     assert data["lines"] == raw.count(b"\n") + (not raw.endswith(b"\n"))  # lines end at \n only, as r1 reads
@@ -66,9 +66,9 @@ def test_explain_json(path: Path, capsys):
 @pytest.mark.parametrize("path", LOGS, ids=_ids)
 def test_explain_reads_stdin_through_a_pipe(path: Path, capsys):
     """`kubectl logs pod | r1 logs --explain -`: a real process reading a real pipe says what the file mode says."""
-    _, from_file, _ = _explain_out(str(path), capsys=capsys)
+    code, from_file, _ = _explain_out(str(path), capsys=capsys)
     proc = run_r1("logs", "--explain", "-", input=path.read_bytes(), timeout=60)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == code, proc.stderr
     assert proc.stdout.decode() == from_file and proc.stderr == b""
 
 
@@ -139,7 +139,7 @@ def test_no_server_explains_the_newest_log_r1_kept(monkeypatch, tmp_path, capsys
     (tmp_path / "logs").mkdir(exist_ok=True)
     (tmp_path / "logs" / "server-8011.log").write_bytes(PORT_IN_USE.read_bytes())
     code, out, err = _explain_out(capsys=capsys)
-    assert code == 0 and out.startswith("cause: port 8011 is already in use")
+    assert code == 6 and out.startswith("cause: port 8011 is already in use")
     assert err == f"r1: no r1 server is running; explaining the newest log r1 kept, {tmp_path}/logs/server-8011.log\n"
 
 

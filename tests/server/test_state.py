@@ -175,7 +175,8 @@ def test_commands_name_a_bad_record_and_go_on(command, tmp_path):
     proc = run_r1(*command, env={"R1_HOME": str(home), "R1_BASE_URL": f"http://127.0.0.1:{port}/v1"}
                   if command[0] == "ask" else {"R1_HOME": str(home)}, timeout=60)
     assert "unexpected" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 3, proc.stderr
+    # `stop --all` with no (readable) server: nothing to stop is its goal met, exit 0 (issue 24)
+    assert proc.returncode == (0 if command[0] == "stop" else 3), proc.stderr
     if command[0] == "status":
         assert json.loads(proc.stdout)["notes"] == [
             f"skipped {bad}: not a server record ('pid' should be an integer, not \"abc\"); remove it by hand"]

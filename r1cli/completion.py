@@ -1,0 +1,45 @@
+"""Shell completion for r1's arguments: what a value may be, offered instead of file names.
+
+Each function takes what the user typed so far (`incomplete`) and returns the matching values; they are
+given to Typer as `autocompletion=` on the declarations (serve's and doctor's MODEL and --quant, eval's
+DATASET). Only the tables are read: nothing is imported that completion would wait for."""
+
+from __future__ import annotations
+
+
+def _matching(values, incomplete: str) -> list[str]:
+    return [v for v in values if v.startswith(incomplete or "")]
+
+
+def models(incomplete: str = "") -> list[str]:
+    """The presets (`1.5b` ... `70b`) and `demo`; a Hugging Face id or a folder is typed in full."""
+    from r1cli import config
+
+    return _matching([*config.PRESETS, "demo"], incomplete)
+
+
+def quants(incomplete: str = "") -> list[str]:
+    """--quant's values: awq, awq_marlin, gptq, gptq_marlin, fp8, none."""
+    from r1cli import config
+
+    return _matching(config.QUANT_CHOICES, incomplete)
+
+
+def datasets(incomplete: str = "") -> list[str]:
+    """The evaluation sets `r1 eval` and `r1 bench --dataset` know (r1cli/evaluation/sets.py)."""
+    from r1cli.evaluation import sets
+
+    return _matching(sets.NAMES, incomplete)
+
+
+def completing(declaration, complete):
+    """A shared declaration of r1cli/options.py (`Annotated[type, typer.Option(...)]`) that offers what
+    COMPLETE returns: the same flag, help and variable, plus the values. For a command module to use until
+    the declaration in options.py carries it itself."""
+    import copy
+    from typing import Annotated, get_args
+
+    base, info, *rest = get_args(declaration)
+    info = copy.copy(info)
+    info.autocompletion = complete
+    return Annotated[(base, info, *rest)]
