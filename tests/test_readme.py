@@ -16,7 +16,8 @@ def test_exactly_two_setup_commands_up_front():
     commands = readme_commands()
     assert len(commands) == 2
     demo, tests = commands
-    assert "'.[cpu]'" in demo and "r1 serve demo -d" in demo and "r1 ask" in demo and "r1 stop" in demo
+    # issue 24: the first run is ollama's one command, `r1 run` (serve if needed, then answer)
+    assert "'.[cpu]'" in demo and 'r1 run demo "What is 2+3?"' in demo and "r1 stop" in demo
     assert "'.[cpu,test]'" in tests and "pytest" in tests
 
 
