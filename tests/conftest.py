@@ -136,6 +136,19 @@ def within(seconds: float, fn, what: str):
     return box["value"]
 
 
+def made_under_load(base_url: str, action) -> float:
+    """Tokens the server generated while ACTION ran beside a GenerationLoad, less the load's own: what the
+    request under test made. ACTION runs inside; the load is finished (and checked) also when it fails."""
+    root = base_url[: -len("/v1")]
+    before = metrics(root)["vllm:generation_tokens_total"]
+    load = GenerationLoad(base_url).start()
+    try:
+        action()
+    finally:
+        load_tokens = load.finish()
+    return metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
+
+
 class GenerationLoad:
     """Requests the test sends beside r1's, so that the demo server takes many seconds for what one
     request alone does in about 1.3 s: at temperature 0, "33333" makes the demo repeat digits up to

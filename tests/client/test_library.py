@@ -58,19 +58,15 @@ def test_breaking_out_of_a_stream_closes_it(r1, demo_server):
     write 900 tokens; beside conftest.GenerationLoad's 48 such requests that takes the server many seconds, so
     a stream left at its first event makes far fewer, by the server's own generated-token counter (less the
     load's). A client that never hung up would make all 900 (its worker thread reads on): this can fail."""
-    from conftest import GenerationLoad, metrics
+    from conftest import made_under_load, metrics
 
-    root = demo_server.base_url[: -len("/v1")]
-    before = metrics(root)["vllm:generation_tokens_total"]
-    load = GenerationLoad(demo_server.base_url).start()
-    try:
+    def leave_at_the_first_event():
         for _event in r1.stream("33333", max_tokens=900, temperature=0, math=False):
             break
-    finally:
-        load_tokens = load.finish()
-    made = metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
+
+    made = made_under_load(demo_server.base_url, leave_at_the_first_event)
     assert 0 < made < 450, f"the stream made {made:.0f} of its 900 tokens after the loop was left"
-    assert metrics(root)["vllm:num_requests_running"] == 0
+    assert metrics(demo_server.base_url[: -len("/v1")])["vllm:num_requests_running"] == 0
 
 
 def test_async_client_runs_eight_asks_at_once(demo_server):

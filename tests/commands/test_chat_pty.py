@@ -40,7 +40,8 @@ def chat(demo_server):
     def spawn(*args: str, rows: int = 40, cols: int = 120) -> pexpect.spawn:
         env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
         env.pop("NO_COLOR", None)
-        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", "--base-url", demo_server.base_url, *args],
+        base = [] if "--base-url" in args else ["--base-url", demo_server.base_url]  # a test may aim elsewhere
+        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", *base, *args],
                               env=env, encoding="utf-8", dimensions=(rows, cols), timeout=60, cwd=str(ROOT))
         child.expect_exact(PROMPT_START)
         child.expect_exact(PROMPT)

@@ -12,10 +12,8 @@ import json
 import socket
 import threading
 
-import pytest
-
 from conftest import GenerationLoad, free_port
-from test_chat_pty import ACCEPTED, command, leave, submit, wait_prompt
+from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  # noqa: F401, F811 (chat: the fixture)
 
 
 class Relay:
@@ -73,8 +71,12 @@ def _saved(child, path) -> list[dict]:
     return json.loads(path.read_text())["turns"]
 
 
+# Seeded: the tiny demo at T=0.6 now and then garbles its box; a seed makes each answer the one it gives.
+SEED = ("--seed", "1")
+
+
 def test_retry_replaces_the_last_turn(chat, tmp_path):
-    child = chat()
+    child = chat(*SEED)
     assert "\\boxed{5}" in submit(child, "What is 2+3?")
     assert "\\boxed{42}" in submit(child, "What is 7*6?")
     assert "\\boxed{42}" in command(child, "/retry")  # the same question, asked again
@@ -108,7 +110,7 @@ def test_a_server_that_goes_away_keeps_the_conversation(chat, demo_server, tmp_p
     relay = Relay(demo_server.port)
     relay.open()
     try:
-        child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1")
+        child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1", *SEED)
         assert "\\boxed{5}" in submit(child, "What is 2+3?")
         relay.close()
         out = submit(child, "What is 7*6?")
@@ -120,33 +122,3 @@ def test_a_server_that_goes_away_keeps_the_conversation(chat, demo_server, tmp_p
         assert leave(child) == 0
     finally:
         relay.close()
-
-
-@pytest.fixture
-def chat(demo_server):
-    """test_chat_pty's spawner, with --base-url overridable (the relay)."""
-    import os
-    import sys
-
-    import pexpect
-
-    from conftest import ROOT
-    from test_chat_pty import PROMPT, PROMPT_START
-
-    children = []
-
-    def spawn(*args: str) -> pexpect.spawn:
-        env = {**os.environ, "TERM": "xterm-256color", "PROMPT_TOOLKIT_NO_CPR": "1"}
-        env.pop("NO_COLOR", None)
-        base = [] if "--base-url" in args else ["--base-url", demo_server.base_url]
-        child = pexpect.spawn(sys.executable, ["-m", "r1cli", "chat", *base, *args], env=env, encoding="utf-8",
-                              dimensions=(40, 120), timeout=60, cwd=str(ROOT))
-        child.expect_exact(PROMPT_START)
-        child.expect_exact(PROMPT)
-        children.append(child)
-        return child
-
-    yield spawn
-    for child in children:
-        if child.isalive():
-            child.terminate(force=True)

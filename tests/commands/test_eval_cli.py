@@ -218,31 +218,33 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
     at temperature 0) makes the demo write 900 tokens; beside conftest.GenerationLoad that takes many seconds,
     so 4 requests cut after a moment make far fewer than 4 x 900 by the server's own generated-token counter
     (less the load's). Requests that ran on after Ctrl-C would make them all: this can fail."""
-    from conftest import GenerationLoad
+    from conftest import made_under_load
 
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n" for i in range(4)))
     root = demo_server.base_url[: -len("/v1")]
-    before = metrics(root)["vllm:generation_tokens_total"]
-    load = GenerationLoad(demo_server.base_url).start()
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency", "4",
-                             "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
-                             "--base-url", demo_server.base_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        deadline = time.monotonic() + 30
-        while metrics(root)["vllm:num_requests_running"] < 48 + 4 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.1)  # until the load's 48 and eval's 4 all run
-        time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        load_tokens = load.finish()
-    assert proc.returncode == 130
-    made = metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
+    codes = []
+
+    def eval_then_ctrl_c():
+        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency", "4",
+                                 "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
+                                 "--base-url", demo_server.base_url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            deadline = time.monotonic() + 30
+            while metrics(root)["vllm:num_requests_running"] < 48 + 4 and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.1)  # until the load's 48 and eval's 4 all run
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        codes.append(proc.returncode)
+
+    made = made_under_load(demo_server.base_url, eval_then_ctrl_c)
+    assert codes == [130]
     assert 0 < made < 4 * 900 / 2, f"eval's 4 requests made {made:.0f} of their 3,600 tokens after Ctrl-C"
