@@ -1,6 +1,6 @@
 """Regenerate the parts of man/r1.1 and README.md that the Typer app declares: the synopsis, every command's
-options (with their R1_* variables and defaults), the README's command table and `r1 serve` flag table, and
-the exit statuses. The prose around them stays hand-written; tests/test_docs.py fails on any difference.
+options (with their R1_* variables and defaults), the README's command, `r1 serve` flag and preset tables,
+and the exit statuses. The prose around them stays hand-written; tests/test_docs.py fails on any difference.
 
     python tools/make_docs.py           # rewrite the generated blocks
     python tools/make_docs.py --check   # exit 1 and name the file when a block is out of date
@@ -17,7 +17,7 @@ import typer
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 MAN = ROOT / "man" / "r1.1"
-BEGIN, END = "generated from the Typer app by tools/make_docs.py: edit the code, then run it", "end of generated"
+BEGIN, END = "generated from the code by tools/make_docs.py: edit the code, then run it", "end of generated"
 
 
 def app_command():
@@ -108,6 +108,16 @@ def readme_serve_flags(group: object) -> str:
     return "\n".join(rows)
 
 
+def readme_presets() -> str:
+    from r1cli import config
+
+    rows = ["| preset | model | `--quant awq` | `--quant gptq` |", "|---|---|---|---|"]
+    for key, preset in config.PRESETS.items():
+        cells = [f"`{c.repo}`" if (c := preset.checkpoint(f)) else "none known: refused" for f in config.QUANT_FAMILIES]
+        rows.append(f"| `{key}` | `{preset.repo}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def readme_exit_statuses() -> str:
     from r1cli.errors import ExitStatus
 
@@ -169,6 +179,7 @@ def rendered() -> dict[Path, str]:
     readme = _replace_block(readme, "commands", readme_commands(group), md)
     readme = _replace_block(readme, "serve flags", readme_serve_flags(group), md)
     readme = _replace_block(readme, "exit statuses", readme_exit_statuses(), md)
+    readme = _replace_block(readme, "presets", readme_presets(), md)
     man = MAN.read_text()
     roff = ('.\\"', "")
     man = _replace_block(man, "synopsis", man_synopsis(group), roff)
