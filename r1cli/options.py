@@ -2,7 +2,6 @@
 types, so a flag means the same thing, spells the same way and says the same in --help, the man page
 and the completions everywhere it appears. Only typer and the rule modules are imported here (start-up)."""
 
-from __future__ import annotations
 
 from typing import Annotated, Optional
 

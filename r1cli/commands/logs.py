@@ -1,6 +1,5 @@
 """`r1 logs`: show or follow a server's log, or say why a vLLM log (any, not only r1's) failed."""
 
-from __future__ import annotations
 
 import collections
 import json
@@ -57,7 +56,7 @@ def _last_log(env: Environment, port: int | None) -> Path:
     return path
 
 
-def show(env: Environment, record: state.ServerRecord | None, *, lines: int, follow: bool,
+def show(env: Environment, record: "state.ServerRecord | None", *, lines: int, follow: bool,
          path: Path | None = None) -> None:
     """The last LINES of the log (RECORD's, else PATH), then with FOLLOW new lines while RECORD's server runs."""
     path = Path(record.log_path) if record is not None else path

@@ -3,7 +3,6 @@ its stages shown, as `r1 serve -d` does) unless r1 already serves it, on any por
 once. Then QUESTION is answered as `r1 ask` answers it, or without one `r1 chat` opens. Both halves are the
 serve, ask and chat commands' own code, called, not copied."""
 
-from __future__ import annotations
 
 import re
 from typing import Annotated, Optional

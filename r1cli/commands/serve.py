@@ -1,6 +1,5 @@
 """`r1 serve`: its options and checks, and what it shows: a spinner naming the stage on a terminal, one line per stage when piped."""
 
-from __future__ import annotations
 
 import contextlib
 import json
@@ -107,7 +106,7 @@ class _StageDisplay:
     # the "starting" stage, the second one complete; only that one is printed.
     pending: tuple[float, str] | None = None
 
-    def __call__(self, event: logs.Stage | logs.Fatal) -> None:
+    def __call__(self, event: "logs.Stage | logs.Fatal") -> None:
         if not isinstance(event, logs.Stage):
             return
         elapsed = time.monotonic() - self.t0
@@ -133,12 +132,12 @@ class _StageDisplay:
         self._flush()
 
 
-def stage_text(stage: logs.Stage) -> str:
+def stage_text(stage: "logs.Stage") -> str:
     """A stage line, naming its engine when there are several (data parallel)."""
     return f"engine {stage.engine}: {stage.label}" if stage.engine is not None else stage.label
 
 
-def show_plan(env: Environment, chosen: plan.Plan) -> None:
+def show_plan(env: Environment, chosen: "plan.Plan") -> None:
     """The parallel plan and why, on stderr: its head line plain, the reasons dim on a terminal."""
     head, *rest = plan.describe(chosen)
     env.note(f"r1: {head}")
@@ -150,7 +149,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def show_dry_run(env: Environment, opts: cmdline.ServeOptions) -> None:
+def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
     """The vLLM command a start would run (secrets redacted), after the same checks and resolution. What
     the start would then hit (a model the hub cannot give) follows it as the error the start would end in:
     exit 5, so that a script's `r1 serve --dry-run && r1 serve -d` stops there."""
@@ -168,12 +167,12 @@ def show_dry_run(env: Environment, opts: cmdline.ServeOptions) -> None:
         raise problem
 
 
-def already_serving(env: Environment, record: state.ServerRecord) -> None:
+def already_serving(env: Environment, record: "state.ServerRecord") -> None:
     env.note(f"r1: already serving {record.served_name} on port {record.port} (pid {record.pid}): {record.url}")
 
 
-def run(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
-        json_out: bool, print_url: bool = True) -> state.ServerRecord:
+def run(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_file: Path | None, detach: bool,
+        json_out: bool, print_url: bool = True) -> "state.ServerRecord":
     """Start the server (or find it already serving: then only say so) and, detached, return its record
     once ready; PRINT_URL puts its URL (or with JSON_OUT its record) on stdout."""
     try:
@@ -187,8 +186,8 @@ def run(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_fil
     return record
 
 
-def start(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_file: Path | None, detach: bool,
-          json_out: bool, print_url: bool = True) -> state.ServerRecord:
+def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_file: Path | None, detach: bool,
+          json_out: bool, print_url: bool = True) -> "state.ServerRecord":
     # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
@@ -224,7 +223,7 @@ def start(env: Environment, opts: cmdline.ServeOptions, *, timeout: float, log_f
     _exited(record, code)
 
 
-def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds: float, warmup_s: float = 0.0) -> None:
+def _summary(env: Environment, record: "state.ServerRecord", facts: dict, seconds: float, warmup_s: float = 0.0) -> None:
     ready = f"ready in {seconds:.1f} s" + (f" (warm-up {warmup_s:.1f} s)" if warmup_s else "")
     parts = [ready, record.url, f"model {record.served_name}"]
     if "max_model_len" in facts:
@@ -243,7 +242,7 @@ def _summary(env: Environment, record: state.ServerRecord, facts: dict, seconds:
                  + " (the demo is a tiny model trained on these questions alone: others get wrong answers)")
 
 
-def _exited(record: state.ServerRecord, code: int) -> None:
+def _exited(record: "state.ServerRecord", code: int) -> None:
     """vLLM ended by itself while serving (or its API server was killed): stop what is left of its
     tree (EngineCore outlives a killed API server), then say why."""
     process.stop_server(record, timeout=5)

@@ -1,7 +1,6 @@
 """`r1 status`, shown: the collected dict (r1cli/status.py) as plain text, a Rich view, JSON, or refreshed
 with --watch. Nothing here probes anything."""
 
-from __future__ import annotations
 
 import json
 import time

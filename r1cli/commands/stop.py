@@ -1,6 +1,5 @@
 """`r1 stop`: stop a server r1 started, its whole process tree, and say what was freed."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -21,14 +21,16 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 from r1cli.client import http
 from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.server import state
 from r1cli.server.cmdline import Launch
-from r1cli.server.logs import Fatal, LogWatcher, Stage, diagnose, ray_worker_pids
+
+if TYPE_CHECKING:  # the log reader compiles its many patterns on import: `r1 status` and `r1 stop` need none
+    from r1cli.server.logs import Fatal, LogWatcher, Stage
 
 LOADED_LINE = "INFO: Loaded model '{name}' successfully"  # the article's "check the log" step looks for it
 SERVER_ID_ENV = "R1_SERVER_ID"  # put in the environment of the tree r1 starts (see the module's text)
@@ -146,6 +148,8 @@ def wait_ready(proc: subprocess.Popen, log_path: Path, base: str, deadline: floa
             stop_members(record, timeout=10)
         else:
             stop_tree(proc.pid)
+
+    from r1cli.server.logs import LogWatcher, diagnose
 
     watcher = LogWatcher(parent_of=parent_pid)
     t0 = time.monotonic()
@@ -297,6 +301,8 @@ def ray_workers(record: state.ServerRecord) -> list:
             head = fh.read(RAY_LOG_BYTES).decode("utf-8", "replace")
     except OSError:
         return []
+    from r1cli.server.logs import ray_worker_pids
+
     out = []
     for pid in ray_worker_pids(head.splitlines()):
         with contextlib.suppress(psutil.Error):
