@@ -1,6 +1,5 @@
 """`r1 ask`: one question, one answer on stdout. The CLI parses flags; this does the work."""
 
-from __future__ import annotations
 
 import json
 from dataclasses import dataclass
@@ -90,7 +89,7 @@ def read_question(arg: str | None, stdin, stdin_isatty: bool) -> str:
     return question
 
 
-def sampling(opts: AskOptions) -> turn.Sampling:
+def sampling(opts: "AskOptions") -> "turn.Sampling":
     return turn.Sampling(opts.temperature, opts.top_p, opts.max_tokens, opts.seed, opts.think_budget)
 
 
@@ -103,7 +102,7 @@ def notices(env: Environment, system: str | None, temperature: float) -> None:
         env.note(f"r1: warning: {warning}")
 
 
-def run(env: Environment, target: sync.Target, opts: AskOptions) -> int:
+def run(env: Environment, target: "sync.Target", opts: "AskOptions") -> int:
     notices(env, opts.system, opts.temperature)
     cancel: list = []
     try:
@@ -115,12 +114,12 @@ def run(env: Environment, target: sync.Target, opts: AskOptions) -> int:
     return _report(env, opts, answer)
 
 
-def _turn(target, opts: AskOptions, on_piece, cancel) -> turn.Answer:
+def _turn(target, opts: "AskOptions", on_piece, cancel) -> "turn.Answer":
     return turn.run(target, opts.question, sampling(opts), on_piece, system=opts.system, math=opts.math,
                     timeout=opts.timeout, cancel=cancel)
 
 
-def _single(env, target, opts, cancel) -> turn.Answer:
+def _single(env, target, opts, cancel) -> "turn.Answer":
     thinking = _ThinkingView(env, opts.show_thinking)
     try:
         return _turn(target, opts, thinking, cancel)
@@ -134,7 +133,7 @@ def _single(env, target, opts, cancel) -> turn.Answer:
         thinking.close()
 
 
-def _sampled(target, opts, cancel) -> list[turn.Answer]:
+def _sampled(target, opts, cancel) -> "list[turn.Answer]":
     sync.resolve_model(target)  # once, not once per thread
     import concurrent.futures  # only for --samples
 
@@ -178,19 +177,19 @@ class _ThinkingView:
             self.started = False
 
 
-def _stats_line(a: turn.Answer) -> str:
+def _stats_line(a: "turn.Answer") -> str:
     bits = []
     if a.completion_tokens is not None:
         bits.append(f"{a.completion_tokens} tokens")
     if a.budget_forced:
-        bits.append(f"thinking budget reached after {a.reasoning_chunks}")
+        bits.append(f"thinking budget reached after {a.budget_spent}")
     bits.append(f"{a.timing.total_s:.2f} s")
     if a.timing.tokens_per_s:
         bits.append(f"{a.timing.tokens_per_s:.1f} tok/s")
     return ", ".join(bits)
 
 
-def _check_answered(a: turn.Answer, opts: AskOptions) -> None:
+def _check_answered(a: "turn.Answer", opts: "AskOptions") -> None:
     if a.truncated:
         used = a.completion_tokens or "all the"
         raise NoAnswerError(f"no answer: the reasoning was cut by the token limit after {used} tokens",
@@ -201,13 +200,13 @@ def _check_answered(a: turn.Answer, opts: AskOptions) -> None:
                             hint=f"finish reason: {a.finish_reason}; try again or check `r1 logs`")
 
 
-def to_json(opts: AskOptions, a: turn.Answer) -> dict:
+def to_json(opts: "AskOptions", a: "turn.Answer") -> dict:
     data = {"question": opts.question, **a.to_dict()}
     del data["source"]
     return data
 
 
-def _report(env: Environment, opts: AskOptions, a: turn.Answer) -> int:
+def _report(env: Environment, opts: "AskOptions", a: "turn.Answer") -> int:
     if opts.json:
         env.stdout.write(json.dumps(to_json(opts, a), ensure_ascii=False) + "\n")
         env.stdout.flush()
@@ -223,7 +222,7 @@ def _report(env: Environment, opts: AskOptions, a: turn.Answer) -> int:
     return 0
 
 
-def _report_samples(env: Environment, opts: AskOptions, outcomes: list[turn.Answer]) -> int:
+def _report_samples(env: Environment, opts: "AskOptions", outcomes: "list[turn.Answer]") -> int:
     from r1cli.answers import majority_vote
 
     answered = [o for o in outcomes if o.answer and not o.truncated]

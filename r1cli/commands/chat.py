@@ -1,7 +1,6 @@
 """`r1 chat`: the loop that ties the typed commands (chat_slash), the conversation (transcript),
 the turn engine and the renderer together, on a terminal or over piped stdin."""
 
-from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ def chat(
 # ----------------------------------------------------------------------------------------------- state
 @dataclass
 class Settings:
-    sampling: turn.Sampling = field(default_factory=lambda: turn.Sampling())  # /set changes it; turn loads on use
+    sampling: "turn.Sampling" = field(default_factory=lambda: turn.Sampling())  # /set changes it; turn loads on use
     math: bool = True
     show_thinking: bool = True
     system: str | None = None
@@ -93,7 +92,7 @@ class _Reader:
 
 
 class Chat:
-    def __init__(self, env, target, settings: Settings, interactive: bool):
+    def __init__(self, env, target, settings: "Settings", interactive: bool):
         self.env = env
         self.target = target
         self.settings = settings
@@ -176,7 +175,7 @@ class Chat:
         self.last_stats = render.stats_line(answer.completion_tokens or view.pieces, t.ttft_s,
                                             t.tokens_per_s, answer.finish_reason, total_s=t.total_s)
         if answer.budget_forced:
-            self.last_stats += f", answer forced after {answer.reasoning_chunks} reasoning tokens (thinking budget)"
+            self.last_stats += f", answer forced after {answer.budget_spent} (thinking budget)"
         self.failed = None
         if self.interactive or self.env.stderr_isatty:
             self.dim(self.last_stats)
@@ -193,7 +192,7 @@ class Chat:
         self.say("r1: the conversation is kept; send a message (or /retry) to try again")
 
     # -- commands
-    def command(self, cmd: slash.Command) -> bool:
+    def command(self, cmd: "slash.Command") -> bool:
         """Run one command; False means leave."""
         s, conv = self.settings, self.conversation
         if isinstance(cmd, slash.Exit):
@@ -270,7 +269,7 @@ class Chat:
             self.say(f"r1: {cmd.message}")
         return True
 
-    def _replay(self, conv: transcript.Conversation) -> None:
+    def _replay(self, conv: "transcript.Conversation") -> None:
         out = self.env.stdout
         for past in conv.turns:
             out.write(f">>> {past.user}\n{past.assistant.strip()}\n")
@@ -358,7 +357,7 @@ def _elapsed(view) -> float:
     return time.monotonic() - view.t0
 
 
-def run(env, target, settings: Settings) -> int:
+def run(env, target, settings: "Settings") -> int:
     """The `r1 chat` command: a terminal REPL, or one turn per line of piped stdin."""
     from r1cli.client import sync
 
