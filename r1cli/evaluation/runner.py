@@ -254,6 +254,7 @@ def make_record(job: Job, answer, correct: bool, started: float, finished: float
         "extracted": answer.answer, "boxed": answer.boxed, "source": answer.source, "correct": bool(correct),
         "reasoning": answer.reasoning, "content": answer.content, "finish_reason": answer.finish_reason,
         "truncated": bool(answer.truncated), "budget_forced": bool(getattr(answer, "budget_forced", False)),
+        "budget_mode": getattr(answer, "budget_mode", None),
         "prompt_tokens": answer.prompt_tokens, "completion_tokens": answer.completion_tokens,
         "reasoning_tokens": answer.reasoning_tokens,
         "ttft": _round(t.ttft_s), "latency": _round(t.total_s), "tokens_per_s": _round(t.tokens_per_s),

@@ -40,8 +40,8 @@ def test_json_schema(demo_server):
     proc = run_r1("ask", "What is 7*6?", "--json", "--base-url", demo_server.base_url, check=True)
     data = json.loads(proc.stdout)
     assert set(data) == {"question", "answer", "boxed", "content", "reasoning", "finish_reason", "model", "budget_forced",
-                         "usage", "timing"}
-    assert data["budget_forced"] is False
+                         "budget_mode", "usage", "timing"}
+    assert data["budget_forced"] is False and data["budget_mode"] is None  # no budget asked for
     assert data["question"] == "What is 7*6?" and data["answer"] == "42" and data["boxed"] is True
     assert "\\boxed{42}" in data["content"] and data["reasoning"]
     assert data["finish_reason"] == "stop" and data["model"] == "r1-demo"

@@ -58,4 +58,5 @@ def test_readme_quant_table_is_config_presets():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{key}` |"))
         for family in config.QUANT_FAMILIES:
             ckpt = preset.checkpoint(family)
-            assert (f"`{ckpt.repo}`" if ckpt else "none known") in row.split("|")[2 if family == "awq" else 3]
+            # | preset | model | --quant awq | --quant gptq |
+            assert (f"`{ckpt.repo}`" if ckpt else "none known") in row.split("|")[3 if family == "awq" else 4]

