@@ -131,6 +131,10 @@ class Events:
         self.done = False
         self.pending = b""
         self.per_chunk_usage = False  # the server counts tokens on every chunk (continuous_usage_stats)
+        # Where the server's reasoning parser has the stream: None before its first reasoning delta, then
+        # "reasoning", then "answer" from its first content delta. A delta with the key counts, text or not:
+        # vLLM 0.25 sends `{"reasoning": ""}` for each token that decodes to nothing (random weights: most).
+        self.server_phase: str | None = None
         self.tokens_so_far: int | None = None  # its completion_tokens as of the latest chunk
         self.last_token_at: float | None = None
 
@@ -192,10 +196,13 @@ class Events:
                 if not isinstance(choice, dict):
                     raise not_openai(target, f"a stream choice that is not an object: {excerpt(json.dumps(choice).encode())}")
                 delta = choice.get("delta") or {}
-                reasoning = delta.get("reasoning") or delta.get("reasoning_content")
-                if reasoning:
+                reasoning_key = "reasoning" if "reasoning" in delta else "reasoning_content"
+                if delta.get(reasoning_key) is not None and self.server_phase != "answer":
                     self.parsed_by_server = True
-                    self.emit("reasoning", reasoning)
+                    self.server_phase = "reasoning"
+                    self.emit("reasoning", delta[reasoning_key])
+                if self.server_phase == "reasoning" and delta.get("content") is not None:
+                    self.server_phase = "answer"  # the parser closed the thinking, with text or not yet
                 text = delta.get("content") or choice.get("text")  # chat delta, or completions text
                 if text:
                     if self.parsed_by_server:
@@ -209,7 +216,7 @@ class Events:
                             self.emit(channel, piece)
                 if choice.get("finish_reason"):
                     out.finish_reason = choice["finish_reason"]
-            if out.reasoning and not out.content:
+            if choices and self._thinking():
                 if self.per_chunk_usage:
                     out.reasoning_tokens = self.tokens_so_far
                 if self.think_budget is not None and self._thinking_tokens() >= self.think_budget:
@@ -220,6 +227,13 @@ class Events:
                 self.done = True
                 break
         return self.done
+
+    def _thinking(self) -> bool:
+        """Whether the model is still reasoning as of this chunk: by the server's parser where it has one
+        (every token counts, text or not), else by r1's own split of the text (no answer text yet)."""
+        if self.parsed_by_server:
+            return self.server_phase == "reasoning"
+        return not self.out.content and bool(self.out.reasoning)
 
     def _thinking_tokens(self) -> int:
         """Tokens spent thinking so far: the server's own count where it sends one per chunk, else r1's

@@ -79,10 +79,11 @@ class Answer:
 
     @property
     def reasoning_tokens(self) -> int | None:
-        """Tokens spent reasoning, by the server's count (its per-chunk usage); None where it gives none."""
-        if not self.reasoning:
-            return 0
-        return self.server_reasoning_tokens
+        """Tokens spent reasoning, by the server's count (its per-chunk usage; tokens without text count too);
+        None where it gives none."""
+        if self.server_reasoning_tokens is not None:
+            return self.server_reasoning_tokens
+        return 0 if not self.reasoning else None
 
     @property
     def budget_spent(self) -> str:
