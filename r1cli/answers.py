@@ -3,10 +3,13 @@
 Pure functions, stdlib only at import time: math-verify (and sympy under it, ~0.3 s to import) is
 imported inside the functions that grade, the first time one runs.
 
-Extraction follows the field's practice: the LAST complete ``\\boxed{...}`` (or ``\\fbox{...}``),
-braces balanced, taken from the answer channel (the text after ``</think>``), else from the
-reasoning; a box cut off by max_tokens does not count. Grading is math-verify's
-``verify(parse(gold), parse(pred))``, gold first.
+Extraction (what ``r1 ask`` prints and what majority voting counts) follows the field's practice: the
+LAST complete ``\\boxed{...}`` (or ``\\fbox{...}``), braces balanced, taken from the answer channel
+(the text after ``</think>``), else from the reasoning; a box cut off by max_tokens does not count.
+
+Grading an evaluation's sample (``grade``) is lighteval's, not r1's: math-verify reads the model's whole
+generated text with the extraction configuration of lighteval's ``pass_at_k_math`` and compares it with
+the reference, so r1's verdict is the one lighteval gives (see "Grading as lighteval grades" below).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import re
 import threading
 from dataclasses import dataclass
 
-__all__ = ["FinalAnswer", "equivalent", "final_answer", "last_boxed", "majority_vote"]
+__all__ = ["FinalAnswer", "equivalent", "final_answer", "generated_text", "grade", "grade_answer",
+           "last_boxed", "majority_vote"]
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _THINK_CLOSE = "</think>"
@@ -160,7 +164,8 @@ def _message_channels(message, reasoning):
 
 
 # ---------------------------------------------------------------------------------------------
-# Grading (math-verify, imported lazily)
+# Equivalence of two answers, for majority voting (math-verify, imported lazily). r1's own
+# normalizations live here; an evaluation's verdict does not use them (see grade() below).
 
 _WHOLE_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _SPACING = re.compile(r"\\[,;:!]|\\ |\\left|\\right|\s+")
@@ -189,7 +194,16 @@ def _math_verify():
     if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
         # its "timeout disabled" warning would otherwise land on the CLI's stderr
         logger.addHandler(logging.NullHandler())
+    # lighteval's NormalizationConfig(equations=True) still works in latex2sympy2_extended 1.x, which logs a
+    # deprecation warning for it at every parse: one line per graded sample on stderr.
+    normalization_logger = logging.getLogger("latex2sympy2_extended.math_normalization")
+    if _not_equations_deprecation not in normalization_logger.filters:
+        normalization_logger.addFilter(_not_equations_deprecation)
     return math_verify
+
+
+def _not_equations_deprecation(record) -> bool:
+    return "equations=True in NormalizationConfig is deprecated" not in record.getMessage()
 
 
 # "\text{5 apples}" parses as the symbol "5apples"; "5\text{ apples}" parses as 5 (units dropped).
@@ -272,3 +286,151 @@ def majority_vote(answers: list[str]) -> tuple[str | None, dict[str, int]]:
         if counts[rep] > counts[winner]:
             winner = rep
     return winner, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading as lighteval grades (issue 23): r1's verdict is the public one.
+#
+# The configuration is lighteval's `Metrics.pass_at_k_math`, the metric of its `aime24` and `math_500`
+# tasks (https://github.com/huggingface/lighteval, read at commit 3fd15266bc84, May 2026;
+# src/lighteval/metrics/metrics.py, `pass_at_k_math`;
+# src/lighteval/tasks/tasks/aime.py and src/lighteval/tasks/tasks/math_500.py use it):
+#
+#     PassAtK(strip_strings=True, sample_scoring_function=MultilingualExtractiveMatchMetric(
+#         language=Language.ENGLISH,
+#         gold_extraction_target=[ExprExtractionConfig(), LatexExtractionConfig()],
+#         pred_extraction_target=[ExprExtractionConfig(), LatexExtractionConfig()],
+#         precision=6))
+#
+# with MultilingualExtractiveMatchMetric's defaults (src/lighteval/metrics/dynamic_metrics.py):
+# fallback_mode="first_match", extraction_mode="any_match", timeout_seconds=5, and lighteval's
+# LatexExtractionConfig defaults (src/lighteval/metrics/utils/extractive_match_utils.py):
+# try_extract_without_anchor=True, boxed_match_priority=55, NormalizationConfig(basic_latex=True,
+# units=True, malformed_operators=True, nits=True, boxed="all", equations=True). math-verify's own
+# defaults differ (boxed_match_priority=50, equations=False), so every field is written out here.
+# Comparison: precision=6 is math-verify's verify(float_rounding=6), gold first (lighteval's
+# compare_gold_target(gold, pred, precision) in src/lighteval/metrics/utils/math_comparison.py).
+# lighteval runs its own copy of math-verify's extraction and comparison (those two files); the
+# math-verify r1 calls differs from that copy only in small details of its regexes.
+#
+# The text graded is the model's generated text, as lighteval gets it from vLLM: the reasoning, the
+# `</think>` that closes it and the answer. The R1 distills' chat template puts `<think>` in the prompt
+# (open-r1 README: the template "prefills the assistant response with `<think>`"), so the generation
+# holds `</think>` alone; lighteval's remove_reasoning_tags (src/lighteval/utils/utils.py, applied in
+# src/lighteval/pipeline.py `_post_process_outputs`, tags [("<think>", "</think>")]) removes a block
+# only when both tags are in the text, so it leaves this text whole; the lighteval that open-r1's
+# published reproduction ran (commit ebb7377, Feb 2025) had no such step at all. PassAtK then strips it.
+#
+# The gold: lighteval's math_500 gives the dataset's worked solution, whose last \boxed{} holds the
+# answer (the MATH-500 "answer" field); its aime24 gives the bare integer, which parses the same boxed or
+# not. r1's reference is that answer, so the gold text is "\boxed{reference}".
+#
+# r1's own steps (wrapping an unboxed answer in \boxed{}, the reasoning's box as a fallback, rewriting
+# "\text{5 apples}", comparing normalized strings) are gone from grading: lighteval's extraction
+# already reads an unboxed answer (its rightmost number or expression) and a box in the reasoning (the
+# whole text is searched), and where r1's steps gave another verdict, lighteval's is the one kept.
+
+_THINK_OPEN = "<think>"
+LIGHTEVAL_PRECISION = 6  # pass_at_k_math's precision: verify(float_rounding=6)
+LIGHTEVAL_TIMEOUT_S = 5  # MultilingualExtractiveMatchMetric's timeout_seconds
+
+
+@functools.lru_cache(maxsize=1)
+def lighteval_configs() -> tuple[tuple, tuple]:
+    """(gold extraction targets, prediction extraction targets) of lighteval's pass_at_k_math, as
+    math-verify's config objects. Both are [ExprExtractionConfig(), LatexExtractionConfig()]."""
+    _math_verify()
+    from latex2sympy2_extended.latex2sympy2 import NormalizationConfig
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    latex = LatexExtractionConfig(
+        try_extract_without_anchor=True,
+        boxed_match_priority=55,
+        normalization_config=NormalizationConfig(basic_latex=True, units=True, malformed_operators=True,
+                                                 nits=True, boxed="all", equations=True),
+    )
+    expr = ExprExtractionConfig(try_extract_without_anchor=True)
+    return (expr, latex), (expr, latex)
+
+
+def _remove_reasoning_tags(text: str, tag_pairs=((_THINK_OPEN, _THINK_CLOSE),)) -> str:
+    """lighteval's remove_reasoning_tags (src/lighteval/utils/utils.py), line for line: each
+    ``<think>...</think>`` block goes, and only while both tags are in the text."""
+    result = text
+    for start_tag, end_tag in tag_pairs:
+        while start_tag in result and end_tag in result:
+            start = result.find(start_tag)
+            end = result.find(end_tag, start)
+            if start != -1 and end != -1:
+                result = result[:start] + result[end + len(end_tag):]
+            else:
+                break
+    return result
+
+
+def generated_text(content, reasoning: str | None = None) -> str:
+    """The text lighteval grades for one output: the generation as vLLM returns it without a reasoning
+    parser (reasoning, ``</think>``, answer), after lighteval's think-tag removal and strip.
+
+    ``content`` and ``reasoning`` are the two channels a reasoning parser splits the generation into
+    (vLLM's deepseek_r1 parser splits at the first ``</think>``, so joining them with it restores the
+    text); ``content`` may also be a whole chat message, as for final_answer. A server without a parser
+    sends the whole generation as ``content``: it is then taken as it is.
+    """
+    if content is not None and not isinstance(content, str):
+        content, reasoning = _message_channels(content, reasoning)
+    content = content if isinstance(content, str) else ""
+    reasoning = reasoning if isinstance(reasoning, str) else ""
+    if reasoning and content:
+        text = f"{reasoning}{_THINK_CLOSE}{content}"
+    else:
+        text = reasoning or content  # cut inside the reasoning: no </think> was generated
+    return _remove_reasoning_tags(text).strip()
+
+
+def _lighteval_parse(text: str, config, threaded: bool) -> list:
+    mv = _math_verify()
+    return mv.parse(text, extraction_config=list(config), fallback_mode="first_match",
+                    extraction_mode="any_match", parsing_timeout=None if threaded else LIGHTEVAL_TIMEOUT_S)
+
+
+@functools.lru_cache(maxsize=1024)
+def _gold(reference: str, threaded: bool) -> tuple:
+    gold_config, _ = lighteval_configs()
+    text = reference if _BOX_COMMAND.search(reference) else "\\boxed{" + reference + "}"
+    return tuple(_lighteval_parse(text, gold_config, threaded))
+
+
+def _grade_text(reference, text: str) -> bool:
+    try:
+        if not isinstance(reference, str) or not reference.strip() or not text:
+            return False
+        threaded = threading.current_thread() is not threading.main_thread()
+        gold = _gold(reference.strip(), threaded)
+        _, pred_config = lighteval_configs()
+        pred = _lighteval_parse(text, pred_config, threaded)
+        if not gold or not pred:
+            return False
+        return bool(_math_verify().verify(list(gold), pred, float_rounding=LIGHTEVAL_PRECISION,
+                                          timeout_seconds=None if threaded else LIGHTEVAL_TIMEOUT_S))
+    except Exception:  # pragma: no cover - defensive: grading must never break a run
+        return False
+
+
+def grade(reference: str, content, reasoning: str | None = None) -> bool:
+    """Whether an output is right, as lighteval's math tasks grade it (pass_at_k_math's configuration).
+
+    ``content`` is the answer channel (or a whole chat message), ``reasoning`` the reasoning channel:
+    the generated text they make up (generated_text) is what math-verify reads, with lighteval's
+    extraction and comparison settings, against ``\\boxed{reference}``. Never raises; safe in worker
+    threads (math-verify's timeouts are then off, as they use signal.alarm).
+    """
+    return _grade_text(reference, generated_text(content, reasoning))
+
+
+def grade_answer(reference: str, answer: str | None) -> bool:
+    """Whether a final answer (a box's content, as majority voting picks one) is right, graded as
+    lighteval grades an output whose final box holds it: ``grade(reference, "\\boxed{answer}")``."""
+    if not isinstance(answer, str) or not answer.strip():
+        return False
+    return _grade_text(reference, "\\boxed{" + answer.strip() + "}")

@@ -1,7 +1,8 @@
 """What `r1 eval` reports, computed from real samples of an evaluation on the demo server
-(tests/data/eval-samples-demo.jsonl: the demo set at temperature 2, 5 runs, so some answers are wrong;
-and 4 GSM8K problems x 4 runs with max_tokens 200, which the demo model cannot solve), plus the
-runner's pure parts: resume bookkeeping and the default concurrency."""
+(tests/data/eval-samples-demo.jsonl: the demo set at temperature 2, 5 runs with seeds 0-4, so some answers
+are wrong; and 4 GSM8K problems x 4 runs with max_tokens 200, which the demo model cannot solve; each sample
+graded by `r1 eval` itself, as lighteval grades), plus the runner's pure parts: resume bookkeeping and the
+default concurrency."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from r1cli.answers import equivalent, majority_vote
+from r1cli.answers import grade, grade_answer, majority_vote
 from r1cli.evaluation import report, runner
 from r1cli.evaluation.datasets import Dataset, Problem
 
@@ -61,11 +62,17 @@ def test_cons_and_agreement_count_each_problem_over_its_runs():
     voted = 0
     for recs in by_problem.values():
         winner, _ = majority_vote([r["extracted"] for r in recs if r["extracted"]])
-        voted += winner is not None and equivalent(recs[0]["reference"], winner)
+        voted += winner is not None and grade_answer(recs[0]["reference"], winner)
     assert res["cons@5"] == pytest.approx(100 * voted / 9, abs=0.01)
     # pass@5 (unbiased, n = k = 5): a problem counts when any run got it
     assert res["pass@5"] == pytest.approx(100 * sum(1 for recs in by_problem.values() if any(r["correct"] for r in recs)) / 9,
                                           abs=0.01)
+
+
+def test_every_verdict_of_the_fixture_is_lighteval_s():
+    # The samples were graded by `r1 eval` itself (r1cli.answers.grade: lighteval's pass_at_k_math
+    # configuration over the generated text); grading them again gives the same verdicts.
+    assert [r["correct"] for r in RECORDS] == [grade(r["reference"], r["content"], r["reasoning"]) for r in RECORDS]
 
 
 def test_truncation_no_box_and_reasoning_tokens_split_by_correctness():
@@ -118,6 +125,25 @@ def test_the_verdict_compares_the_published_figure_with_the_interval():
     res = _unit(DEMO, DEMO_IDS, 5, dataset="math500", models=("DeepSeek-R1-Distill-Qwen-1.5B",))
     assert res["verdict"].startswith("below: DeepSeek's 83.9 is above the 95% interval")
     assert res["interval95"] == _unit(DEMO, DEMO_IDS, 5)["interval95"]  # fixed seed: the same interval
+
+
+@pytest.mark.parametrize("dataset,deepseek,open_r1", [("aime24", 28.9, 26.7), ("math500", 83.9, 84.6)])
+def test_open_r1_s_reproduction_stands_beside_deepseek_s_figure(tmp_path, dataset, deepseek, open_r1):
+    names = ["r1", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"]
+    assert report.published_figure(names, dataset) == ("distill-qwen-1.5b", deepseek)
+    assert report.published_figure(names, dataset, "open-r1") == ("distill-qwen-1.5b", open_r1)
+    assert report.published_figure(names, "gsm8k", "open-r1") is None
+    res = _unit(DEMO, DEMO_IDS, 5, dataset=dataset, models=names)
+    assert res["published"]["pass@1"] == deepseek and res["reproduced"]["pass@1"] == open_r1
+    assert "github.com/deepseek-ai/DeepSeek-R1" in res["published"]["source"]
+    assert "github.com/huggingface/open-r1/blob/eeca246" in res["reproduced"]["source"]
+    summary = _summary(tmp_path)
+    summary["results"] = [res]
+    md = report.render_markdown(summary)
+    assert f"| DeepSeek's pass@1 % | {deepseek:g} |" in md
+    assert f"| open-r1's pass@1 % (lighteval) | {open_r1:g} |" in md
+    assert res["published"]["source"] in md and res["reproduced"]["source"] in md
+    assert _unit(DEMO, DEMO_IDS, 5)["reproduced"] is None  # the demo: nothing published
 
 
 def _summary(tmp_path):

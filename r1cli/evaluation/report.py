@@ -11,29 +11,46 @@ from pathlib import Path
 
 from r1cli.evaluation import stats
 
-# DeepSeek-R1's model card, "Distilled Model Evaluation": pass@1 in percent (temperature 0.6, top_p 0.95,
-# up to 32,768 generated tokens, 64 samples a problem). Keys: a lowercase fragment of the model name.
-PUBLISHED: dict[str, dict[str, float]] = {
-    "distill-qwen-1.5b": {"aime24": 28.9, "math500": 83.9},
-    "distill-qwen-7b": {"aime24": 55.5, "math500": 92.8},
-    "distill-llama-8b": {"aime24": 50.4, "math500": 89.1},
-    "distill-qwen-14b": {"aime24": 69.7, "math500": 93.9},
-    "distill-qwen-32b": {"aime24": 72.6, "math500": 94.3},
-    "distill-llama-70b": {"aime24": 70.0, "math500": 94.5},
+# Published pass@1 figures, in percent, one table: DeepSeek's own and open-r1's reproduction with lighteval.
+# Keys: a lowercase fragment of the model name; then the dataset; then the source.
+# - "deepseek": DeepSeek-R1's "Distilled Model Evaluation" table (temperature 0.6, top_p 0.95, up to 32,768
+#   generated tokens, 64 samples a problem): https://github.com/deepseek-ai/DeepSeek-R1#distilled-model-evaluation
+#   (the same table as the model card and the paper, https://arxiv.org/abs/2501.12948).
+# - "open-r1": open-r1's "Reproducing Deepseek's evaluation results" tables, lighteval with vLLM (temperature
+#   0.6, top_p 0.95, 32,768 tokens, 1 sample a problem), README at commit eeca246 (22 Feb 2025):
+#   https://github.com/huggingface/open-r1/blob/eeca246b078457bc0f69ba2e8297b799df0e2bda/README.md
+#   Graded by lighteval's math-verify extraction as open-r1's src/open_r1/evaluate.py configured it at that
+#   commit (boxed answers first, precision 5); r1 grades with lighteval's pass_at_k_math configuration
+#   (r1cli/answers.py, grade). Later revisions of that README re-ran them with more samples and lighteval's
+#   own tasks (the 1.5B: AIME24 31.8, then 30.6, now 30.7; MATH-500 84.6, 84.4, now 83.1).
+PUBLISHED: dict[str, dict[str, dict[str, float]]] = {
+    "distill-qwen-1.5b": {"aime24": {"deepseek": 28.9, "open-r1": 26.7}, "math500": {"deepseek": 83.9, "open-r1": 84.6}},
+    "distill-qwen-7b": {"aime24": {"deepseek": 55.5, "open-r1": 56.6}, "math500": {"deepseek": 92.8, "open-r1": 93.0}},
+    "distill-llama-8b": {"aime24": {"deepseek": 50.4, "open-r1": 43.3}, "math500": {"deepseek": 89.1, "open-r1": 88.6}},
+    "distill-qwen-14b": {"aime24": {"deepseek": 69.7, "open-r1": 60.0}, "math500": {"deepseek": 93.9, "open-r1": 95.0}},
+    "distill-qwen-32b": {"aime24": {"deepseek": 72.6, "open-r1": 73.2}, "math500": {"deepseek": 94.3, "open-r1": 96.6}},
+    "distill-llama-70b": {"aime24": {"deepseek": 70.0, "open-r1": 73.3}, "math500": {"deepseek": 94.5, "open-r1": 96.4}},
 }
-PUBLISHED_SOURCE = "DeepSeek-R1 model card, Distilled Model Evaluation (pass@1, 64 samples, 32,768 tokens)"
+PUBLISHED_SOURCES = {
+    "deepseek": "DeepSeek-R1, Distilled Model Evaluation (pass@1, 64 samples, 32,768 tokens): "
+                "https://github.com/deepseek-ai/DeepSeek-R1#distilled-model-evaluation",
+    "open-r1": "open-r1's reproduction with lighteval (pass@1, 1 sample, 32,768 tokens), README at eeca246: "
+               "https://github.com/huggingface/open-r1/blob/eeca246b078457bc0f69ba2e8297b799df0e2bda/README.md",
+}
+PUBLISHED_SOURCE = PUBLISHED_SOURCES["deepseek"]
 BOOTSTRAP_SEED = 0
 
 
-def published_figure(models: list[str | None], dataset: str) -> tuple[str, float] | None:
-    """(model key, DeepSeek's pass@1 %) for the served model on this dataset, if published."""
+def published_figure(models: list[str | None], dataset: str, source: str = "deepseek") -> tuple[str, float] | None:
+    """(model key, pass@1 %) that ``source`` ("deepseek" or "open-r1") published for the served model
+    on this dataset, if any."""
     for name in models:
         if not name:
             continue
         low = name.lower().replace("_", "-")
         for key, figures in PUBLISHED.items():
-            if key in low and dataset in figures:
-                return key, figures[dataset]
+            if key in low and source in figures.get(dataset, {}):
+                return key, figures[dataset][source]
     return None
 
 
@@ -131,6 +148,7 @@ def summarize_unit(records: list[dict], problem_ids: list[str], runs: int, *, da
     tokens = sum(r.get("completion_tokens") or 0 for r in records)
     interval = None
     published = published_figure(models, dataset)
+    reproduced = published_figure(models, dataset, "open-r1")
     if correct_matrix:
         lo, hi = stats.bootstrap_interval(correct_matrix, seed=BOOTSTRAP_SEED)
         interval = [_pct(lo), _pct(hi)]
@@ -164,6 +182,8 @@ def summarize_unit(records: list[dict], problem_ids: list[str], runs: int, *, da
                        "busy_s": _round(busy, 2), "output_tokens": tokens},
         "interval95": interval,
         "published": {"model": published[0], "pass@1": published[1], "source": PUBLISHED_SOURCE} if published else None,
+        "reproduced": ({"model": reproduced[0], "pass@1": reproduced[1], "source": PUBLISHED_SOURCES["open-r1"]}
+                       if reproduced else None),
         "verdict": verdict,
     }
     if runs > 1:  # with one run, pass@k is pass@1
@@ -268,6 +288,7 @@ def table_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     row("output tokens/s (all requests)", lambda r: "-" if r["throughput"]["output_tokens_per_s"] is None
         else f"{r['throughput']['output_tokens_per_s']:.1f}")
     row("DeepSeek's pass@1 %", lambda r: "-" if not r["published"] else f"{r['published']['pass@1']:g}")
+    row("open-r1's pass@1 % (lighteval)", lambda r: "-" if not r.get("reproduced") else f"{r['reproduced']['pass@1']:g}")
     row("verdict", lambda r: (r["verdict"] or "-").split(":")[0])
     return [_label(r) for r in results], rows
 
@@ -304,6 +325,9 @@ def render_markdown(summary: dict) -> str:
     for r in summary["results"]:
         if r["verdict"]:
             out.append(f"- {_label(r)}: {r['verdict']} ({r['published']['source']}).")
+        if r.get("reproduced"):
+            out.append(f"- {_label(r)}: open-r1 reproduced {r['reproduced']['pass@1']:g} with lighteval "
+                       f"({r['reproduced']['source']}).")
         unstable = r["agreement"]["unstable"]
         if unstable:
             shown = ", ".join(unstable[:30]) + (" ..." if len(unstable) > 30 else "")

@@ -274,7 +274,7 @@ async def run_jobs(client, jobs: list[Job], settings: Settings, concurrency: int
     The first failure stops the rest (their connections close, so vLLM stops generating) and is
     raised; cancelling this coroutine (Ctrl-C) does the same. Finished samples are already kept.
     """
-    from r1cli.answers import equivalent
+    from r1cli.answers import grade
     from r1cli.library import Sampling
 
     gate = asyncio.Semaphore(concurrency)
@@ -287,7 +287,7 @@ async def run_jobs(client, jobs: list[Job], settings: Settings, concurrency: int
             started = time.time()
             answer = await client.ask(job.problem.question, math=True, sampling=sampling)
             finished = time.time()
-        correct = equivalent(job.problem.reference, answer.answer)
+        correct = grade(job.problem.reference, answer.content, answer.reasoning)  # lighteval's verdict
         record = make_record(job, answer, correct, started, finished)
         if not send_seeds:
             record["seed"] = None

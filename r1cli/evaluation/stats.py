@@ -4,7 +4,8 @@
   over at least 5 runs;
 - pass@k, the unbiased estimator of Chen et al. (2021): 1 - C(n-c, k) / C(n, k) for n samples of which c
   are correct; pass@1 is then the mean correctness;
-- cons@k, majority vote over the k answers of a problem (math-verify groups equal spellings);
+- cons@k, majority vote over the k answers of a problem (math-verify groups equal spellings), the
+  winner graded as lighteval grades;
 - percentiles with linear interpolation (numpy's default);
 - a percentile bootstrap interval over problems and runs, with a fixed seed so a report is repeatable.
 """
@@ -65,17 +66,18 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def cons_at_k(answers: Sequence[str | None], reference: str) -> tuple[bool, str | None]:
-    """Majority vote over one problem's answers: (whether the winner equals the reference, the winner).
+    """Majority vote over one problem's answers: (whether the winner is right, the winner).
 
     Equal spellings (``1/2``, ``0.5``) count as one answer; ties go to the answer seen first; no answer
-    at all is wrong.
+    at all is wrong. The winner is graded as lighteval grades an output whose final box holds it
+    (r1cli.answers.grade_answer), as every sample is.
     """
-    from r1cli.answers import equivalent, majority_vote
+    from r1cli.answers import grade_answer, majority_vote
 
     winner, _ = majority_vote([a for a in answers if a])
     if winner is None:
         return False, None
-    return equivalent(reference, winner), winner
+    return grade_answer(reference, winner), winner
 
 
 def bootstrap_interval(correct: Sequence[Sequence[bool]], *, level: float = 0.95, resamples: int = 1000,
