@@ -89,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                 t0 = time.perf_counter()
                 if tool == "r1 bench":
                     # Dataset prompts: the canned server has no /tokenize, and the prompt does not matter to it.
-                    doc = r1_bench(["--base-url", url, "--model", opts.model, "--dataset", "demo",
-                                    "-c", str(opts.concurrency), "-n", str(opts.requests), "-r", "1", "--warmup", "0"])
+                    doc = r1_bench(["--base-url", url, "--model", opts.model, "demo",
+                                    "-c", str(opts.concurrency), "--requests", str(opts.requests), "-r", "1", "--warmup", "0"])
                     figures = doc["levels"][0]["runs"][0]
                 else:
                     figures = vllm_bench_serve(opts.vllm_python, [

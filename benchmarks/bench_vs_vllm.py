@@ -169,7 +169,7 @@ def together(opts, concurrency: int, seed: int, vllm_args: list[str]) -> tuple[d
 
 def r1_run_args(opts, concurrency: int, seed: int, warmup: int) -> list[str]:
     """`r1 bench` arguments for one run of this level's load."""
-    return ["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "-n", str(opts.requests),
+    return ["--base-url", opts.base_url, "--model", opts.model, "-c", str(concurrency), "--requests", str(opts.requests),
             "-r", "1", "--warmup", str(warmup), "--seed", str(seed), "--input-len", str(opts.input_len),
             "--output-len", str(opts.output_len)]
 

@@ -12,7 +12,11 @@ from r1cli.evaluation import sets
 
 # ------------------------------------------------------------------------------------------ which server
 BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="R1_BASE_URL",
-                                                help="OpenAI base URL (default: the running r1 server, else http://127.0.0.1:8000/v1).")]
+                                                help="OpenAI base URL (default: the running r1 server, else http://127.0.0.1:8000/v1, named on stderr).")]
+# The client commands' --port (ask, chat, eval, bench, status): the server at 127.0.0.1:PORT, the same port
+# that serve's --port listens on and stop's and logs' --port name. No R1_PORT here: that one is serve's.
+Port = Annotated[Optional[int], typer.Option("--port", min=1, max=65535, show_default=False,
+                                             help="The server at 127.0.0.1:PORT (short for --base-url http://127.0.0.1:PORT/v1; wins over R1_BASE_URL).")]
 ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="R1_API_KEY", help="Bearer key for the server.")]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="R1_MODEL", help="Served model name (default: the server's first).")]
 # The server commands' --port: which r1 server (serve's own --port is where to listen).
@@ -47,5 +51,13 @@ GpuMem = Annotated[Optional[float], typer.Option("--gpu-mem", envvar="R1_GPU_MEM
                                                  help=f"Fraction of GPU memory for vLLM (on CPU: of RAM) [default: {config.DEFAULT_GPU_MEM}; demo: 0.3].")]
 
 # ------------------------------------------------------------------------------------------ measuring
-# eval takes these as arguments, bench as --dataset: both list the names from the one table (evaluation/sets.py).
+# eval and bench take these as arguments: both list the names from the one table (evaluation/sets.py).
 DATASETS_TEXT = sets.names_text()
+# One meaning for each name of the measuring commands (issue 24): --out is a folder in eval and in bench,
+# -n is no count here (it is `r1 logs -n`, as in tail), -d is serve's --detach alone.
+
+
+def out_folder(what: str) -> typer.Option:
+    """--out, -o: the folder a measuring command writes its files to (eval and bench)."""
+    return typer.Option("--out", "-o", metavar="DIR", help=f"Folder for the results: {what}.")
+

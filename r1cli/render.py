@@ -351,6 +351,17 @@ class PlainView(_Base):
         self.finish()
 
 
+class AnswerOnlyView(PlainView):
+    """`r1 chat --answer-only`: nothing streams and no reasoning shows; the chat then prints the turn's
+    final answer, what `r1 ask` prints, one line per question."""
+
+    def __init__(self, env: Environment, show_thinking: bool = False):
+        import io
+
+        super().__init__(env, False)
+        self.out = _Batched(io.StringIO())
+
+
 def render_markdown(text: str, width: int) -> str:
     from rich.console import Console
     from rich.markdown import Markdown

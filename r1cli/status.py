@@ -9,7 +9,9 @@
                   compute_capability, processes: [{pid, name, used_mib, server_port}]],
       "servers": [{
         "port": int, "url": str (OpenAI base URL, ends in /v1),
-        "source": "r1" (a record of `r1 serve`) | "url" (--base-url / R1_BASE_URL / the default),
+        "source": "r1" (a record of `r1 serve`) | "url" (--base-url / --port / R1_BASE_URL / the default),
+        "started_by_r1": bool (a record of this R1_HOME names it; false: "not started by r1", e.g. another
+                         user's server on the default port, which ask, chat, eval and bench would use),
         "pid": int|null, "create_time": float|null, "alive": bool|null (null: not r1's, unknown),
         "uptime_s": float|null,
         "state": "ready" | "starting" | "down" | "dead" | "orphaned" | "needs_api_key" | "unhealthy",
@@ -209,15 +211,17 @@ def _port_of(url: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
-    from r1cli.server import state
+def _targets(base_url: str | None, notes: list[str], port: int | None = None) -> list[_Target]:
+    """--port's or --base-url's server alone; else every server of a record, and always the default port
+    (where a client goes when no r1 server runs), so each status lists the same servers."""
+    from r1cli.server import locate, state
 
+    if port is not None:
+        base_url = locate.local_url(port)
     records, bad = state.load_all()
     for item in bad:
         notes.append(f"skipped {item.path}: not a server record ({item.reason}); remove it by hand")
     if base_url:
-        from r1cli.server import locate
-
         url = locate.resolve_target(base_url, None, None).base_url  # validates and appends /v1
         parts = urlsplit(url)
         port = _port_of(url)
@@ -226,7 +230,7 @@ def _targets(base_url: str | None, notes: list[str]) -> list[_Target]:
                 return [_record_target(record, url)]
         return [_Target(url, port)]
     targets = [_record_target(r, r.url) for r in records]
-    if not any(t.alive for t in targets) and all(t.port != config.DEFAULT_PORT for t in targets):
+    if all(t.port != config.DEFAULT_PORT for t in targets):
         targets.append(_Target(config.DEFAULT_BASE_URL, config.DEFAULT_PORT))
     return targets
 
@@ -243,11 +247,11 @@ def _record_target(record, url: str) -> _Target:
 
 
 def collect(base_url: str | None = None, api_key: str | None = None, *, connect_timeout: float = CONNECT_TIMEOUT,
-            read_timeout: float = READ_TIMEOUT) -> dict:
+            read_timeout: float = READ_TIMEOUT, port: int | None = None) -> dict:
     """Everything `r1 status` shows, as the documented JSON object. Never raises for a server that is
     down, slow or dead, nor for a machine without NVML; only a bad --base-url is a UsageError."""
     notes: list[str] = []
-    targets = _targets(base_url, notes)
+    targets = _targets(base_url, notes, port)
     headers = r1http.auth_headers(api_key)
     server_pids = {t.record.pid: t.port for t in targets if t.record is not None and t.alive}
     server_pids.update({p.pid: t.port for t in targets for p in t.orphans or []})
@@ -363,6 +367,7 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         "port": t.port,
         "url": t.url,
         "source": "r1" if rec is not None else "url",
+        "started_by_r1": rec is not None,
         "pid": rec.pid if rec is not None else None,
         "create_time": rec.create_time if rec is not None else None,
         "alive": t.alive,

@@ -5,11 +5,13 @@ matplotlib, an optional extra imported only then)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from r1cli.errors import UsageError
 
 # (row label, summary key, scale): one row per figure, one column per concurrency level, so it fits 80 columns.
+# Every time is in ms, as vLLM's own keys are: one unit down each column.
 ROWS = (
     ("requests/s", "request_throughput", 1.0),
     ("output tokens/s", "output_throughput", 1.0),
@@ -21,8 +23,8 @@ ROWS = (
     ("TPOT mean ms", "mean_tpot_ms", 1.0),
     ("ITL mean ms", "mean_itl_ms", 1.0),
     ("ITL p99 ms", "p99_itl_ms", 1.0),
-    ("end to end mean s", "mean_e2el_ms", 0.001),
-    ("first answer token s", "mean_ttfa_ms", 0.001),
+    ("end to end mean ms", "mean_e2el_ms", 1.0),
+    ("first answer token mean ms", "mean_ttfa_ms", 1.0),
 )
 GOODPUT = ("goodput requests/s", "request_goodput", 1.0)
 
@@ -36,13 +38,23 @@ def figure(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def decimals(x: float, digits: int = 3) -> int:
+    """Decimals that show `digits` significant digits of x (none from 100 up; at most 6)."""
+    if x == 0 or not math.isfinite(x) or abs(x) >= 100:
+        return 0
+    return min(6, max(0, digits - 1 - math.floor(math.log10(abs(x)))))
+
+
 def cell(summary: dict, key: str, scale: float) -> str:
+    """`mean ± std`, the std to the mean's decimals (794 ± 102, 12.3 ± 0.1): never an exponent."""
     entry = summary.get(key)
     if entry is None or entry["mean"] is None:
         return "-"
-    text = figure(entry["mean"] * scale)
+    mean = entry["mean"] * scale
+    places = decimals(mean)
+    text = f"{mean:,.{places}f}"
     if entry["std"] is not None:
-        text += f" ± {figure(entry['std'] * scale, 2)}"
+        text += f" ± {entry['std'] * scale:,.{places}f}"
     return text
 
 
@@ -104,8 +116,22 @@ def write_records(path: Path, rows) -> int:
     return n
 
 
+def error_bars(levels: list[dict], key: str, scale: float = 1.0) -> tuple[list[float], tuple[list[float], list[float]]]:
+    """A figure's means over the levels and its error bars (the runs' std), the lower one cut at 0:
+    no throughput or latency is below 0, whatever the spread of the runs."""
+    means, lower, upper = [], [], []
+    for lv in levels:
+        entry = lv["summary"].get(key) or {}
+        mean = entry.get("mean")
+        std = (entry.get("std") or 0.0) * scale
+        means.append(float("nan") if mean is None else mean * scale)
+        lower.append(0.0 if mean is None else min(std, max(0.0, mean * scale)))
+        upper.append(std)
+    return means, (lower, upper)
+
+
 def plot(path: Path, doc: dict) -> None:
-    """Throughput and latency against concurrency, with the runs' std as error bars."""
+    """Throughput and latency against concurrency, with the runs' std as error bars (never below 0)."""
     from r1cli import plotting
 
     plt = plotting.require_matplotlib()
@@ -113,9 +139,7 @@ def plot(path: Path, doc: dict) -> None:
     xs = [lv["concurrency"] for lv in levels]
 
     def series(key: str, scale: float = 1.0):
-        means = [(lv["summary"].get(key) or {}).get("mean") for lv in levels]
-        stds = [(lv["summary"].get(key) or {}).get("std") or 0.0 for lv in levels]
-        return ([float("nan") if m is None else m * scale for m in means], [s * scale for s in stds])
+        return error_bars(levels, key, scale)
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, label in (("output_throughput", "output"), ("reasoning_throughput", "reasoning"),
@@ -135,3 +159,32 @@ def plot(path: Path, doc: dict) -> None:
     fig.suptitle(f"r1 bench: {doc['server']['model']}", fontsize=10)
     fig.tight_layout()
     plotting.save(plt, fig, path)
+
+
+class ProgressView:
+    """`r1 bench` on a terminal: a bar on stderr with the requests done of all, the level and run, output
+    tokens/s and an ETA (as `r1 eval` shows); each run's line prints above it."""
+
+    def __init__(self, env, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("requests"), TextColumn("{task.fields[stats]}"), TextColumn("ETA"),
+                                  TimeRemainingColumn(), console=env.err, transient=True)
+        self._task = self._progress.add_task("warm-up", total=total, stats="")
+        self._progress.start()
+
+    def stage(self, text: str) -> None:
+        self._progress.update(self._task, description=text)
+
+    def advance(self, tokens: int = 0) -> None:
+        self._progress.update(self._task, advance=1)
+
+    def line(self, text: str) -> None:
+        self._progress.console.print(text, style="dim", markup=False, highlight=False)
+
+    def stats(self, text: str) -> None:
+        self._progress.update(self._task, stats=text)
+
+    def stop(self) -> None:
+        self._progress.stop()

@@ -47,6 +47,10 @@ class BenchOptions:
         if not 0 < self.attainment <= 1:
             raise UsageError("--slo-attainment is a share of requests: more than 0, at most 1")
 
+    def total_requests(self) -> int:
+        """Every request the benchmark sends, warm-up included: what its progress counts to."""
+        return self.warmup + sum(self.runs * self.requests_for(c) for c in self.concurrency)
+
     def requests_for(self, concurrency: int) -> int:
         """--requests, else 4 per slot and at least 32: enough that most of a run is at full concurrency."""
         return self.requests if self.requests is not None else max(32, 4 * concurrency)
@@ -111,8 +115,10 @@ def record_of(answer) -> RequestRecord:
                                      answer_index=t.answer_index, finish_reason=answer.finish_reason)
 
 
-async def run_once(aclient, shapes: list[Shape], concurrency: int) -> tuple[list[RequestRecord], float]:
-    """All shapes sent at once behind a semaphore; the records in order, and the run's wall time."""
+async def run_once(aclient, shapes: list[Shape], concurrency: int,
+                   done: Callable[[], None] = lambda: None) -> tuple[list[RequestRecord], float]:
+    """All shapes sent at once behind a semaphore; the records in order, and the run's wall time.
+    done() is called as each request ends (the progress display)."""
     semaphore = asyncio.Semaphore(concurrency)
 
     async def one(shape: Shape) -> RequestRecord:
@@ -122,7 +128,9 @@ async def run_once(aclient, shapes: list[Shape], concurrency: int) -> tuple[list
             except NoServerError:
                 raise  # the server is gone: no later request can succeed
             except R1Error as exc:  # an HTTP error or a cut stream: a failed request, as vLLM counts it
+                done()
                 return RequestRecord(False, time.perf_counter(), error=exc.message)
+        done()
         return record_of(answer)
 
     start = time.perf_counter()
@@ -138,8 +146,9 @@ def make_load(target, opts: BenchOptions):
     return load.RandomLoad(target, opts.input_len, opts.output_len, seed=opts.seed)
 
 
-def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) -> BenchResult:
-    """The whole benchmark against one server (blocking; Ctrl-C cancels the requests in flight)."""
+def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, view=None) -> BenchResult:
+    """The whole benchmark against one server (blocking; Ctrl-C cancels the requests in flight).
+    `progress` gets a line per run; `view` (report.ProgressView, on a terminal) each request and stage."""
     import datetime
 
     from r1cli.library import AsyncClient
@@ -155,18 +164,27 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
     workload = make_load(aclient.target, opts)
     levels: list[Level] = []
 
+    def done() -> None:
+        if view is not None:
+            view.advance()
+
     async def main() -> None:
         try:
             if opts.warmup:
                 warm = min(opts.warmup, max(opts.concurrency))
-                progress(f"warm-up: {opts.warmup} requests at concurrency {warm}")
-                await run_once(aclient, workload.take(opts.warmup), warm)
+                if view is not None:
+                    view.stage(f"warm-up, concurrency {warm}")
+                else:
+                    progress(f"warm-up: {opts.warmup} requests at concurrency {warm}")
+                await run_once(aclient, workload.take(opts.warmup), warm, done)
             for c in opts.concurrency:
                 level = Level(c, [], [])
                 levels.append(level)
                 for i in range(opts.runs):
+                    if view is not None:
+                        view.stage(f"concurrency {c}, run {i + 1}/{opts.runs}")
                     shapes = await asyncio.to_thread(workload.take, opts.requests_for(c))
-                    records, duration = await run_once(aclient, shapes, c)
+                    records, duration = await run_once(aclient, shapes, c, done)
                     if not any(r.success for r in records):
                         first = next(r.error for r in records)
                         raise R1Error(f"every request failed at concurrency {c}: {first}",
@@ -174,7 +192,12 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None) ->
                     figures = metrics.run_metrics(records, duration, percentiles=opts.percentiles, slo=opts.slo)
                     level.runs.append(figures)
                     level.records.append(records)
-                    progress(run_line(c, i, opts.runs, figures, [r.error for r in records if not r.success]))
+                    line = run_line(c, i, opts.runs, figures, [r.error for r in records if not r.success])
+                    if view is not None:
+                        view.line(line)
+                        view.stats(f"{figures['output_throughput']:,.0f} output tok/s")
+                    else:
+                        progress(line)
         finally:
             await aclient.aclose()
 

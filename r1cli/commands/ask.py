@@ -20,11 +20,13 @@ sync = lazy_import("r1cli.client.sync")
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[Optional[str], typer.Argument(help="The question; `-` or piped stdin is read too.")] = None,
+    question: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[QUESTION]...", show_default=False,
+        help="The question; its words are joined, so quote only for the shell (? * ' ( ; &). `-` or piped stdin is read too.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     show_thinking: Annotated[bool, typer.Option("--show-thinking", help="Stream the reasoning to stderr.")] = False,
     math: Annotated[bool, typer.Option("--math/--no-math", help="Append the step-by-step / \\boxed{} directive.")] = True,
-    samples: Annotated[int, typer.Option("--samples", "-n", min=1, max=64, help="Ask N times in parallel, majority vote.")] = 1,
+    samples: Annotated[int, typer.Option("--samples", min=1, max=64, help="Ask N times in parallel, majority vote (no -n: that is `r1 logs -n`).")] = 1,
     system: options.System = None,
     temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
     top_p: options.TopP = options.DEFAULT_TOP_P,
@@ -32,6 +34,7 @@ def ask(
     think_budget: options.ThinkBudget = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed, for repeatable answers.")] = None,
     timeout: options.RequestTimeout = 300.0,
+    port: options.Port = None,
     base_url: options.BaseUrl = None,
     api_key: options.ApiKey = None,
     model: options.Model = None,
@@ -40,11 +43,11 @@ def ask(
     from r1cli.server import locate
 
     env: Environment = ctx.obj
-    text = read_question(question, env.stdin, env.stdin_isatty)
+    text = read_question(" ".join(question) if question else None, env.stdin, env.stdin_isatty)
     opts = AskOptions(question=text, system=system, math=math, temperature=temperature, top_p=top_p,
                       max_tokens=max_tokens, samples=samples, show_thinking=show_thinking, json=json_out,
                       timeout=timeout, seed=seed, think_budget=think_budget)
-    return run(env, locate.resolve_target(base_url, api_key, model), opts)
+    return run(env, locate.target_for(env, base_url, api_key, model, port), opts)
 
 
 STDIN_LIMIT = 1 << 20  # 1 MiB: far beyond any R1 context window, small enough to refuse at once

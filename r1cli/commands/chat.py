@@ -28,7 +28,9 @@ def chat(
     max_tokens: options.MaxTokens = None,
     think_budget: options.ThinkBudget = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed for every answer, for repeatable chats.")] = None,
+    answer_only: Annotated[bool, typer.Option("--answer-only", help="Print only each final answer, as `r1 ask` does: one line per message (for pipes).")] = False,
     timeout: options.RequestTimeout = 300.0,
+    port: options.Port = None,
     base_url: options.BaseUrl = None,
     api_key: options.ApiKey = None,
     model: options.Model = None,
@@ -37,8 +39,9 @@ def chat(
     from r1cli.server import locate
 
     sampling = turn.Sampling(temperature, top_p, max_tokens, seed=seed, think_budget=think_budget)
-    settings = Settings(sampling=sampling, math=math, show_thinking=not hide_thinking, system=system, timeout=timeout)
-    return run(ctx.obj, locate.resolve_target(base_url, api_key, model), settings)
+    settings = Settings(sampling=sampling, math=math, show_thinking=not hide_thinking, system=system, timeout=timeout,
+                        answer_only=answer_only)
+    return run(ctx.obj, locate.target_for(ctx.obj, base_url, api_key, model, port), settings)
 
 
 # ----------------------------------------------------------------------------------------------- state
@@ -49,6 +52,7 @@ class Settings:
     show_thinking: bool = True
     system: str | None = None
     timeout: float = 300.0
+    answer_only: bool = False  # each turn prints its final answer alone, as `r1 ask` does
 
 
 def history_path() -> Path:
@@ -122,9 +126,11 @@ class Chat:
         conv.system, conv.math = s.system, s.math
         cancel: list = []
         view_cls = render.TerminalView if self.interactive else render.PlainView
+        if s.answer_only:
+            view_cls = render.AnswerOnlyView
         view = None
         try:
-            if not self.interactive and self.blocks:
+            if not self.interactive and not s.answer_only and self.blocks:
                 self.env.stdout.write("\n")  # a blank line between answer blocks
             view = view_cls(self.env, s.show_thinking)
             history = conv.history()[2 * self.left_out:]
@@ -164,6 +170,12 @@ class Chat:
         finally:
             stream.hang_up(cancel)  # vLLM stops generating
         view.finish()
+        if answer.truncated or not answer.answer:
+            self._no_answer(question, answer)
+            return
+        if s.answer_only:
+            self.env.stdout.write(answer.answer + "\n")
+            self.env.stdout.flush()
         conv.turns.append(transcript.Turn(question, answer.content, answer.reasoning, answer.finish_reason))
         self.blocks += 1
         if answer.history_dropped:
@@ -179,6 +191,23 @@ class Chat:
         self.failed = None
         if self.interactive or self.env.stderr_isatty:
             self.dim(self.last_stats)
+
+    def _no_answer(self, question: str, answer: "turn.Answer") -> None:
+        """A turn that ended without an answer, as `r1 ask` judges one: said on stderr, and the piped
+        run exits 4 (NO_ANSWER). --answer-only keeps line N for message N: an empty line."""
+        from r1cli.errors import ExitStatus
+
+        shown = question if len(question) <= 60 else question[:57] + "..."
+        if answer.truncated:
+            why = f"the reasoning was cut by the token limit after {answer.completion_tokens or 'all the'} tokens"
+            hint = "raise --max-tokens (or /set max_tokens), or set --think-budget"
+        else:
+            why = f"the model ended without answer text (finish reason {answer.finish_reason})"
+            hint = "/retry asks again (for a pipeline, `r1 ask` answers one question afresh)"
+        if self.settings.answer_only:
+            self.env.stdout.write("\n")
+            self.env.stdout.flush()
+        self._failed(question, f"no answer to {shown!r}: {why}", hint, status=ExitStatus.NO_ANSWER)
 
     def _failed(self, question: str, message: str, hint: str | None = None, status=None) -> None:
         from r1cli.errors import R1Error

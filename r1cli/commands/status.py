@@ -20,10 +20,15 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (schema: r1cli/status.py).")] = False,
     watch: Annotated[Optional[float], typer.Option("--watch", "-w", min=0.1, metavar="N",
                                                    help="Refresh every N seconds until Ctrl-C.")] = None,
+    port: options.Port = None,
     base_url: options.BaseUrl = None,
     api_key: options.ApiKey = None,
 ) -> int:
     """GPUs (through NVML) and servers: alive, healthy, models, load. Exit 0 if one is ready, else 3."""
+    if port is not None:
+        from r1cli.server import locate
+
+        base_url = locate.local_url(port)
     return run(ctx.obj, base_url, api_key, json_out=json_out, watch=watch)
 
 
@@ -130,6 +135,8 @@ def _server_head(s: dict) -> str:
         parts.append(f"vLLM {s['version']}")
     if who:
         parts.append(who)
+    if not s.get("started_by_r1", True):
+        parts.append("(not started by r1)")
     return "  ".join(parts)
 
 
@@ -205,6 +212,8 @@ def render_rich(data: dict):
             head.append(f"  vLLM {s['version']}", style="dim")
         if s["pid"] is not None and s["alive"]:
             head.append(f"  pid {s['pid']}, up {_duration(s['uptime_s'])}", style="dim")
+        if not s.get("started_by_r1", True):
+            head.append("  not started by r1", style="yellow")
         parts.append(head)
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="dim", no_wrap=True)

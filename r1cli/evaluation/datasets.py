@@ -270,6 +270,17 @@ def parse_field_map(spec: str | None) -> dict[str, str]:
     return out
 
 
+class FieldError(ValueError):
+    """A row without the question or reference field r1 looks for: --field-map names other columns."""
+
+    def __init__(self, message: str, columns: str):
+        super().__init__(message)
+        self.columns = columns
+
+
+FIELD_MAP_HINT = "name its columns: --field-map question=COL,answer=COL (its columns: {columns})"
+
+
 def parse_rows(rows, *, field_map: dict[str, str] | None = None, skip_bad: bool = False,
                label: str = "dataset") -> tuple[list[Problem], list[BadRow]]:
     """Problems from (where, record) pairs. A bad record raises a UsageError naming it, or is skipped."""
@@ -277,11 +288,22 @@ def parse_rows(rows, *, field_map: dict[str, str] | None = None, skip_bad: bool 
     problems: list[Problem] = []
     skipped: list[BadRow] = []
     seen: set[str] = set()
+    columns = None  # of the last row whose fields were not found
     for n, (where, rec) in enumerate(rows, 1):
         try:
             problem = _problem(rec, n, field_map)
             if problem.id in seen:
                 raise ValueError(f"id {problem.id!r} repeats an earlier row's")
+        except FieldError as exc:  # the file's columns have other names: --skip-bad would leave every row out
+            if not skip_bad:
+                # On the first row it is the file's column names (--skip-bad would leave every row out);
+                # after good rows, this row lacks a field.
+                hint = (FIELD_MAP_HINT.format(columns=exc.columns) if not problems
+                        else "fix the row, or pass --skip-bad to leave bad rows out")
+                raise UsageError(f"{label}: {where}: {exc}", hint=hint) from None
+            columns = exc.columns
+            skipped.append(BadRow(where, str(exc)))
+            continue
         except ValueError as exc:
             if not skip_bad:
                 raise UsageError(f"{label}: {where}: {exc}",
@@ -290,6 +312,10 @@ def parse_rows(rows, *, field_map: dict[str, str] | None = None, skip_bad: bool 
             continue
         seen.add(problem.id)
         problems.append(problem)
+    if skip_bad and skipped and not problems:
+        first = skipped[0]
+        raise UsageError(f"{label}: --skip-bad left out every row ({len(skipped)}; {first.where}: {first.why})",
+                         hint=FIELD_MAP_HINT.format(columns=columns) if columns else "fix the rows")
     return problems, skipped
 
 
@@ -303,14 +329,14 @@ def _problem(rec: Any, n: int, field_map: dict[str, str]) -> Problem:
     question_field = field_map.get("question") or next((f for f in QUESTION_FIELDS if f in rec), None)
     if question_field is None or question_field not in rec:
         wanted = field_map.get("question") or "/".join(QUESTION_FIELDS[:3])
-        raise ValueError(f"no question field ({wanted}); its fields are: {keys} (see --field-map)")
+        raise FieldError(f"no question field ({wanted}); its fields are: {keys}", keys)
     question = rec[question_field]
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"the question ({question_field}) is empty")
 
     if "answer" in field_map:
         if field_map["answer"] not in rec:
-            raise ValueError(f"no answer field {field_map['answer']!r}; its fields are: {keys}")
+            raise FieldError(f"no answer field {field_map['answer']!r}; its fields are: {keys}", keys)
         reference = reference_text(rec[field_map["answer"]])
     else:
         reference = None
@@ -325,8 +351,8 @@ def _problem(rec: Any, n: int, field_map: dict[str, str]) -> Problem:
                     if reference:
                         break
     if not reference:
-        raise ValueError(f"no reference answer (answer/final_answer, or a solution with \\boxed{{}}); "
-                         f"its fields are: {keys}")
+        raise FieldError(f"no reference answer (answer/final_answer, or a solution with \\boxed{{}}); "
+                         f"its fields are: {keys}", keys)
 
     id_field = field_map.get("id") or next((f for f in ID_FIELDS if f in rec), None)
     raw_id = rec.get(id_field) if id_field else None

@@ -92,7 +92,8 @@ def test_ask_think_budget_json_says_it_was_forced(server):
 def test_a_server_that_is_not_openai_is_named_in_one_line(server):
     proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, timeout=20)
     assert proc.returncode == 1
-    first = proc.stderr.splitlines()[0]
+    note, first = proc.stderr.splitlines()[:2]  # issue 24: which server first (no r1 record names it)
+    assert note.startswith(f"r1: using {server.base_url}, a server not started by r1")
     assert first.startswith(f"r1: error: the server at {server.base_url} is not an OpenAI-compatible API: it sent ")
     assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
 

@@ -49,15 +49,16 @@ def test_issue_command_gives_every_metric_with_mean_and_std(demo_server):
 def test_dataset_prompts_table_records_and_plot(demo_server, tmp_path):
     """Real R1 prompts run to the model's own end: every request answers, so TTFA has a mean and std;
     the table goes to stdout, every request's record to --out, the plot to --plot."""
-    records, plot = tmp_path / "requests.jsonl", tmp_path / "bench.png"
-    proc = run_r1("bench", "--dataset", "demo", "-c", "1,3", "-n", "6", "-r", "2", "--warmup", "1",
-                  "--slo-ttft", "60000", "--slo-tpot", "10000", "--out", str(records), "--plot", str(plot),
+    # Issue 24: the dataset is an argument (as eval's), -n is gone (--requests), --out is a folder.
+    records, plot = tmp_path / "out" / "requests.jsonl", tmp_path / "bench.png"
+    proc = run_r1("bench", "demo", "-c", "1,3", "--requests", "6", "-r", "2", "--warmup", "1",
+                  "--slo-ttft", "60000", "--slo-tpot", "10000", "--out", str(tmp_path / "out"), "--plot", str(plot),
                   "--base-url", demo_server.base_url, timeout=400)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "r1-demo: dataset demo; 6 requests per run, 2 runs (mean ± std)" in out
     for row in ("requests/s", "reasoning tokens/s", "answer tokens/s", "TTFT mean ms", "TPOT mean ms",
-                "first answer token s", "goodput requests/s", "requests within SLO"):
+                "first answer token mean ms", "goodput requests/s", "requests within SLO"):
         assert row in out
     assert "the highest concurrency with 90% of requests meeting it is 3" in out
     assert "\x1b[" not in out  # piped: no colour
@@ -77,9 +78,9 @@ def test_random_prompts_have_the_asked_length(demo_server, tmp_path):
     shapes = load.RandomLoad(target, 40, 8).take(3)
     assert [s.prompt_len for s in shapes] == [40 - load.special_tokens_added(target)] * 3
     assert len({s.messages[0]["content"] for s in shapes}) == 3  # no two alike: nothing shared in the prefix cache
-    records = tmp_path / "r.jsonl"
-    run_r1("bench", "-c", "2", "-n", "4", "-r", "1", "--warmup", "0", "--input-len", "40", "--output-len", "8",
-           "--out", str(records), "--base-url", demo_server.base_url, timeout=120, check=True)
+    records = tmp_path / "r" / "requests.jsonl"  # issue 24: --out is a folder, no -n
+    run_r1("bench", "-c", "2", "--requests", "4", "-r", "1", "--warmup", "0", "--input-len", "40", "--output-len", "8",
+           "--out", str(tmp_path / "r"), "--base-url", demo_server.base_url, timeout=120, check=True)
     template = len(sync.tokenize(target, {"messages": [{"role": "user", "content": ""}],
                                             "add_generation_prompt": True}))
     rows = [metrics.RequestRecord.from_dict(json.loads(line)) for line in records.read_text().splitlines()]
@@ -87,7 +88,7 @@ def test_random_prompts_have_the_asked_length(demo_server, tmp_path):
 
 
 def test_every_request_failing_is_an_error_with_the_servers_message(demo_server):
-    proc = run_r1("bench", "--dataset", "demo", "-c", "2", "-n", "2", "-r", "1", "--warmup", "0",
+    proc = run_r1("bench", "demo", "-c", "2", "--requests", "2", "-r", "1", "--warmup", "0",  # issue 24: DATASET, --requests
                   "--output-len", "5000", "--base-url", demo_server.base_url, timeout=120)
     assert proc.returncode == 1
     assert "every request failed at concurrency 2: the server answered 400: max_tokens=5000" in proc.stderr
@@ -97,10 +98,11 @@ def test_every_request_failing_is_an_error_with_the_servers_message(demo_server)
 @pytest.mark.parametrize("args, message", [
     (["-c", "1,x"], "--concurrency '1,x': give whole numbers"),
     (["-c", "0"], "give whole numbers of at least 1"),
-    (["--dataset", "demo", "--input-len", "10"], "--input-len is for random prompts"),
+    (["demo", "--input-len", "10"], "--input-len is for random prompts"),  # issue 24: DATASET is an argument
     (["--input-len", "900", "--output-len", "500"], "exceed the server's context window of 1024 tokens"),
     (["--plot", "/nonexistent-folder/p.png"], "--plot /nonexistent-folder/p.png: no such folder"),
-    (["--dataset", "no-such-set"], "no dataset named 'no-such-set'"),
+    (["no-such-set"], "no dataset named 'no-such-set'"),
+    (["--out", "requests.jsonl"], "--out is a folder"),  # issue 24: --out means a folder, as in eval
 ])
 def test_usage_errors(demo_server, args, message):
     proc = run_r1("bench", *args, "--base-url", demo_server.base_url, timeout=60)
@@ -116,7 +118,7 @@ def test_no_server():
 
 def test_ctrl_c_exits_130_quietly(demo_server):
     """Ctrl-C mid-run cancels the requests in flight (their connections close, so vLLM aborts them)."""
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "-n", "16", "-r", "3", "--warmup", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "--requests", "16", "-r", "3", "--warmup", "0",
                              "--input-len", "64", "--output-len", "400", "--base-url", demo_server.base_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

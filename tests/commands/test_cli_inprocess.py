@@ -34,19 +34,26 @@ def instant():
     srv.close()
 
 
+def foreign(url: str) -> str:
+    """The one stderr line a client command gives for a server no r1 record names (issue 24)."""
+    from r1cli import config
+
+    return f"r1: using {url}, a server not started by r1 (no record of it in {config.state_dir()})\n"
+
+
 def test_ask_prints_the_answer_only(instant):
-    assert run("ask", "What is 2+3?", "--base-url", instant.base_url) == (0, "5\n", "")
+    assert run("ask", "What is 2+3?", "--base-url", instant.base_url) == (0, "5\n", foreign(instant.base_url))
 
 
 def test_ask_json_is_one_object(instant):
     status, out, err = run("ask", "What is 2+3?", "--json", "--base-url", instant.base_url)
-    assert (status, err) == (0, "")
+    assert (status, err) == (0, foreign(instant.base_url))
     data = json.loads(out)
     assert data["answer"] == "5" and data["reasoning"] == "2 + 3 = 5.\n" and data["budget_forced"] is False
 
 
 def test_ask_reads_piped_stdin(instant):
-    assert run("ask", "--base-url", instant.base_url, stdin="What is 2+3?\n") == (0, "5\n", "")
+    assert run("ask", "--base-url", instant.base_url, stdin="What is 2+3?\n") == (0, "5\n", foreign(instant.base_url))
 
 
 def test_a_usage_error_is_one_line_on_stderr():

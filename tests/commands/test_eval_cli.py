@@ -178,7 +178,10 @@ def test_think_budgets_are_one_evaluation_each(demo_server, tmp_path):
 def test_no_server_is_exit_3(tmp_path):
     proc = run_r1("eval", "demo", "--base-url", f"http://127.0.0.1:{free_port()}/v1", "--out", str(tmp_path / "ev"))
     assert proc.returncode == 3, proc.stderr
-    assert proc.stderr.startswith("r1: error: no server answers")
+    # issue 24: first which server, one no record names; then the error
+    note, error = proc.stderr.splitlines()[:2]
+    assert note.startswith("r1: using http://127.0.0.1:") and "a server not started by r1" in note
+    assert error.startswith("r1: error: no server answers")
 
 
 def test_a_terminal_shows_progress_then_the_table(demo_server, tmp_path):
@@ -209,7 +212,8 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
     assert proc.returncode == 1
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
-    assert "concurrency 16 (the server's /metrics does not give its KV cache size" in lines[0]
+    assert lines[0].startswith(f"r1: using {server.base_url}, a server not started by r1")  # issue 24
+    assert "concurrency 16 (the server's /metrics does not give its KV cache size" in lines[1]
     assert lines[-2] == "r1: error: the server answered 500: EngineCore encountered an issue"
     assert lines[-1] == f"  fix: continue with `r1 eval --resume {out}` (0 of 18 samples are kept)"
 

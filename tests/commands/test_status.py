@@ -25,8 +25,9 @@ from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
 
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
-SERVER_KEYS = {"port", "url", "source", "pid", "create_time", "alive", "uptime_s", "state", "health", "models",
-               "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
+# issue 24 added started_by_r1 (a server no record names is labelled "not started by r1")
+SERVER_KEYS = {"port", "url", "source", "started_by_r1", "pid", "create_time", "alive", "uptime_s", "state", "health",
+               "models", "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
                "ttft_mean_s", "engines"}
 
@@ -99,7 +100,8 @@ def test_no_server_json_schema_field_by_field(home):
         return
     assert proc.returncode == 3
     assert s == {
-        "port": 8000, "url": "http://127.0.0.1:8000/v1", "source": "url", "pid": None, "create_time": None,
+        "port": 8000, "url": "http://127.0.0.1:8000/v1", "source": "url", "started_by_r1": False,  # issue 24
+        "pid": None, "create_time": None,
         "alive": None, "uptime_s": None, "state": "down", "health": None, "models": [], "version": None,
         "metrics": {**{k: None for k in METRIC_KEYS}, "engines": []}, "backend": None, "cpu_rss_bytes": None, "log_path": None,
         "orphans": [], "error": "nothing answers at http://127.0.0.1:8000 (connection refused)",
@@ -113,7 +115,8 @@ def test_no_server_plain_output_when_piped(home):
     lines = proc.stdout.splitlines()
     if not NVML_WORKS:
         assert lines[0] == f"gpu: {NVML_LINE}"  # one line, and not an error: it goes on
-    assert f"server :{port}  down  http://127.0.0.1:{port}/v1" in lines
+    # issue 24: a server no record names is labelled
+    assert f"server :{port}  down  http://127.0.0.1:{port}/v1  (not started by r1)" in lines
     assert f"  nothing answers at http://127.0.0.1:{port} (connection refused)" in lines
     assert "\x1b[" not in proc.stdout  # no colour into a pipe
     assert proc.stderr == ""
@@ -572,7 +575,8 @@ def test_live_process_not_listening_yet_is_starting(home):
         sleeper.kill()
         sleeper.wait()
     assert proc.returncode == 3
-    [s] = data["servers"]  # a live r1 server: the default port is not probed besides
+    # issue 24: the default port is always probed (and listed) besides, the same way each time
+    [s] = [s for s in data["servers"] if s["port"] == port]
     assert s["state"] == "starting"
     assert s["alive"] is True and s["uptime_s"] >= 0
     assert s["cpu_rss_bytes"] > 0

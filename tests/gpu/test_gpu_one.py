@@ -112,7 +112,7 @@ def test_first_burst_after_ready_is_warm(served):
     url = f"http://127.0.0.1:{port}/v1"
 
     def burst() -> dict:
-        proc = run_r1("bench", "--base-url", url, "-c", "64", "-n", "256", "--runs", "1", "--warmup", "0",
+        proc = run_r1("bench", "--base-url", url, "-c", "64", "--requests", "256", "--runs", "1", "--warmup", "0",
                       "--input-len", "128", "--output-len", "256", "--json", timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads(proc.stdout)["levels"][0]["summary"]
