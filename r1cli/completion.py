@@ -30,16 +30,3 @@ def datasets(incomplete: str = "") -> list[str]:
     from r1cli.evaluation import sets
 
     return _matching(sets.NAMES, incomplete)
-
-
-def completing(declaration, complete):
-    """A shared declaration of r1cli/options.py (`Annotated[type, typer.Option(...)]`) that offers what
-    COMPLETE returns: the same flag, help and variable, plus the values. For a command module to use until
-    the declaration in options.py carries it itself."""
-    import copy
-    from typing import Annotated, get_args
-
-    base, info, *rest = get_args(declaration)
-    info = copy.copy(info)
-    info.autocompletion = complete
-    return Annotated[(base, info, *rest)]

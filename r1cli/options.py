@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import config, rules
+from r1cli import completion, config, rules
 from r1cli.evaluation import sets
 
 # ------------------------------------------------------------------------------------------ which server
@@ -41,9 +41,9 @@ DEFAULT_TEMPERATURE = rules.DEFAULT_TEMPERATURE
 DEFAULT_TOP_P = rules.DEFAULT_TOP_P
 
 # ------------------------------------------------------------------------------------------ serving
-ModelArg = Annotated[str, typer.Argument(help="Hugging Face id, local path, or a preset: " + " ".join(config.PRESETS) + ".",
-                                         envvar="R1_MODEL_PATH")]
-Quant = Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT",
+ModelArg = Annotated[str, typer.Argument(help="Hugging Face id, local path, or a preset: " + " ".join([*config.PRESETS, "demo"])
+                                         + ".", envvar="R1_MODEL_PATH", autocompletion=completion.models)]
+Quant = Annotated[Optional[str], typer.Option("--quant", "-q", envvar="R1_QUANT", autocompletion=completion.quants,
                                               help=", ".join(config.QUANT_CHOICES[:-1]) + " or "
                                               + config.QUANT_CHOICES[-1] + " (vLLM --quantization).")]
 # None = not given: the demo's defaults then apply, never over a flag the user gave.

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import options
+from r1cli import completion, options
 from r1cli.console import Environment
 from r1cli.errors import UsageError
 
@@ -14,7 +14,7 @@ from r1cli.errors import UsageError
 def bench(
     ctx: typer.Context,
     dataset: Annotated[Optional[str], typer.Argument(
-        metavar="[DATASET]", show_default=False,
+        metavar="[DATASET]", show_default=False, autocompletion=completion.datasets,
         help=f"Real R1 prompts ({options.DATASETS_TEXT}, or a file), as eval takes them; none: random prompts.")] = None,
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", metavar="C[,C2...]",
                                              help="Concurrency levels: requests in flight at once.")] = "1,16,64",

@@ -22,14 +22,13 @@ gpu = lazy_import("r1cli.gpu")
 machine = lazy_import("r1cli.machine")
 
 
-Quant = completion.completing(options.Quant, completion.quants)  # offers the quant types to completion
 
 
 def doctor(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="The model you mean to serve (a preset, id or path).",
                                          autocompletion=completion.models)] = config.DEFAULT_MODEL,
-    quant: Quant = None,
+    quant: options.Quant = None,
     gpu_mem: options.GpuMem = None,
     port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
     json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import options, rules
+from r1cli import completion, options, rules
 from r1cli.console import Environment
 from r1cli.errors import UsageError
 from r1cli.evaluation import sets
@@ -23,7 +23,8 @@ runner = lazy_import("r1cli.evaluation.runner")
 def eval_(
     ctx: typer.Context,
     datasets: Annotated[Optional[list[str]], typer.Argument(
-        metavar="[DATASET]...", help=f"{options.DATASETS_TEXT}, or a JSONL/JSON/CSV/Parquet file.")] = None,
+        metavar="[DATASET]...", help=f"{options.DATASETS_TEXT}, or a JSONL/JSON/CSV/Parquet file.",
+        autocompletion=completion.datasets)] = None,
     runs: Annotated[int, typer.Option("--runs", "-r", min=1, max=1000, help="Passes over the set, each with its own seed (the article's minimum is 5).")] = 5,
     concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", min=1,
                                                        help="Requests at once (default: what the server's KV cache holds, at most 256).")] = None,

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from r1cli import completion, config, options
+from r1cli import config, options
 from r1cli.console import Environment
 from r1cli.errors import ExitStatus, R1Error, UsageError
 from r1cli.lazy import lazy_import
@@ -26,15 +26,12 @@ server_serve = lazy_import("r1cli.server.serve")
 logs = lazy_import("r1cli.server.logs")
 
 
-# options.py's declarations, offering the presets and the quant types to shell completion.
-ModelArg = completion.completing(options.ModelArg, completion.models)
-Quant = completion.completing(options.Quant, completion.quants)
 
 
 def serve(
     ctx: typer.Context,
-    model: ModelArg = config.DEFAULT_MODEL,
-    quant: Quant = None,
+    model: options.ModelArg = config.DEFAULT_MODEL,
+    quant: options.Quant = None,
     # None = not given: the demo's defaults then apply, never over a flag the user gave.
     dtype: Annotated[Optional[str], typer.Option(envvar="R1_DTYPE", show_default=False,
                                                  help="auto, half, float16, bfloat16, float32 (vLLM --dtype) [default: auto; demo: bfloat16].")] = None,

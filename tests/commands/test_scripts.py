@@ -247,8 +247,6 @@ def test_completion_offers_the_quant_types():
     assert _complete("r1 serve demo -q aw") == ["awq", "awq_marlin"]
 
 
-@pytest.mark.xfail(strict=True, reason="eval.py belongs to part B: the lead wires completion.datasets into "
-                                       "eval's DATASET argument (then this passes and the mark goes)")
 def test_completion_offers_the_dataset_names():
     from r1cli.evaluation import sets
 
