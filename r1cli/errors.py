@@ -13,6 +13,15 @@ class ExitStatus(enum.IntEnum):
     NO_ANSWER = 4  # the model produced no answer (ask)
     START_FAILED = 5  # the server failed to start (or, with --dry-run, would fail)
     FAILURE_FOUND = 6  # `r1 logs --explain` found a failure in the log
+    # `r1 pull` (and serve's pull of a model not in the cache), `r1 rm`: one status per cause, so a script
+    # can tell "log in" from "free some disk" without parsing the message.
+    NOT_FOUND = 7  # no such repo on the Hub (or private), or for rm: not in the cache
+    GATED = 8  # a gated repo: its terms must be accepted and a token given
+    BAD_TOKEN = 9  # the Hub refused the token
+    NO_NETWORK = 10  # the Hub could not be reached, or HF_HUB_OFFLINE forbids trying
+    BAD_REVISION = 11  # the repo has no such branch, tag or commit
+    NO_SPACE = 12  # the download would not fit on the cache's filesystem
+    IN_USE = 13  # `r1 rm`: the model is being served
     INTERRUPTED = 130
 
     @property
@@ -29,6 +38,9 @@ class ExitStatus(enum.IntEnum):
 _MEANINGS = {ExitStatus.OK: "ok", ExitStatus.ERROR: "error", ExitStatus.USAGE: "bad usage",
              ExitStatus.NO_SERVER: "no server", ExitStatus.NO_ANSWER: "no answer",
              ExitStatus.START_FAILED: "server failed to start", ExitStatus.FAILURE_FOUND: "failure found",
+             ExitStatus.NOT_FOUND: "not found", ExitStatus.GATED: "gated repo", ExitStatus.BAD_TOKEN: "bad token",
+             ExitStatus.NO_NETWORK: "no network", ExitStatus.BAD_REVISION: "bad revision",
+             ExitStatus.NO_SPACE: "no space", ExitStatus.IN_USE: "model in use",
              ExitStatus.INTERRUPTED: "interrupted"}
 _DETAILS = {
     ExitStatus.OK: "ok",
@@ -39,6 +51,14 @@ _DETAILS = {
     ExitStatus.NO_ANSWER: "no answer produced (the reasoning was cut by the token limit)",
     ExitStatus.START_FAILED: "the server failed to start (`r1 serve --dry-run`: a start would fail)",
     ExitStatus.FAILURE_FOUND: "`r1 logs --explain` found a failure in the log (cause, lines and fix printed)",
+    ExitStatus.NOT_FOUND: "`r1 pull`: no such model repo on the Hub (or a private one the token may not see); "
+                          "`r1 rm`: the model is not in the cache",
+    ExitStatus.GATED: "`r1 pull`: a gated repo: accept its terms on its Hub page, then give a token (HF_TOKEN)",
+    ExitStatus.BAD_TOKEN: "`r1 pull`: the Hub refused the token (HF_TOKEN or the saved login)",
+    ExitStatus.NO_NETWORK: "`r1 pull`: the Hub (HF_ENDPOINT) could not be reached, or HF_HUB_OFFLINE is set",
+    ExitStatus.BAD_REVISION: "`r1 pull --revision`: the repo has no such branch, tag or commit",
+    ExitStatus.NO_SPACE: "`r1 pull`: the download would not fit on the cache's filesystem (nothing was fetched)",
+    ExitStatus.IN_USE: "`r1 rm`: the model is being served (stop it first)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 
@@ -72,3 +92,7 @@ class NoAnswerError(R1Error):
 
 class StartFailedError(R1Error):
     status = ExitStatus.START_FAILED
+
+
+class HubError(R1Error):
+    """What the Hugging Face Hub answered to a pull (or that it could not be asked): the status says which."""
