@@ -136,6 +136,23 @@ def within(seconds: float, fn, what: str):
     return box["value"]
 
 
+def running_at_least(base_url: str, count: int, seconds: float, alive) -> None:
+    """Wait (at most SECONDS) until vLLM's running gauge reaches COUNT; ALIVE() asserts the client still runs.
+    A /metrics read that times out under the load counts as 'not yet'."""
+    from r1cli.client import http
+
+    root = base_url[: -len("/v1")]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive()
+        try:
+            if metrics(root)["vllm:num_requests_running"] >= count:
+                return
+        except (http.Unreachable, OSError):
+            pass
+        time.sleep(0.1)
+
+
 def made_under_load(base_url: str, action) -> float:
     """Tokens the server generated while ACTION ran beside a GenerationLoad, less the load's own: what the
     request under test made. ACTION runs inside; the load is finished (and checked) also when it fails."""

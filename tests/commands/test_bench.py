@@ -117,17 +117,35 @@ def test_no_server():
 
 
 def test_ctrl_c_exits_130_quietly(demo_server):
-    """Ctrl-C mid-run cancels the requests in flight (their connections close, so vLLM aborts them)."""
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "--requests", "16", "-r", "3", "--warmup", "0",
-                             "--input-len", "64", "--output-len", "400", "--base-url", demo_server.base_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130
-    assert out == "" and "Traceback" not in err
+    """Ctrl-C mid-run cancels the requests in flight: their connections close, so vLLM aborts them. Random
+    prompts with ignore_eos make each request exactly 400 tokens; beside conftest.GenerationLoad they take many
+    seconds, so the 4 in flight at the Ctrl-C, cut, make far fewer than 4 x 400 by the server's own
+    generated-token counter (less the load's). Requests left running would make them all: this can fail."""
+    from conftest import made_under_load, running_at_least
+
+    seen = {}
+
+    def bench_then_ctrl_c():
+        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "--requests", "16", "-r", "3",
+                                 "--warmup", "0", "--input-len", "64", "--output-len", "400",
+                                 "--base-url", demo_server.base_url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            def still_running():
+                assert proc.poll() is None, proc.communicate()
+
+            running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and bench's 4
+            time.sleep(1.0)
+            proc.send_signal(signal.SIGINT)
+            seen["out"], seen["err"] = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        seen["code"] = proc.returncode
+
+    made = made_under_load(demo_server.base_url, bench_then_ctrl_c)
+    assert seen["code"] == 130
+    assert seen["out"] == "" and "Traceback" not in seen["err"]
+    assert 0 < made < 4 * 400, f"bench's requests made {made:.0f} tokens after Ctrl-C"

@@ -223,11 +223,10 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
     at temperature 0) makes the demo write 900 tokens; beside conftest.GenerationLoad that takes many seconds,
     so 4 requests cut after a moment make far fewer than 4 x 900 by the server's own generated-token counter
     (less the load's). Requests that ran on after Ctrl-C would make them all: this can fail."""
-    from conftest import made_under_load
+    from conftest import made_under_load, running_at_least
 
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n" for i in range(4)))
-    root = demo_server.base_url[: -len("/v1")]
     codes = []
 
     def eval_then_ctrl_c():
@@ -237,10 +236,10 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
-            deadline = time.monotonic() + 30
-            while metrics(root)["vllm:num_requests_running"] < 48 + 4 and time.monotonic() < deadline:
+            def still_running():
                 assert proc.poll() is None, proc.communicate()
-                time.sleep(0.1)  # until the load's 48 and eval's 4 all run
+
+            running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and eval's 4
             time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=30)
