@@ -15,7 +15,7 @@ from r1cli.console import Environment
 ModelArg = Annotated[str, typer.Argument(help="Hugging Face id or a preset: " + " ".join(config.PRESETS) + ".",
                                          envvar="R1_MODEL_PATH", autocompletion=completion.models)]
 PullQuant = Annotated[Optional[str], typer.Option("--quant", "-q", help="awq or gptq: pull the preset's pre-quantized checkpoint (the one `r1 serve MODEL --quant` serves).")]
-Revision = Annotated[Optional[str], typer.Option("--revision", "-r", help="Branch, tag or commit [default: main].")]
+Revision = Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit [default: main].")]
 
 
 def pull(

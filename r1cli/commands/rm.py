@@ -19,7 +19,7 @@ ModelArg = Annotated[str, typer.Argument(help="Hugging Face id or a preset: " + 
 def rm(
     ctx: typer.Context,
     model: ModelArg,
-    revision: Annotated[Optional[str], typer.Option("--revision", "-r", help="Delete only this revision (a commit, its prefix, or a branch) [default: all of them].")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="Delete only this revision (a commit, its prefix, or a branch) [default: all of them].")] = None,
     quant: Annotated[Optional[str], typer.Option("--quant", "-q", help="awq or gptq: the preset's pre-quantized checkpoint.")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (for scripts).")] = False,
 ) -> int:
