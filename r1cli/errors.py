@@ -22,6 +22,7 @@ class ExitStatus(enum.IntEnum):
     BAD_REVISION = 11  # the repo has no such branch, tag or commit
     NO_SPACE = 12  # the download would not fit on the cache's filesystem
     IN_USE = 13  # `r1 rm`: the model is being served
+    BUSY = 14  # `r1 sleep`: requests stayed in flight for the whole wait
     INTERRUPTED = 130
 
     @property
@@ -41,6 +42,7 @@ _MEANINGS = {ExitStatus.OK: "ok", ExitStatus.ERROR: "error", ExitStatus.USAGE: "
              ExitStatus.NOT_FOUND: "not found", ExitStatus.GATED: "gated repo", ExitStatus.BAD_TOKEN: "bad token",
              ExitStatus.NO_NETWORK: "no network", ExitStatus.BAD_REVISION: "bad revision",
              ExitStatus.NO_SPACE: "no space", ExitStatus.IN_USE: "model in use",
+             ExitStatus.BUSY: "server busy",
              ExitStatus.INTERRUPTED: "interrupted"}
 _DETAILS = {
     ExitStatus.OK: "ok",
@@ -51,14 +53,16 @@ _DETAILS = {
     ExitStatus.NO_ANSWER: "no answer produced (the reasoning was cut by the token limit)",
     ExitStatus.START_FAILED: "the server failed to start (`r1 serve --dry-run`: a start would fail)",
     ExitStatus.FAILURE_FOUND: "`r1 logs --explain` found a failure in the log (cause, lines and fix printed)",
-    ExitStatus.NOT_FOUND: "`r1 pull`: no such model repo on the Hub (or a private one the token may not see); "
+    ExitStatus.NOT_FOUND: "`r1 pull`, `r1 serve`: no such model repo on the Hub (or a private one the token may not see); "
                           "`r1 rm`: the model is not in the cache",
-    ExitStatus.GATED: "`r1 pull`: a gated repo: accept its terms on its Hub page, then give a token (HF_TOKEN)",
-    ExitStatus.BAD_TOKEN: "`r1 pull`: the Hub refused the token (HF_TOKEN or the saved login)",
-    ExitStatus.NO_NETWORK: "`r1 pull`: the Hub (HF_ENDPOINT) could not be reached, or HF_HUB_OFFLINE is set",
+    ExitStatus.GATED: "`r1 pull`, `r1 serve`: a gated repo: accept its terms on its Hub page, then give a token (HF_TOKEN)",
+    ExitStatus.BAD_TOKEN: "`r1 pull`, `r1 serve`: the Hub refused the token (HF_TOKEN or the saved login)",
+    ExitStatus.NO_NETWORK: "`r1 pull`, `r1 serve` of a model not in the cache: the Hub (HF_ENDPOINT) could not be "
+                           "reached, or HF_HUB_OFFLINE is set",
     ExitStatus.BAD_REVISION: "`r1 pull --revision`: the repo has no such branch, tag or commit",
-    ExitStatus.NO_SPACE: "`r1 pull`: the download would not fit on the cache's filesystem (nothing was fetched)",
+    ExitStatus.NO_SPACE: "`r1 pull`, `r1 serve`: the download would not fit on the cache's filesystem (nothing was fetched)",
     ExitStatus.IN_USE: "`r1 rm`: the model is being served (stop it first)",
+    ExitStatus.BUSY: "`r1 sleep`: requests were still in flight when the wait ended (nothing was put to sleep)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
 }
 

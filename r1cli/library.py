@@ -62,6 +62,12 @@ def _split(messages: list) -> tuple[list[dict], str, str | None]:
     return history[:-1], history[-1]["content"], system
 
 
+def _note(text: str) -> None:
+    import sys
+
+    sys.stderr.write(text + "\n")
+
+
 class Client:
     """A client for an R1 model served by vLLM (by `r1 serve` or any OpenAI-compatible vLLM).
 
@@ -76,6 +82,7 @@ class Client:
 
         self.target = locate.resolve_target(base_url or config.env_str("R1_BASE_URL"),
                                             api_key or config.env_str("R1_API_KEY"), model)
+        locate.wake_if_asleep(self.target.base_url, _note)  # later sleeps: the server's supervisor wakes it
         self.timeout = timeout
 
     def __repr__(self) -> str:  # never the API key

@@ -14,18 +14,21 @@
                          user's server on the default port, which ask, chat, eval and bench would use),
         "pid": int|null, "create_time": float|null, "alive": bool|null (null: not r1's, unknown),
         "uptime_s": float|null,
-        "state": "ready" | "starting" | "down" | "dead" | "orphaned" | "needs_api_key" | "unhealthy",
+        "state": "ready" | "asleep" | "starting" | "down" | "dead" | "orphaned" | "needs_api_key" | "unhealthy",
         "health": int|null (HTTP status of GET /health; null: no answer),
         "models": [{"id": str, "root": str|null, "max_model_len": int|null}],
         "version": str|null,
         "metrics": {"running": int|null, "waiting": int|null, "kv_cache_usage_pct": float|null,
                     "prompt_tokens_total": int|null, "generation_tokens_total": int|null,
                     "ttft_mean_s": float|null (all summed over data-parallel engines; KV use: the fullest),
+                    "sleep_level": 1|2|null (vLLM's engine_sleep_state gauge: asleep at that level; null: awake),
                     "engines": [{"engine": str, "running", "waiting", "kv_cache_usage_pct",
                                  "generation_tokens_total"}] (each engine's own; [] without engine labels)},
         "backend": "gpu"|"cpu"|null, "cpu_rss_bytes": int|null (process tree, cpu backend),
         "log_path": str|null,
         "orphans": [int] (pids of the tree still running after its API server died; [] otherwise),
+        "sleep": {"mode": bool (started with --idle-sleep), "idle_sleep_s": float|null, "asleep": bool,
+                  "level": 1|2|null, "since": float|null (epoch seconds)},
         "error": str|null (one line: why it is not ready)
       }],
       "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
@@ -60,9 +63,9 @@ from r1cli.client import http as r1http
 
 CONNECT_TIMEOUT = 1.0
 READ_TIMEOUT = 2.0
-STATES = ("ready", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
+STATES = ("ready", "asleep", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
 METRIC_KEYS = ("running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
-               "ttft_mean_s")
+               "ttft_mean_s", "sleep_level")
 PROBES = {"health": "/health", "models": "/v1/models", "version": "/version", "metrics": "/metrics"}
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
 
@@ -158,9 +161,28 @@ def parse_metrics(text: str) -> dict:
                 mine = per_engine.setdefault(engine, {})
                 mine[sample.name] = mine.get(sample.name, 0.0) + sample.value
     out = _metric_figures(totals, peaks)
+    out["sleep_level"] = _sleep_level(text)
     out["engines"] = [{"engine": engine, **_engine_figures(per_engine[engine])}
                       for engine in sorted(per_engine, key=lambda e: (len(e), e))]
     return out
+
+
+def _sleep_level(text: str) -> int | None:
+    """vLLM's `vllm:engine_sleep_state` gauge (awake / weights_offloaded / discard_all): 1 or 2 while the
+    engine sleeps, None when awake or without the gauge."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if "vllm:engine_sleep_state" not in text:
+        return None
+    states: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "vllm:engine_sleep_state":
+                key = sample.labels.get("sleep_state", "")
+                states[key] = max(states.get(key, 0.0), sample.value)
+    if states.get("awake", 1.0) >= 1.0:
+        return None
+    return 1 if states.get("weights_offloaded") else 2 if states.get("discard_all") else None
 
 
 _KV_NAMES = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # the latter: vLLM < 0.10
@@ -288,7 +310,7 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
         server = _server(t, probes, now, api_key)
         rss = results.get((i, "rss"))
         server["cpu_rss_bytes"] = rss if isinstance(rss, int) else None
-        if server["state"] == "ready" and t.record is not None:
+        if server["state"] in ("ready", "asleep") and t.record is not None:
             _check_listener(server, t)
         servers.append(server)
         if server["state"] == "dead" and _remove_dead(t.record):
@@ -381,6 +403,7 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         "cpu_rss_bytes": None,
         "log_path": rec.log_path if rec is not None else None,
         "orphans": sorted(p.pid for p in t.orphans or []),
+        "sleep": _sleep_of(rec),
         "error": None,
     }
     if rec is not None and t.orphans:
@@ -434,6 +457,10 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         out["error"] = f"/v1/models answered 200 with {kind}, not an OpenAI model list: not a vLLM server"
     elif models.status == 200 and health.status in (200, 404):  # 404: an OpenAI server without /health
         out["state"] = "ready"
+        level = out["sleep"]["level"] or out["metrics"].get("sleep_level")  # a foreign server's from /metrics
+        if level:
+            out["state"] = "asleep"
+            out["sleep"].update(asleep=True, level=level)
     else:
         out["state"] = "unhealthy"
         if health.status is not None and health.status != 200:
@@ -446,9 +473,17 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
     return out
 
 
+def _sleep_of(rec) -> dict:
+    """A server's sleep mode as its record says: on or not, the idle time, and while asleep its level and since when."""
+    asleep = rec is not None and rec.asleep_level is not None
+    return {"mode": bool(rec and rec.sleep_mode), "idle_sleep_s": rec.idle_sleep_s if rec is not None else None,
+            "asleep": asleep, "level": rec.asleep_level if asleep else None,
+            "since": rec.asleep_since if asleep else None}
+
+
 def exit_status(data: dict) -> int:
-    """0 when at least one server is ready, 3 (no server) otherwise."""
+    """0 when at least one server is ready or asleep (the next request wakes it), 3 (no server) otherwise."""
     from r1cli.errors import ExitStatus
 
-    ready = any(s["state"] == "ready" for s in data["servers"])
+    ready = any(s["state"] in ("ready", "asleep") for s in data["servers"])
     return int(ExitStatus.OK if ready else ExitStatus.NO_SERVER)

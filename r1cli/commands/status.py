@@ -126,6 +126,23 @@ def _process_line(p: dict) -> str:
     return f"pid {p['pid']} {p['name']}: {_mib(p['used_mib'])}{mark}"
 
 
+def _sleep_text(s: dict) -> str | None:
+    """`asleep since 14:02 (31 min), level 1: weights in host RAM; the next request wakes it` or the idle time."""
+    import time
+
+    from r1cli.server.sleep import LEVEL_TEXT, describe_duration
+
+    info = s.get("sleep") or {}
+    if info.get("asleep"):
+        since = info.get("since")
+        when = f" since {time.strftime('%H:%M', time.localtime(since))} ({_duration(time.time() - since)})" if since else ""
+        return f"asleep{when}, {LEVEL_TEXT.get(info.get('level'), 'level ?')}; the next request wakes it"
+    if info.get("mode") and s["state"] == "ready":
+        idle = info.get("idle_sleep_s")
+        return f"sleeps after {describe_duration(idle)} without requests" if idle else "sleep mode on (`r1 sleep`)"
+    return None
+
+
 def _server_head(s: dict) -> str:
     who = f"pid {s['pid']}, up {_duration(s['uptime_s'])}" if s["pid"] is not None and s["alive"] else None
     parts = [f":{s['port']}", s["state"], s["url"]]
@@ -163,6 +180,9 @@ def render_plain(data: dict) -> str:
         memory = _memory_text(s, data["gpus"])
         if memory:
             lines.append(f"  memory: {memory}")
+        sleep = _sleep_text(s)
+        if sleep:
+            lines.append(f"  sleep: {sleep}")
         if s["error"]:
             lines.append(f"  {s['error']}")
     for note in data.get("notes", []):
@@ -170,7 +190,7 @@ def render_plain(data: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-STATE_STYLE = {"ready": "bold green", "starting": "yellow", "down": "red", "dead": "red", "orphaned": "red",
+STATE_STYLE = {"ready": "bold green", "asleep": "cyan", "starting": "yellow", "down": "red", "dead": "red", "orphaned": "red",
                "needs_api_key": "yellow", "unhealthy": "red"}
 
 
@@ -227,6 +247,9 @@ def render_rich(data: dict):
         memory = _memory_text(s, data["gpus"])
         if memory:
             grid.add_row("    memory", memory)
+        sleep = _sleep_text(s)
+        if sleep:
+            grid.add_row("    sleep", sleep)
         if s["error"]:
             grid.add_row("    why", Text(s["error"], style="red" if s["state"] in ("down", "dead", "unhealthy") else "yellow"))
         parts.append(grid)

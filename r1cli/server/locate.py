@@ -66,4 +66,18 @@ def target_for(env, base_url: str | None, api_key: str | None, model: str | None
     target, own = resolve(base_url, api_key, model, port)
     if not own:
         env.note(f"r1: using {target.base_url}, a server {NOT_OURS} (no record of it in {config.state_dir()})")
+    else:
+        wake_if_asleep(target.base_url, env.note)
     return target
+
+
+def wake_if_asleep(url: str, note) -> None:
+    """Before a client sends: wake the user's own server at URL if its record says it sleeps, saying so
+    through NOTE in one line (`r1: woke the server on port 8000 in 0.5 s`)."""
+    from r1cli.server import state
+
+    record = _record_of(url, state)
+    if record is not None and record.asleep_level is not None:
+        from r1cli.server.sleep import wake_for_client
+
+        wake_for_client(record, note)

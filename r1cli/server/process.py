@@ -435,10 +435,9 @@ def stop_server(record: state.ServerRecord, timeout: float = 10.0) -> Freed:
     return freed
 
 
-def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable[[str], None]):
-    """`r1 stop`: the records it names (one port, every one, or the only one), each stopped with its whole
-    tree; yields one line per server saying what was freed (NVML before and after: which GPUs it held)."""
-    from r1cli import gpu
+def chosen_records(port: int | None, all_: bool, skipped: Callable[[str], None]) -> list[state.ServerRecord]:
+    """The records `--port P` / `--all` / neither (the only one) name, for stop, sleep and wake; [] only for
+    --all with none running. Unreadable records are skipped, each named through SKIPPED."""
     from r1cli.errors import NoServerError
 
     records, bad = state.load_all()
@@ -449,12 +448,21 @@ def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable
     elif not all_ and len(records) > 1:
         ports = ", ".join(str(r.port) for r in records)
         raise UsageError(f"{len(records)} servers are running (ports {ports})", hint="pick one with --port, or use --all")
-    if not records and all_ and port is None:
-        yield "no r1 server is running: nothing to stop"  # --all's goal, none running, is met: exit 0
-        return
-    if not records:
+    if not records and not (all_ and port is None):
         where = f" on port {port}" if port is not None else ""
         raise NoServerError(f"no r1 server is running{where}", hint="`r1 status` shows what runs")
+    return records
+
+
+def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable[[str], None]):
+    """`r1 stop`: the records it names (one port, every one, or the only one), each stopped with its whole
+    tree; yields one line per server saying what was freed (NVML before and after: which GPUs it held)."""
+    from r1cli import gpu
+
+    records = chosen_records(port, all_, skipped)
+    if not records:
+        yield "no r1 server is running: nothing to stop"  # --all's goal, none running, is met: exit 0
+        return
     for record in records:
         alive = state.is_alive(record)
         ours = [*members(record), *ray_workers(record)]

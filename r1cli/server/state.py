@@ -41,6 +41,14 @@ class ServerRecord:
     # Put in the environment of the tree (process.SERVER_ID_ENV): a process that carries it is ours even
     # when its leader is gone, and a pgid reused by someone else's process does not carry it.
     server_id: str | None = None
+    # Sleep mode (server/sleep.py): whether vLLM runs with it, the idle time after which the supervisor puts
+    # it to sleep (None: only `r1 sleep`), and while it sleeps, at which level and since when.
+    sleep_mode: bool = False
+    idle_sleep_s: float | None = None
+    asleep_level: int | None = None
+    asleep_since: float | None = None
+    weights_bytes: float | None = None  # of one replica: what level 1 parks in host RAM, per replica
+    replicas: int = 1
 
 
 class BadRecord(NamedTuple):
@@ -54,7 +62,9 @@ _KINDS: dict[str, tuple] = {
     "pid": (int,), "create_time": _NUMBER, "port": (int,), "host": (str,), "url": (str,), "model": (str,),
     "served_name": (str,), "log_path": (str,), "started_at": _NUMBER, "argv": (list,), "backend": (str,),
     "api_key": (bool,), "ready_at": (*_NUMBER, type(None)), "pgid": (int, type(None)),
-    "server_id": (str, type(None)),
+    "server_id": (str, type(None)), "sleep_mode": (bool,), "idle_sleep_s": (*_NUMBER, type(None)),
+    "asleep_level": (int, type(None)), "asleep_since": (*_NUMBER, type(None)),
+    "weights_bytes": (*_NUMBER, type(None)), "replicas": (int,),
 }
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false",
                type(None): "null"}
@@ -242,6 +252,18 @@ def _flock(path: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+@contextlib.contextmanager
+def sleep_lock(port: int):
+    """Held while a server is put to sleep or woken (by `r1 sleep`/`wake`, a client, or the supervisor):
+    the second one waits, then finds the record already changed."""
+    fd = os.open(servers_dir() / f"{port}.sleep.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
