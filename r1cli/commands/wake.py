@@ -28,7 +28,7 @@ def wake(
     results = []
     for record in records:
         done = sleep_mod.wake(record)
-        taken = sleep_mod.describe_memory(done.memory, sign=-1)
+        taken = sleep_mod.describe_memory(done.memory)
         if done.already:
             env.note(f"r1: {record.served_name} on port {record.port} is awake already")
         else:
@@ -36,6 +36,6 @@ def wake(
                      + (f"; GPU memory taken: {taken}" if taken else ""))
         results.append({"port": record.port, "seconds": round(done.seconds, 3), "was_asleep": not done.already,
                         "level": done.level if not done.already else None,
-                        "gpu_mib_taken": {str(i): round(-mib, 1) for i, mib in done.memory}})
+                        "gpu_mib_taken": {str(i): round(mib, 1) for i, mib in done.memory}})
     if json_out:
         print(json.dumps({"servers": results}))

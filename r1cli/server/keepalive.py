@@ -13,7 +13,8 @@ the TCP connection: the request holds one open with no answer, while /health, /m
 answered in milliseconds even asleep, and uvicorn closes an idle keep-alive connection after 5 s
 (VLLM_HTTP_TIMEOUT_KEEP_ALIVE). So a connection to the server's port that stays ESTABLISHED for 0.2 s
 while the server sleeps is a request waiting (one already open when the sleep began: only once it has
-outlived the keep-alive time). The wake then lets vLLM answer the requests it queued, none lost, none
+outlived the keep-alive time; so a request sent in the seconds the server takes to fall asleep is answered
+up to 6 s late, never lost). The wake then lets vLLM answer the requests it queued, none lost, none
 doubled; nothing stands in the request path, and the log stays as it was.
 """
 

@@ -185,10 +185,11 @@ def _memory_change(before, after) -> list[tuple[int, float]]:
     return [(g.index, g.memory_used_mib - used[g.index]) for g in ours if g.index in used]
 
 
-def describe_memory(change: list[tuple[int, float]], sign: int = 1) -> str:
+def describe_memory(change: list[tuple[int, float]]) -> str:
+    """`GPU 0: 111.4 GiB` for each GPU's MiB freed (a sleep) or taken back (a wake)."""
     from r1cli.gpu import describe_freed
 
-    return describe_freed([(i, max(0.0, sign * mib)) for i, mib in change])
+    return describe_freed([(i, max(0.0, mib)) for i, mib in change])
 
 
 @dataclass
@@ -197,7 +198,7 @@ class Transition:
     level: int
     seconds: float
     why: str = ""
-    memory: list[tuple[int, float]] = field(default_factory=list)  # per GPU: MiB freed (sleep) or taken (wake)
+    memory: list[tuple[int, float]] = field(default_factory=list)  # per GPU: MiB freed (sleep) or taken back (wake)
     already: bool = False  # nothing to do: it was already in that state
 
 
@@ -212,6 +213,9 @@ def put_to_sleep(record, level: int | None = None, *, wait_s: float = 30.0, noti
     with state.sleep_lock(record.port):
         record = state.load(record.port) or record
         if record.asleep_level is not None:
+            if level is not None and level != record.asleep_level:
+                raise UsageError(f"the server on port {record.port} is already asleep at level {record.asleep_level}",
+                                 hint=f"`r1 wake --port {record.port}` first, then sleep it at level {level}")
             return Transition(record.asleep_level, 0.0, already=True)
         if level is None:
             import psutil
@@ -238,6 +242,8 @@ def put_to_sleep(record, level: int | None = None, *, wait_s: float = 30.0, noti
         t0 = time.monotonic()
         _post(root, f"/sleep?level={level}&mode=wait")
         seconds = time.monotonic() - t0
+        # Said asleep only now: while it falls asleep, vLLM's gauge already says so (status shows no `since`
+        # yet), and the POST's own connection would look like a request waiting to the supervisor.
         record.asleep_level, record.asleep_since = level, time.time()
         state.save(record)
         time.sleep(0.5 if before is not None else 0)  # NVML shows the memory given back a moment later
@@ -268,7 +274,7 @@ def wake(record) -> Transition:
         record.asleep_level = record.asleep_since = None
         state.save(record)
         after = _gpu_report(record)
-    return Transition(level or 1, seconds, memory=[(i, -mib) for i, mib in _memory_change(before, after)])
+    return Transition(level or 1, seconds, memory=[(i, -freed) for i, freed in _memory_change(before, after)])
 
 
 def wake_for_client(record, note: Notify) -> None:

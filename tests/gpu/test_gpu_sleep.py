@@ -42,7 +42,7 @@ def wait_asleep(port: int, limit: float = IDLE_S + 60) -> dict:
     end = time.monotonic() + limit
     while time.monotonic() < end:
         server = state_of(port)
-        if server["state"] == "asleep":
+        if server["state"] == "asleep" and server["sleep"]["since"]:  # since: once the sleep is done
             return server
         time.sleep(1.0)
     raise AssertionError(f"not asleep {limit:.0f} s after going idle: {json.dumps(server)[:2000]}")
@@ -108,6 +108,7 @@ def test_r1_ask_wakes_the_server_and_says_so(server):
 
 def test_sleep_level_2_and_wake_commands(server):
     port = str(server["port"])
+    assert run_r1("wake", "--port", port, env=ONE, timeout=300).returncode == 0  # asleep or not, awake after
     slept = run_r1("sleep", "--port", port, "--level", "2", "--json", env=ONE, timeout=300)
     assert slept.returncode == 0, slept.stderr
     [result] = json.loads(slept.stdout)["servers"]

@@ -158,6 +158,8 @@ def test_sleep_and_wake_commands_level_2_use_vllms_three_step_wake(manual):
     assert f"on port {manual.port} is asleep in" in slept.stderr
     again = manual.r1("sleep")
     assert again.returncode == 0 and "is already asleep (level 2" in again.stderr
+    deeper = manual.r1("sleep", "--level", "1")
+    assert deeper.returncode == 2 and "already asleep at level 2" in deeper.stderr and "r1 wake" in deeper.stderr
     woke = manual.r1("wake", "--json")
     assert woke.returncode == 0, woke.stderr
     assert json.loads(woke.stdout)["servers"][0] == {"port": manual.port, "seconds": pytest.approx(1.2, abs=1.1),
