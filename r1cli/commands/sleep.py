@@ -21,14 +21,10 @@ def sleep(
     json_out: options.Json = False,
 ) -> None:
     """Put a server to sleep now: its GPU memory is given back; the next request wakes it."""
-    from r1cli.server import process, sleep as sleep_mod
+    from r1cli.server import sleep as sleep_mod
 
     env: Environment = ctx.obj
-    records = process.chosen_records(port, all_, skipped=lambda text: env.note(f"r1: {text}"))
-    if all_ and port is None:
-        records = [r for r in records if r.sleep_mode and r.backend != "cpu"]
-        if not records:
-            env.note("r1: no r1 server with sleep mode is running: nothing to put to sleep")
+    records = sleep_mod.servers_for(port, all_, env.note, "put to sleep")
     results = []
     for record in records:
         done = sleep_mod.put_to_sleep(record, level, wait_s=wait, notify=lambda text: env.note(f"r1: {text}"))

@@ -17,14 +17,10 @@ def wake(
     json_out: options.Json = False,
 ) -> None:
     """Wake a sleeping server now (any request would too; this one does it ahead)."""
-    from r1cli.server import process, sleep as sleep_mod
+    from r1cli.server import sleep as sleep_mod
 
     env: Environment = ctx.obj
-    records = process.chosen_records(port, all_, skipped=lambda text: env.note(f"r1: {text}"))
-    if all_ and port is None:
-        records = [r for r in records if r.sleep_mode and r.backend != "cpu"]
-        if not records:
-            env.note("r1: no r1 server with sleep mode is running: nothing to wake")
+    records = sleep_mod.servers_for(port, all_, env.note, "wake")
     results = []
     for record in records:
         done = sleep_mod.wake(record)

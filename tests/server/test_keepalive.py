@@ -97,21 +97,22 @@ class Kept:
 
 
 @pytest.fixture
-def kept(tmp_path):
-    server = Kept(tmp_path, IDLE_S)
-    try:
-        yield server
-    finally:
+def keep(tmp_path):
+    """Kept(idle seconds or None for manual); each one closed after the test, also when it fails."""
+    made: list[Kept] = []
+    yield lambda idle_s: made.append(Kept(tmp_path, idle_s)) or made[-1]
+    for server in made:
         server.close()
 
 
 @pytest.fixture
-def manual(tmp_path):
-    server = Kept(tmp_path, None)
-    try:
-        yield server
-    finally:
-        server.close()
+def kept(keep):
+    return keep(IDLE_S)
+
+
+@pytest.fixture
+def manual(keep):
+    return keep(None)
 
 
 def plain_request(root: str, **extra) -> dict:
