@@ -292,3 +292,13 @@ def test_the_idle_clock_counts_requests_and_moving_counters_as_activity():
     assert not clock.due(39.0)
     clock.observe(None, 45.0)  # /metrics unreadable: not known to be idle
     assert not clock.due(54.0)
+
+
+def test_serve_of_the_same_model_on_a_port_where_it_sleeps_wakes_it(manual):
+    assert manual.r1("sleep").returncode == 0
+    proc = manual.r1("serve", "scripted", "--port", str(manual.port), "-d", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == manual.root + "/v1"
+    assert f"already serving scripted on port {manual.port}" in proc.stderr
+    assert f"r1: woke the server on port {manual.port} in " in proc.stderr
+    assert manual.calls()[-1] == "/wake_up" and not manual.asleep()
