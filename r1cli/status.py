@@ -28,7 +28,8 @@
         "log_path": str|null,
         "orphans": [int] (pids of the tree still running after its API server died; [] otherwise),
         "sleep": {"mode": bool (started with --idle-sleep), "idle_sleep_s": float|null, "asleep": bool,
-                  "level": 1|2|null, "since": float|null (epoch seconds)},
+                  "level": 1|2|null, "since": float|null (epoch seconds; null while it falls asleep),
+                  "supervisor_alive": bool|null (the process that sleeps and wakes it; null: none named)},
         "error": str|null (one line: why it is not ready)
       }],
       "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
@@ -461,6 +462,9 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         if level:
             out["state"] = "asleep"
             out["sleep"].update(asleep=True, level=level)
+        if out["sleep"]["supervisor_alive"] is False:
+            out["error"] = (f"its keep-alive supervisor (pid {rec.supervisor_pid}) is gone: asleep, it wakes only for r1's "
+                            f"own clients (`r1 wake --port {t.port}`); restart it to sleep and wake by itself again")
     else:
         out["state"] = "unhealthy"
         if health.status is not None and health.status != 200:
@@ -476,9 +480,23 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
 def _sleep_of(rec) -> dict:
     """A server's sleep mode as its record says: on or not, the idle time, and while asleep its level and since when."""
     asleep = rec is not None and rec.asleep_level is not None
-    return {"mode": bool(rec and rec.sleep_mode), "idle_sleep_s": rec.idle_sleep_s if rec is not None else None,
+    mode = bool(rec and rec.sleep_mode)
+    return {"mode": mode, "idle_sleep_s": rec.idle_sleep_s if rec is not None else None,
             "asleep": asleep, "level": rec.asleep_level if asleep else None,
-            "since": rec.asleep_since if asleep else None}
+            "since": rec.asleep_since if asleep else None,
+            "supervisor_alive": _supervisor_alive(rec) if mode else None}
+
+
+def _supervisor_alive(rec) -> bool | None:
+    """Whether the keep-alive supervisor of REC's server still runs (None: the record does not name one)."""
+    import psutil
+
+    if rec.supervisor_pid is None:
+        return None
+    try:
+        return "r1cli.server.watchdog" in " ".join(psutil.Process(rec.supervisor_pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
 
 
 def exit_status(data: dict) -> int:

@@ -49,6 +49,7 @@ class ServerRecord:
     asleep_since: float | None = None
     weights_bytes: float | None = None  # of one replica: what level 1 parks in host RAM, per replica
     replicas: int = 1
+    supervisor_pid: int | None = None  # the watchdog that keeps a server with sleep mode (server/keepalive.py)
 
 
 class BadRecord(NamedTuple):
@@ -64,7 +65,7 @@ _KINDS: dict[str, tuple] = {
     "api_key": (bool,), "ready_at": (*_NUMBER, type(None)), "pgid": (int, type(None)),
     "server_id": (str, type(None)), "sleep_mode": (bool,), "idle_sleep_s": (*_NUMBER, type(None)),
     "asleep_level": (int, type(None)), "asleep_since": (*_NUMBER, type(None)),
-    "weights_bytes": (*_NUMBER, type(None)), "replicas": (int,),
+    "weights_bytes": (*_NUMBER, type(None)), "replicas": (int,), "supervisor_pid": (int, type(None)),
 }
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false",
                type(None): "null"}
@@ -96,7 +97,7 @@ def from_json(data: object) -> ServerRecord:
         raise RecordError("missing " + ", ".join(repr(m) for m in missing))
     if not all(isinstance(a, str) for a in values.get("argv", [])):
         raise RecordError("'argv' should be a list of strings")
-    for name in ("pid", "pgid"):
+    for name in ("pid", "pgid", "supervisor_pid"):
         if values.get(name) is not None and values[name] < 1:
             raise RecordError(f"{name!r} should be a process id, not {values[name]}")
     if not 0 < values["port"] < 65536:

@@ -65,6 +65,8 @@ class Kept:
                                              start_new_session=True)
         self.watchdog.stdin.write(b"r")  # released: the server is detached and ready; the supervisor stays
         self.watchdog.stdin.close()
+        self.record.supervisor_pid = self.watchdog.pid  # as `r1 serve` records it
+        self._save()
 
     def _save(self):
         old = os.environ.get("R1_HOME")
@@ -302,3 +304,12 @@ def test_serve_of_the_same_model_on_a_port_where_it_sleeps_wakes_it(manual):
     assert f"already serving scripted on port {manual.port}" in proc.stderr
     assert f"r1: woke the server on port {manual.port} in " in proc.stderr
     assert manual.calls()[-1] == "/wake_up" and not manual.asleep()
+
+
+def test_status_says_when_the_keep_alive_supervisor_is_gone(manual):
+    [server] = [s for s in json.loads(manual.r1("status", "--json").stdout)["servers"] if s["port"] == manual.port]
+    assert server["sleep"]["supervisor_alive"] is True and server["error"] is None
+    os.killpg(manual.watchdog.pid, signal.SIGKILL)
+    manual.watchdog.wait(timeout=10)
+    proc = manual.r1("status", "--port", str(manual.port))
+    assert "keep-alive supervisor" in proc.stdout and "is gone" in proc.stdout and "r1 wake --port" in proc.stdout, proc.stdout
