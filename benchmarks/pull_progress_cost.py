@@ -90,8 +90,12 @@ def main() -> None:
         print(f"{name:>5}: median {median[name]:7.1f} MB/s, client CPU {cpu[name]:.2f} s a pull  "
               f"(runs, MB/s: {', '.join(f'{v[0]:.1f}' for v in values)})")
     for name in ("rich", "plain"):
-        print(f"{name}: throughput {(median[name] / median['none'] - 1) * 100:+.1f}% vs no display (noise: olah is "
-              f"the bottleneck); the display's own CPU: {cpu[name] - cpu['none']:+.3f} s a pull = "
+        # Paired: each round's pull with the display against the same round's pull without one (adjacent in
+        # time), so that drift on the machine cancels; their median and range show the noise as well.
+        paired = sorted((v[0] / n[0] - 1) * 100 for v, n in zip(rates[name], rates["none"]))
+        print(f"{name}: throughput {(median[name] / median['none'] - 1) * 100:+.1f}% vs no display (paired by round: "
+              f"median {statistics.median(paired):+.1f}%, range {paired[0]:+.1f}% to {paired[-1]:+.1f}%; olah is the "
+              f"bottleneck); the display's own CPU: {cpu[name] - cpu['none']:+.3f} s a pull = "
               f"{(cpu[name] - cpu['none']) / wall * 100:+.2f}% of a pull's {wall:.1f} s ({args.mb} MB, {args.runs} runs)")
 
 if __name__ == "__main__":

@@ -57,9 +57,12 @@ def serve(
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", envvar="R1_API_KEY_FILE", help="Read the key from this file (one line).")] = None,
     timeout: Annotated[float, typer.Option(envvar="R1_TIMEOUT", min=0.1, help="Seconds to wait for readiness.")] = config.DEFAULT_TIMEOUT,
     log_file: Annotated[Optional[Path], typer.Option(envvar="R1_LOG_FILE", help="Where vLLM's output goes.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the vLLM command (secrets redacted) and exit.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the vLLM command (secrets redacted), say whether a start would download the model first (how much), and exit.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready, leaving the server running.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="With -d: print the server record as JSON on stdout.")] = False,
+    idle_sleep: Annotated[Optional[str], typer.Option("--idle-sleep", envvar="R1_IDLE_SLEEP", metavar="DURATION|manual|off", show_default=False,
+                                                      help="Give the GPU back after this long without requests (vLLM sleep mode: 10m, 1h, 90s) and wake on the next request "
+                                                           "from any client; manual: only `r1 sleep`; GPU and 127.0.0.1 only [default: off].")] = None,
 ) -> None:
     """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
     from r1cli.server import apikey
@@ -73,11 +76,15 @@ def serve(
     api_key = extra_key or api_key
     if api_key and not dry_run:
         apikey.reexec_without_key(api_key)  # `ps` must not show it for the server's whole life
+    from r1cli.server.sleep import parse_idle_sleep
+
+    sleep_mode, idle_sleep_s = parse_idle_sleep(idle_sleep)
     opts = cmdline.options_for(
         model, quant=quant.lower() if quant else None, dtype=dtype, gpu_mem=gpu_mem,
         max_model_len=cmdline.parse_max_model_len(max_model_len), gpus=cmdline.parse_gpus(gpus), dp=dp,
         api_servers=api_servers, warmup=warmup, prefix_caching=prefix_caching, tp=tp, pp=pp, ray=ray, host=host, port=port, served_name=served_name,
-        reasoning_parser=reasoning_parser, api_key=api_key, extra=extra)
+        reasoning_parser=reasoning_parser, api_key=api_key, extra=extra, sleep_mode=sleep_mode,
+        idle_sleep_s=idle_sleep_s)
     if dry_run:
         show_dry_run(env, opts)
         return
@@ -147,9 +154,10 @@ def _interrupt(signum, frame):
 
 
 def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
-    """The vLLM command a start would run (secrets redacted), after the same checks and resolution. What
-    the start would then hit (a model the hub cannot give) follows it as the error the start would end in:
-    exit 5, so that a script's `r1 serve --dry-run && r1 serve -d` stops there."""
+    """The vLLM command a start would run (secrets redacted), after the same checks and resolution, and
+    whether the start downloads the model first (how much). What the start would then hit (a model the hub
+    cannot give, or the disk cannot hold) follows it as the error the start would end in, with its exit
+    status, so that a script's `r1 serve --dry-run && r1 serve -d` stops there."""
     would_fail: list = []
     try:
         opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
@@ -164,8 +172,25 @@ def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
         raise problem
 
 
+def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> None:
+    """The start's "downloading" stage, before vLLM's: MODEL pulled into the cache unless it is there, as
+    `r1 pull` does it (one Rich bar on a terminal, plain lines when piped; the space check first; its
+    errors and exit statuses), under the stage's name. vLLM then loads the cached files offline."""
+    from r1cli.hub import pull as hub
+
+    title = opts.served_name or cmdline.short_name(model)
+    pulled = hub.ensure_cached(env, model, display=hub.display_for(env, label=f"{title}: downloading"))
+    if pulled is not None and pulled.fetched:
+        rate = pulled.fetched / pulled.seconds if pulled.seconds else 0.0
+        env.note(f"r1: {title}: downloaded {hub.human(pulled.fetched)} in {pulled.seconds:.1f} s "
+                 f"({hub.human(rate)}/s) into {pulled.snapshot}")
+
+
 def already_serving(env: Environment, record: "state.ServerRecord") -> None:
     env.note(f"r1: already serving {record.served_name} on port {record.port} (pid {record.pid}): {record.url}")
+    from r1cli.server.sleep import wake_for_client
+
+    wake_for_client(record, env.note)  # asleep: wake it rather than fail on the busy port
 
 
 def run(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_file: Path | None, detach: bool,
@@ -188,7 +213,8 @@ def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log
     # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
-    opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen))
+    opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen),
+                                  pull=lambda model: pull_first(env, opts, model))
     log_file = server_serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
     display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model), log_file)
     try:
@@ -233,6 +259,11 @@ def _summary(env: Environment, record: "state.ServerRecord", facts: dict, second
     if "weights_gib" in facts:
         parts.append(f"weights {facts['weights_gib']:.2f} GiB")
     env.note("r1: " + ", ".join(parts))
+    if record.sleep_mode:
+        from r1cli.server.sleep import describe_duration
+
+        when = f"after {describe_duration(record.idle_sleep_s)} without requests" if record.idle_sleep_s else "on `r1 sleep`"
+        env.note(f"r1: sleep mode: it gives the GPU back {when} and wakes on the next request")
     if record.model == str(config.demo_model_dir()):
         questions = [q["question"] for q in config.demo_questions()]
         env.note("r1: knows: " + " ".join(questions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -184,8 +185,24 @@ def is_complete(repo: str, revision: str | None = None, cache: Path | None = Non
     ref = folder / "refs" / (revision or "main")
     commit = ref.read_text().strip() if ref.is_file() else revision
     if commit:
-        return (folder / "snapshots" / commit / LAST).is_file()
-    return any(folder.glob(f"snapshots/*/{LAST}"))
+        return _has_its_shards(folder / "snapshots" / commit)
+    return any(_has_its_shards(config.parent) for config in folder.glob(f"snapshots/*/{LAST}"))
+
+
+def _has_its_shards(snapshot: Path) -> bool:
+    """SNAPSHOT has config.json and, where an index names the weights' shards, each of them: a download that
+    fetched config.json first (vLLM's own, `hf download` cut short) is not taken for a whole model."""
+    if not (snapshot / LAST).is_file():
+        return False
+    # The index of the format vLLM would load from what is there (as a pull chooses: vllm_files).
+    for name in [n for n in vllm_files([p.name for p in snapshot.iterdir()]) if n.endswith(".index.json")]:
+        try:
+            shards = set(json.loads((snapshot / name).read_text(encoding="utf-8")).get("weight_map", {}).values())
+        except (OSError, ValueError, AttributeError):
+            return False
+        if not all((snapshot / shard).is_file() for shard in shards):
+            return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------ disk space
@@ -289,12 +306,14 @@ def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None)
     metadata: nothing is downloaded), and what the cache has of them."""
     if machine.hf_offline_env():
         raise _offline_error(repo)
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, constants
 
     api = HfApi(endpoint=_endpoint())
     try:
-        # An explicit revision: some mirrors answer only /revision/<rev> for the repo's metadata.
-        info = api.model_info(repo, revision=revision or "main")
+        # An explicit revision: some mirrors answer only /revision/<rev> for the repo's metadata. A timeout
+        # (huggingface_hub's for metadata, HF_HUB_ETAG_TIMEOUT, 10 s): its client has none, and a network that
+        # drops packets would hold `r1 pull` and `r1 serve` here for good.
+        info = api.model_info(repo, revision=revision or "main", timeout=constants.HF_HUB_ETAG_TIMEOUT)
         entries = list(api.list_repo_tree(repo, revision=info.sha, recursive=False))
     except Exception as exc:  # noqa: BLE001 - mapped to one line, or raised as it was
         error = hub_error(exc, repo, revision)
@@ -358,18 +377,19 @@ def pull_lock(cache: Path, repo: str, waiting):
 
 # ------------------------------------------------------------------------------------------ progress
 class PlainDisplay:
-    """Progress as plain lines on stderr, for logs and pipes: one per file and one every EVERY seconds."""
+    """Progress as plain lines on stderr, for logs and pipes: one per file and one every EVERY seconds.
+    LABEL names what pulls (`r1 serve`'s stage: "NAME: downloading"); `r1 pull`'s own says "pulling"."""
 
     EVERY = 10.0
 
-    def __init__(self, env, every: float = EVERY):
-        self.env, self.every = env, every
+    def __init__(self, env, every: float = EVERY, label: str | None = None):
+        self.env, self.every, self.label = env, every, label or "pulling"
 
     def start(self, plan: PullPlan) -> None:
         self.plan, self.done, self.total = plan, 0, plan.to_fetch
         self.t0 = self.last = time.monotonic()
         already = f" ({human(plan.have)} already in the cache)" if plan.have else ""
-        self.env.note(f"r1: pulling {plan.repo}@{plan.commit[:7]}: {human(plan.to_fetch)} to fetch "
+        self.env.note(f"r1: {self.label} {plan.repo}@{plan.commit[:7]}: {human(plan.to_fetch)} to fetch "
                       f"in {len(plan.missing)} files{already}")
 
     def file(self, file: RemoteFile) -> None:
@@ -393,15 +413,16 @@ class PlainDisplay:
 
 # Rich redraws the bar in a thread of its own: at its default 10 Hz that drawing took 2.7% of a pull's time
 # in CPU on 2 busy cores (benchmarks/pull_progress_cost.py); at 4 Hz, which still moves smoothly, 0 to 2.3%
-# over two runs, about the benchmark's noise there.
+# over two runs, about the benchmark's noise there; later 0.3% and 0.6% (--mb 200, 5 and 10 runs: README).
 REFRESH_HZ = 4
 
 
 class RichDisplay:
-    """One Rich bar for the whole model on stderr: bytes, rate, ETA and the file being fetched."""
+    """One Rich bar for the whole model on stderr: bytes, rate, ETA and the file being fetched, after the
+    repo's id (and LABEL before it: `r1 serve`'s stage, "NAME: downloading")."""
 
-    def __init__(self, env):
-        self.env = env
+    def __init__(self, env, label: str | None = None):
+        self.env, self.label = env, label
         self.progress = None
 
     def start(self, plan: PullPlan) -> None:
@@ -411,7 +432,8 @@ class RichDisplay:
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[file]}"),
                                  console=self.env.err, transient=False, refresh_per_second=REFRESH_HZ)
-        self.task = self.progress.add_task(plan.repo, total=plan.to_fetch, file="")
+        description = f"{self.label} {plan.repo}" if self.label else plan.repo
+        self.task = self.progress.add_task(markup_escape(description), total=plan.to_fetch, file="")
         self.progress.start()
 
     def file(self, file: RemoteFile) -> None:
@@ -440,8 +462,14 @@ class NoDisplay:
     def stop(self): pass
 
 
-def display_for(env):
-    return RichDisplay(env) if env.stderr_isatty else PlainDisplay(env)
+def display_for(env, label: str | None = None):
+    return RichDisplay(env, label=label) if env.stderr_isatty else PlainDisplay(env, label=label)
+
+
+def markup_escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def _bar_class(plan: PullPlan, display):
@@ -574,23 +602,27 @@ def pull(env, repo: str, revision: str | None = None, *, display=None) -> PullPl
     return with_cache_state(plan)
 
 
-def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: bool = False) -> PullPlan | None:
+def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: bool = False,
+                  display=None) -> PullPlan | None:
     """What `r1 serve` calls before starting vLLM: pull MODEL_ID unless the cache has it.
 
     MODEL_ID is what serve resolved (a Hub id, after --quant picked a checkpoint; a local path or the demo
     need nothing). Returns None when nothing is to be done (a local path, or a complete snapshot in the
-    cache: one that holds config.json, which a pull fetches last); otherwise the PullPlan: after a pull
+    cache, the one refs/main or REVISION names: it holds config.json, which a pull fetches last, and every
+    shard its weights index names); otherwise the PullPlan: after a pull
     (with the same progress as `r1 pull`), what it fetched (`plan.fetched` bytes, `plan.snapshot`); with
-    DRY_RUN, what a pull would fetch (`plan.to_fetch` bytes of `plan.total`), nothing downloaded.
+    DRY_RUN, what a pull would fetch (`plan.to_fetch` bytes of `plan.total`), nothing downloaded. DISPLAY:
+    the progress display (default: display_for(env), as `r1 pull`'s).
     Raises HubError (status NO_SPACE, NO_NETWORK, NOT_FOUND, GATED, BAD_TOKEN, BAD_REVISION, INTERRUPTED)
     or UsageError, each with its one line and fix."""
     if machine.is_local_path(model_id) or Path(model_id) == config.demo_model_dir():
         return None
     repo = check_repo_id(model_id)
-    if is_complete(repo, revision):
+    # By the ref vLLM reads (main unless a revision is given): a snapshot the ref does not name is no use offline.
+    if is_complete(repo, revision or "main"):
         return None
     if dry_run:
         plan = plan_pull(repo, check_revision(revision))
         check_space(plan)
         return plan
-    return pull(env, repo, revision)
+    return pull(env, repo, revision, display=display)

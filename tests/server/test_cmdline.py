@@ -225,7 +225,7 @@ def test_dry_run_of_each_preset_and_quant_works_offline(key, quant, offline, cap
         assert code == 2 and out == ""
         assert err.startswith(f"r1: error: --quant {quant}: r1 knows no GPTQ checkpoint of ")
         return
-    assert code == 5, err  # the command is worked out offline and printed; the start would fail (issue 24)
+    assert code == 10, err  # the command is worked out offline and printed; the start's pull would fail (issue 22)
     words = shlex.split(out)
     assert flag(words, "--model") == expected
     if quant in (None, "none"):
@@ -234,17 +234,17 @@ def test_dry_run_of_each_preset_and_quant_works_offline(key, quant, offline, cap
         assert flag(words, "--quantization") in (quant, quant + "_marlin")
     swaps = [line for line in err.splitlines() if " serving " in line]
     assert len(swaps) == (0 if expected == config.PRESETS[key].repo else 1)
-    assert (f"r1: error: a start would fail: {expected} is not in the local Hugging Face cache and "
-            "HF_HUB_OFFLINE is set") in err
+    assert (f"r1: error: a start would fail: {expected} is not in the cache and HF_HUB_OFFLINE forbids "
+            "downloading it") in err
 
 
 def test_a_start_resolves_as_the_dry_run_does(offline, capsys):
     """Offline, the start goes as far as the cache check, on the AWQ checkpoint the dry run printed."""
-    assert run(["serve", "--quant", "awq", "--port", str(free_port())]) == 5
+    assert run(["serve", "--quant", "awq", "--port", str(free_port())]) == 10
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("r1: --quant awq: serving casperhansen/deepseek-r1-distill-qwen-1.5b-awq (AWQ by ")
-    assert lines[-2] == ("r1: error: casperhansen/deepseek-r1-distill-qwen-1.5b-awq is not in the local Hugging Face "
-                         "cache and HF_HUB_OFFLINE is set")
+    assert lines[-2] == ("r1: error: casperhansen/deepseek-r1-distill-qwen-1.5b-awq is not in the cache and "
+                         "HF_HUB_OFFLINE forbids downloading it")
 
 
 def test_non_preset_keeps_the_refusal(offline, tmp_path, capsys):
@@ -259,7 +259,7 @@ def test_non_preset_keeps_the_refusal(offline, tmp_path, capsys):
 
 
 def test_fp8_quantizes_the_bf16_checkpoint_online(offline, capsys):
-    assert run(["serve", "1.5b", "--quant", "fp8", "--dry-run", "--port", str(free_port())]) == 5  # offline: would fail
+    assert run(["serve", "1.5b", "--quant", "fp8", "--dry-run", "--port", str(free_port())]) == 10  # offline: would fail
     words = shlex.split(capsys.readouterr().out)
     assert flag(words, "--model") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert flag(words, "--quantization") == "fp8"
@@ -334,8 +334,9 @@ def test_demo_preset_fits_a_small_cpu_machine():
 
 
 def test_dry_run_prints_a_pasteable_redacted_command(capsys):
-    # 5 where the hub cannot be reached (the 7B is not cached): the command is printed all the same
-    assert run(["serve", "7b", "--tp", "2", "--api-key", "sekrit", "--dry-run", "--", "--enforce-eager"]) in (0, 5)
+    # 10 where the hub cannot be reached (the 7B is not cached: the start's pull would fail): the command is
+    # printed all the same
+    assert run(["serve", "7b", "--tp", "2", "--api-key", "sekrit", "--dry-run", "--", "--enforce-eager"]) in (0, 10)
     out = capsys.readouterr().out.strip()
     words = shlex.split(out)
     assert "sekrit" not in out and "VLLM_API_KEY=***" in words
@@ -347,7 +348,7 @@ def test_dry_run_prints_a_pasteable_redacted_command(capsys):
 def test_env_vars_set_flags(capsys, monkeypatch):
     monkeypatch.setenv("R1_PORT", "8123")
     monkeypatch.setenv("R1_MAX_MODEL_LEN", "2048")
-    assert run(["serve", "1.5b", "--dry-run"]) in (0, 5)  # 5 offline: the command is printed all the same
+    assert run(["serve", "1.5b", "--dry-run"]) in (0, 10)  # 10 offline: the command is printed all the same
     words = shlex.split(capsys.readouterr().out)
     assert flag(words, "--port") == "8123" and flag(words, "--max-model-len") == "2048"
 
