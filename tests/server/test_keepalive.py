@@ -247,12 +247,17 @@ def test_sleep_level_follows_the_free_host_ram(weights_gib, replicas, free_gib, 
     assert sleep.choose_level(weights, replicas, free_gib * 2**30)[0] == level
 
 
-def test_sleep_on_a_server_without_sleep_mode_is_refused_in_one_line(manual):
-    manual.record.sleep_mode = False
+@pytest.mark.parametrize("command", ["sleep", "wake"])
+@pytest.mark.parametrize("change, says", [({"sleep_mode": False}, "was started without sleep mode"),
+                                          ({"backend": "cpu"}, "runs on vllm-cpu, which has no sleep mode")])
+def test_sleep_and_wake_on_a_server_that_cannot_sleep_are_refused_in_one_line(manual, command, change, says):
+    for name, value in change.items():
+        setattr(manual.record, name, value)
     manual._save()
-    proc = manual.r1("sleep")
-    assert proc.returncode == 2 and "was started without sleep mode" in proc.stderr
-    assert "--idle-sleep" in proc.stderr and manual.calls() == []
+    proc = manual.r1(command)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"r1: error: the server on port {manual.port} ") and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and manual.calls() == []
 
 
 # /proc/net/tcp as this machine wrote it: a listener on 8000, a connection to it from port 51846, one from r1 to elsewhere.
