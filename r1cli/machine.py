@@ -65,12 +65,6 @@ def hf_hub_cache() -> Path:
     return Path("~/.cache/huggingface/hub").expanduser()
 
 
-def is_cached(repo: str, cache: Path | None = None) -> bool:
-    folder = (cache or hf_hub_cache()) / ("models--" + repo.replace("/", "--"))
-    snapshots = folder / "snapshots"
-    return snapshots.is_dir() and any(snap.is_dir() and any(snap.iterdir()) for snap in snapshots.iterdir())
-
-
 def hf_offline_env() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
 

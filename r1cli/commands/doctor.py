@@ -311,9 +311,11 @@ def check_model(model: str, quant: str | None, reachable=None, has_gpu: bool = T
         return Check(name, FAIL, f"r1 knows no {family.upper()} checkpoint of {found[1].repo}",
                      "use --quant awq or --quant fp8, or give a " + family.upper() + " checkpoint as MODEL")
     repo = resolve_repo(model, quant)
-    if machine.is_cached(repo):
+    from r1cli.hub.pull import is_complete  # the one rule for "in the cache", as serve and pull use it
+
+    if is_complete(repo):
         return Check(name, OK, f"{repo} is in the Hugging Face cache ({machine.hf_hub_cache()})")
-    download = f"hf download {repo}"
+    download = f"r1 pull {repo}"
     if machine.hf_offline_env():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}) and HF_HUB_OFFLINE is set",
                      f"run `{download}` while online, or unset HF_HUB_OFFLINE"
@@ -322,7 +324,7 @@ def check_model(model: str, quant: str | None, reachable=None, has_gpu: bool = T
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
                      f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}"
                      + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
-    return Check(name, OK, f"{repo} is not cached yet: the first `r1 serve` downloads it")
+    return Check(name, OK, f"{repo} is not cached yet: `r1 pull {repo}` or the first `r1 serve` downloads it")
 
 
 # --- port and state directory -------------------------------------------------------------------

@@ -252,7 +252,7 @@ def test_offline_and_not_cached_fails(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     c = doctor.check_model("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", None)
     assert c.status == "fail" and "HF_HUB_OFFLINE" in c.detail
-    assert c.fix == "run `hf download deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B` while online, or unset HF_HUB_OFFLINE"
+    assert c.fix == "run `r1 pull deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B` while online, or unset HF_HUB_OFFLINE"
 
 
 @pytest.mark.parametrize("name", ["1.5b", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"])

@@ -27,9 +27,11 @@ from r1cli.client import http as r1http
 NVML_LINE = "NVML unavailable: NVIDIA driver not loaded (libnvidia-ml.so.1 not found)"
 # issue 24 added started_by_r1 (a server no record names is labelled "not started by r1")
 SERVER_KEYS = {"port", "url", "source", "started_by_r1", "pid", "create_time", "alive", "uptime_s", "state", "health",
-               "models", "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error"}
+               "models", "version", "metrics", "backend", "cpu_rss_bytes", "log_path", "orphans", "error",
+               "sleep"}  # issue 21: sleep mode
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
-               "ttft_mean_s", "engines"}
+               "ttft_mean_s", "sleep_level", "engines"}
+NO_SLEEP = {"mode": False, "idle_sleep_s": None, "asleep": False, "level": None, "since": None, "supervisor_alive": None}
 
 
 NVML_WORKS = real_nvml_works()
@@ -58,7 +60,7 @@ def _check_server_schema(s: dict) -> None:
     assert s["create_time"] is None or isinstance(s["create_time"], float)
     assert s["alive"] in (True, False, None)
     assert s["uptime_s"] is None or isinstance(s["uptime_s"], (int, float))
-    assert s["state"] in ("ready", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
+    assert s["state"] in ("ready", "asleep", "starting", "down", "dead", "orphaned", "needs_api_key", "unhealthy")
     assert s["health"] is None or isinstance(s["health"], int)
     assert isinstance(s["models"], list)
     for m in s["models"]:
@@ -69,6 +71,7 @@ def _check_server_schema(s: dict) -> None:
     assert s["cpu_rss_bytes"] is None or isinstance(s["cpu_rss_bytes"], int)
     assert s["log_path"] is None or isinstance(s["log_path"], str)
     assert isinstance(s["orphans"], list) and all(isinstance(pid, int) for pid in s["orphans"])
+    assert set(s["sleep"]) == set(NO_SLEEP) and s["sleep"]["asleep"] == (s["state"] == "asleep")
     assert s["error"] is None or (isinstance(s["error"], str) and "\n" not in s["error"])
 
 
@@ -104,7 +107,7 @@ def test_no_server_json_schema_field_by_field(home):
         "pid": None, "create_time": None,
         "alive": None, "uptime_s": None, "state": "down", "health": None, "models": [], "version": None,
         "metrics": {**{k: None for k in METRIC_KEYS}, "engines": []}, "backend": None, "cpu_rss_bytes": None, "log_path": None,
-        "orphans": [], "error": "nothing answers at http://127.0.0.1:8000 (connection refused)",
+        "orphans": [], "error": "nothing answers at http://127.0.0.1:8000 (connection refused)", "sleep": NO_SLEEP,
     }
 
 
@@ -451,7 +454,7 @@ def test_api_key_makes_it_ready(keyed_server, home, how):
     assert s["models"] == [{"id": "m", "root": "/models/m", "max_model_len": 4096}]
     # Two engines (data parallel): counts add up, KV cache usage is the fullest engine's, each engine listed.
     assert s["metrics"] == {"running": 3, "waiting": 3, "kv_cache_usage_pct": 50.0, "prompt_tokens_total": 123,
-                            "generation_tokens_total": 400, "ttft_mean_s": 0.25, "engines": [
+                            "generation_tokens_total": 400, "ttft_mean_s": 0.25, "sleep_level": None, "engines": [
                                 {"engine": "0", "running": 1, "waiting": 3, "kv_cache_usage_pct": 25.0,
                                  "generation_tokens_total": 400},
                                 {"engine": "1", "running": 2, "waiting": 0, "kv_cache_usage_pct": 50.0,
