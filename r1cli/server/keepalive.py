@@ -155,8 +155,11 @@ def supervise(record, say: Callable[[str], None], *, clock=time.monotonic, pause
             next_check = now + poll_awake
             if not state.is_alive(current):
                 return
+            if not record.idle_sleep_s:  # manual: `r1 sleep` alone puts it to sleep; nothing to watch awake
+                pause(POLL_ASLEEP_S * 4)
+                continue
             idle.observe(_metrics(root), now)
-            if record.idle_sleep_s and idle.due(now):
+            if idle.due(now):
                 try:
                     done = sleep.put_to_sleep(current, wait_s=poll_awake)
                     if not done.already:
