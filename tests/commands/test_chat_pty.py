@@ -95,7 +95,7 @@ def test_question_streams_answer_with_boxed_number_and_stats(chat):
 
 
 def test_reasoning_is_dim_and_apart_then_hidden_with_think_hide(chat):
-    child = chat()
+    child = chat("--seed", "1")  # two questions in one chat: unseeded, the tiny demo now and then misses the second
     shown = submit(child, "What is 2+3?", raw=True)
     # The demo's reasoning "I need to add 2 and 3. 2 + 3 = 5." in dim (SGR 2), a blank line, then the answer.
     assert re.search(r"\x1b\[2mI need to add 2 and 3\. 2 \+ 3 = 5\.\r?\n\x1b\[0m\r?\nThe answer is \\boxed\{5\}\.",
@@ -229,7 +229,7 @@ def test_ctrl_c_twice_on_an_empty_prompt_leaves(chat):
 
 
 def test_save_then_load_round_trips(chat, tmp_path):
-    child = chat()
+    child = chat("--seed", "1")  # the second question below: unseeded, the tiny demo misses it in ~30% of chats
     assert "\\boxed{5}" in submit(child, "What is 2+3?")
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     assert f"saved 1 turns to {first}" in command(child, f"/save {first}")
