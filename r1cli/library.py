@@ -80,9 +80,10 @@ class Client:
                  timeout: float = 300.0):
         from r1cli import config
 
-        self.target = locate.resolve_target(base_url or config.env_str("R1_BASE_URL"),
-                                            api_key or config.env_str("R1_API_KEY"), model)
-        locate.wake_if_asleep(self.target.base_url, _note)  # later sleeps: the server's supervisor wakes it
+        self.target, record = locate.resolve(base_url or config.env_str("R1_BASE_URL"),
+                                             api_key or config.env_str("R1_API_KEY"), model)
+        if record is not None:
+            locate.wake_if_asleep(record, _note)  # later sleeps: the server's supervisor wakes it
         self.timeout = timeout
 
     def __repr__(self) -> str:  # never the API key

@@ -151,10 +151,14 @@ def parse_metrics(text: str) -> dict:
     totals: dict[str, float] = {}
     peaks: dict[str, float] = {}
     per_engine: dict[str, dict[str, float]] = {}
+    sleep_states: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if not sample.name.startswith("vllm:") or sample.name.endswith(("_bucket", "_created")):
                 continue
+            if sample.name == "vllm:engine_sleep_state":
+                key = sample.labels.get("sleep_state", "")
+                sleep_states[key] = max(sleep_states.get(key, 0.0), sample.value)
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
             peaks[sample.name] = max(peaks.get(sample.name, sample.value), sample.value)
             engine = sample.labels.get("engine")
@@ -162,25 +166,16 @@ def parse_metrics(text: str) -> dict:
                 mine = per_engine.setdefault(engine, {})
                 mine[sample.name] = mine.get(sample.name, 0.0) + sample.value
     out = _metric_figures(totals, peaks)
-    out["sleep_level"] = _sleep_level(text)
+    out["sleep_level"] = _sleep_level(sleep_states)
     out["engines"] = [{"engine": engine, **_engine_figures(per_engine[engine])}
                       for engine in sorted(per_engine, key=lambda e: (len(e), e))]
     return out
 
 
-def _sleep_level(text: str) -> int | None:
-    """vLLM's `vllm:engine_sleep_state` gauge (awake / weights_offloaded / discard_all): 1 or 2 while the
-    engine sleeps, None when awake or without the gauge."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    if "vllm:engine_sleep_state" not in text:
-        return None
-    states: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "vllm:engine_sleep_state":
-                key = sample.labels.get("sleep_state", "")
-                states[key] = max(states.get(key, 0.0), sample.value)
+def _sleep_level(states: dict[str, float]) -> int | None:
+    """vLLM's `vllm:engine_sleep_state` gauge, by its sleep_state label (awake / weights_offloaded /
+    discard_all; the highest value over the engines): 1 or 2 while the engine sleeps, None when awake or
+    without the gauge."""
     if states.get("awake", 1.0) >= 1.0:
         return None
     return 1 if states.get("weights_offloaded") else 2 if states.get("discard_all") else None

@@ -188,9 +188,9 @@ def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> No
 
 def already_serving(env: Environment, record: "state.ServerRecord") -> None:
     env.note(f"r1: already serving {record.served_name} on port {record.port} (pid {record.pid}): {record.url}")
-    from r1cli.server.sleep import wake_for_client
+    from r1cli.server.locate import wake_if_asleep
 
-    wake_for_client(record, env.note)  # asleep: wake it rather than fail on the busy port
+    wake_if_asleep(record, env.note)  # asleep: wake it rather than fail on the busy port
 
 
 def run(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_file: Path | None, detach: bool,

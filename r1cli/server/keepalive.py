@@ -108,17 +108,6 @@ class IdleClock:
         return now - self.last_activity >= self.idle_s
 
 
-def _metrics(root: str) -> dict | None:
-    from r1cli.client import http
-    from r1cli.status import parse_metrics
-
-    try:
-        resp = http.request("GET", root + "/metrics", timeout=5.0)
-        return parse_metrics(resp.body.decode("utf-8", "replace")) if resp.status == 200 else None
-    except (http.Unreachable, ValueError):
-        return None
-
-
 def supervise(record, say: Callable[[str], None], *, clock=time.monotonic, pause=time.sleep,
               should_stop: Callable[[], bool] = lambda: False) -> None:
     """Run until the server of RECORD is gone (or SHOULD_STOP): sleep it when idle, wake it on a request."""
@@ -126,7 +115,7 @@ def supervise(record, say: Callable[[str], None], *, clock=time.monotonic, pause
     from r1cli.server import process, sleep, state
 
     root = process.local_url(record.host, record.port)
-    idle = IdleClock(record.idle_sleep_s or 0.0, clock())
+    idle = IdleClock(record.idle_sleep_s or float("inf"), clock())  # manual: never due
     poll_awake = min(5.0, max(0.5, (record.idle_sleep_s or 10.0) / 10))
     watch: ConnectionWatch | None = None
     next_check = 0.0
@@ -155,10 +144,8 @@ def supervise(record, say: Callable[[str], None], *, clock=time.monotonic, pause
             next_check = now + poll_awake
             if not state.is_alive(current):
                 return
-            if not record.idle_sleep_s:  # manual: `r1 sleep` alone puts it to sleep; nothing to watch awake
-                pause(POLL_ASLEEP_S * 4)
-                continue
-            idle.observe(_metrics(root), now)
+            if record.idle_sleep_s:  # manual (None): `r1 sleep` alone puts it to sleep
+                idle.observe(sleep.read_metrics(root), now)
             if idle.due(now):
                 try:
                     done = sleep.put_to_sleep(current, wait_s=poll_awake)

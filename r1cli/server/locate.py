@@ -27,8 +27,8 @@ def resolve_target(base_url: str | None, api_key: str | None, model: str | None,
 
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None,
-            port: int | None = None) -> tuple[Target, bool]:
-    """The target, and whether a live record of this R1_HOME names it (the user's own r1 server)."""
+            port: int | None = None) -> tuple[Target, "state.ServerRecord | None"]:
+    """The target, and the live record of this R1_HOME that names it (the user's own r1 server), or None."""
     from r1cli.server import state  # the records
 
     if port is not None:  # more specific than --base-url (or R1_BASE_URL): it wins
@@ -36,17 +36,17 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None,
     if base_url:
         url = normalize_base_url(base_url)
         record = _record_of(url, state)
-        return Target(url, api_key, model or (record.served_name if record else None)), record is not None
+        return Target(url, api_key, model or (record.served_name if record else None)), record
     records, _ = state.load_all()
     live = [r for r in records if state.is_alive(r)]
     if live:
         record = next((r for r in live if r.port == config.DEFAULT_PORT), live[0])
-        return Target(record.url, api_key, model or record.served_name), True
+        return Target(record.url, api_key, model or record.served_name), record
     if records:  # r1 started a server that is gone: name it, not the article's default port
         record = next((r for r in records if r.port == config.DEFAULT_PORT), records[0])
         raise NoServerError(f"the r1 server at {record.url} is no longer running (it died)",
                             hint=f"`r1 logs --port {record.port}` shows why; start it again with `r1 serve`")
-    return Target(config.DEFAULT_BASE_URL, api_key, model), False
+    return Target(config.DEFAULT_BASE_URL, api_key, model), None
 
 
 def _record_of(url: str, state):
@@ -63,21 +63,22 @@ def _record_of(url: str, state):
 def target_for(env, base_url: str | None, api_key: str | None, model: str | None, port: int | None = None) -> Target:
     """resolve_target for a client command: one line on stderr when the server is not the user's own
     recorded one (another user's on the default port, or any --base-url/--port no record names)."""
-    target, own = resolve(base_url, api_key, model, port)
-    if not own:
+    target, record = resolve(base_url, api_key, model, port)
+    if record is None:
         env.note(f"r1: using {target.base_url}, a server {NOT_OURS} (no record of it in {config.state_dir()})")
     else:
-        wake_if_asleep(target.base_url, env.note)
+        wake_if_asleep(record, env.note)
     return target
 
 
-def wake_if_asleep(url: str, note) -> None:
-    """Before a client sends: wake the user's own server at URL if its record says it sleeps, saying so
-    through NOTE in one line (`r1: woke the server on port 8000 in 0.5 s`)."""
-    from r1cli.server import state
+def wake_if_asleep(record, note) -> None:
+    """Before a client sends (and `r1 serve` finds its model already served): wake the user's own server
+    if its record says it sleeps, saying so through NOTE in one line (`r1: woke the server on port 8000 in
+    0.5 s`). Sleep's module is imported only then: the client's start stays light."""
+    if record.asleep_level is None:
+        return
+    from r1cli.server.sleep import wake
 
-    record = _record_of(url, state)
-    if record is not None and record.asleep_level is not None:
-        from r1cli.server.sleep import wake_for_client
-
-        wake_for_client(record, note)
+    done = wake(record)
+    if not done.already:
+        note(f"r1: woke the server on port {record.port} in {done.seconds:.1f} s")

@@ -82,11 +82,6 @@ def check_allowed(host: str, backend_cpu: bool, given: str) -> None:
                  "or leave --idle-sleep out")
 
 
-def vllm_args(sleep_mode: bool) -> tuple[list[str], dict[str, str]]:
-    """The flag and environment that turn vLLM's sleep mode on."""
-    return ([SLEEP_FLAG], {DEV_MODE_ENV: "1"}) if sleep_mode else ([], {})
-
-
 # --------------------------------------------------------------------------------------------------- level
 GIB = 2**30
 
@@ -138,19 +133,22 @@ def is_sleeping(root: str, timeout: float = 5.0) -> bool | None:
         return None
 
 
-def in_flight(root: str, timeout: float = 5.0) -> int | None:
-    """Requests running or waiting, from /metrics; None when it cannot be read."""
+def read_metrics(root: str, timeout: float = 5.0) -> dict | None:
+    """The server's /metrics as `r1 status` reads them (status.parse_metrics), or None when unreadable."""
     from r1cli.client import http
     from r1cli.status import parse_metrics
 
     try:
         resp = http.request("GET", root + "/metrics", timeout=timeout)
-        if resp.status != 200:
-            return None
-        figures = parse_metrics(resp.body.decode('utf-8', 'replace'))
+        return parse_metrics(resp.body.decode("utf-8", "replace")) if resp.status == 200 else None
     except (http.Unreachable, ValueError):
         return None
-    if figures["running"] is None:
+
+
+def in_flight(root: str, timeout: float = 5.0) -> int | None:
+    """Requests running or waiting, from /metrics; None when it cannot be read."""
+    figures = read_metrics(root, timeout)
+    if figures is None or figures["running"] is None:
         return None
     return figures["running"] + (figures["waiting"] or 0)
 
@@ -287,12 +285,3 @@ def wake(record) -> Transition:
         state.save(record)
         after = _gpu_report(record)
     return Transition(level or 1, seconds, memory=[(i, -freed) for i, freed in _memory_change(before, after)])
-
-
-def wake_for_client(record, note: Notify) -> None:
-    """What r1's own clients do before sending: wake a server its record says is asleep, in one line."""
-    if not (record.sleep_mode and record.asleep_level is not None):
-        return
-    done = wake(record)
-    if not done.already:
-        note(f"r1: woke the server on port {record.port} in {done.seconds:.1f} s")

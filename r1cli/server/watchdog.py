@@ -97,6 +97,7 @@ def _start_keepalive(record: state.ServerRecord):
     import threading
 
     from r1cli.server import keepalive
+    from r1cli.server.sleep import describe_duration
 
     def run() -> None:
         while True:
@@ -106,7 +107,7 @@ def _start_keepalive(record: state.ServerRecord):
             if current.ready_at is not None:
                 break
             time.sleep(0.5)
-        when = f"after {_duration(record.idle_sleep_s)} idle" if record.idle_sleep_s else "on `r1 sleep`"
+        when = f"after {describe_duration(record.idle_sleep_s)} idle" if record.idle_sleep_s else "on `r1 sleep`"
         _say(f"keep-alive: the server sleeps {when} and wakes on the next request")
         try:
             keepalive.supervise(record, _say)
@@ -116,12 +117,6 @@ def _start_keepalive(record: state.ServerRecord):
     thread = threading.Thread(target=run, name="keepalive", daemon=True)
     thread.start()
     return thread
-
-
-def _duration(seconds: float) -> str:
-    from r1cli.server.sleep import describe_duration
-
-    return describe_duration(seconds)
 
 
 if __name__ == "__main__":

@@ -191,14 +191,14 @@ def test_sleep_refuses_while_a_request_is_in_flight_and_sends_nothing(manual):
     assert manual.calls() == []
 
 
-def test_r1s_own_client_wakes_the_server_and_says_so(manual, monkeypatch):
-    from r1cli.server import locate
+def test_r1s_own_client_wakes_the_server_and_says_so(manual, monkeypatch, capsys):
+    from r1cli import Client
 
     assert manual.r1("sleep").returncode == 0
     monkeypatch.setenv("R1_HOME", str(manual.home))
-    notes: list[str] = []
-    locate.wake_if_asleep(manual.root + "/v1", notes.append)
-    assert len(notes) == 1 and notes[0].startswith(f"r1: woke the server on port {manual.port} in ")
+    Client(manual.root + "/v1")  # the library, as ask, chat, eval and bench reach it through locate
+    err = capsys.readouterr().err
+    assert err.count("woke the server") == 1 and err.startswith(f"r1: woke the server on port {manual.port} in "), err
     assert not manual.asleep()
 
 
