@@ -63,6 +63,19 @@ def run_r1(*args: str, input: str | bytes | None = None, timeout: float = 120, e
     return proc
 
 
+# How long a test waits for a process that was told to stop (Ctrl-C, SIGTERM, SIGKILL): generous on purpose.
+# r1 exits within a fraction of a second; CI's machine once stalled beside a loaded demo server, and an r1
+# that had printed its Ctrl-C message was still there 30 s later, and unreaped 10 s after SIGKILL.
+STOP_WAIT_S = 90
+
+
+def reap(proc: subprocess.Popen) -> None:
+    """Kill PROC if it still runs and wait for it (a test's `finally`): no process outlives its test."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=STOP_WAIT_S)
+
+
 def metrics(root: str) -> dict[str, float]:
     """vLLM's running gauge and generated-token counter, read with prometheus_client's parser."""
     from prometheus_client.parser import text_string_to_metric_families

@@ -66,10 +66,9 @@ def test_a_text_plain_200_is_not_an_answer(server):
 
 @pytest.mark.parametrize("server", ["hang"], indirect=True)
 def test_silence_ends_at_the_timeout(server):
-    t0 = time.monotonic()
+    # the server holds the request 30 s: this message is r1's own 1 s timeout ending it
     with pytest.raises(R1Error, match="sent nothing for 1 s"):
         ask(server, timeout=1.0)
-    assert time.monotonic() - t0 < 4
 
 
 @pytest.mark.parametrize("server", ["budget_usage"], indirect=True)
@@ -91,18 +90,16 @@ def test_cancelling_the_task_hangs_up(server):
         task = asyncio.ensure_future(r1.raw([{"role": "user", "content": "x"}], {"max_tokens": 400}))
         while server.sent < 5:
             await asyncio.sleep(0.01)
-        t0 = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return t0
 
-    t0 = asyncio.run(main())
+    asyncio.run(main())
     deadline = time.monotonic() + 5
     while server.disconnected_at is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert server.disconnected_at is not None and server.disconnected_at - t0 < 1.0
-    assert server.sent < 100
+    assert server.disconnected_at is not None
+    assert server.sent < 100  # of 400, one per 20 ms: counted in tokens, not in seconds a stall stretches
 
 
 def test_nothing_listening_is_no_server():

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, free_port, run_r1
+from conftest import ROOT, STOP_WAIT_S, free_port, reap, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text())
 R1 = f"{shlex.quote(sys.executable)} -m r1cli"
@@ -159,11 +159,9 @@ def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server):
         assert within(30, proc.stderr.readline, "the temperature warning").startswith(b"r1: warning: ")
         assert within(120, lambda: proc.stderr.read(1), "reasoning")  # the request is being generated
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=STOP_WAIT_S)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reap(proc)
         load_tokens = load.finish()
     assert proc.returncode == 130
     assert out == b"" and b"Traceback" not in err

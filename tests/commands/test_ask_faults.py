@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import run_r1
+from conftest import STOP_WAIT_S, reap, run_r1
 from scripted_server import ScriptedServer
 
 
@@ -49,11 +49,12 @@ def test_401_says_an_api_key_is_needed(server):
 
 @pytest.mark.parametrize("server", ["hang"], indirect=True)
 def test_server_that_never_answers_times_out(server):
-    t0 = time.monotonic()
     proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, "--timeout", "1")
-    assert time.monotonic() - t0 < 10
     assert proc.returncode == 1
-    assert "r1: error:" in proc.stderr and "Traceback" not in proc.stderr
+    # r1's own --timeout ended it (the server holds the request 30 s), and the error says so
+    assert after_the_note(proc.stderr) == \
+        f"r1: error: the server at {server.base_url} accepted the request but sent nothing for 1 s"
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("server", ["raw_think"], indirect=True)
@@ -90,7 +91,9 @@ def test_a_server_without_tokenize_is_sent_no_prefill(server):
 @pytest.mark.parametrize("server", ["slow"], indirect=True)
 def test_ctrl_c_hangs_up_at_once(server):
     """What makes vLLM stop generating is the client closing its connection: r1 must do it at once.
-    (The real-server test in test_ask.py checks the rest; on 2 busy cores vLLM may notice late.)"""
+    (The real-server test in test_ask.py checks the rest; on 2 busy cores vLLM may notice late.)
+    "At once" is counted in the tokens the stream wrote (one per 20 ms), not in seconds, which a
+    stalled machine stretches."""
     import signal
     import subprocess
     import sys
@@ -103,18 +106,15 @@ def test_ctrl_c_hangs_up_at_once(server):
         # issue 24: first which server (a scripted one, no r1 record names it), then the reasoning streams
         assert within(30, proc.stderr.readline, "the server note").startswith(b"r1: using ")
         assert within(30, lambda: proc.stderr.read(2), "streamed reasoning") == b"3 "  # streaming
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 130
+        assert proc.wait(timeout=STOP_WAIT_S) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reap(proc)
     deadline = time.monotonic() + 5
     while server.disconnected_at is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert server.disconnected_at is not None and server.disconnected_at - t0 < 1.0
-    assert server.sent < 100  # of 400
+    assert server.disconnected_at is not None
+    assert server.sent < 100  # of 400: about 2 s of the stream
 
 
 @pytest.mark.parametrize("server", ["slow"], indirect=True)
@@ -134,13 +134,8 @@ def test_ctrl_c_stops_every_sample_at_once(server):
         while len(server.requests) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3)  # all four streaming
-        t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 130
-        elapsed = time.monotonic() - t0
+        assert proc.wait(timeout=STOP_WAIT_S) == 130
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    assert elapsed < 1.5, f"exit took {elapsed:.1f} s"
-    assert server.sent < 4 * 150  # of 4 x 400 tokens
+        reap(proc)
+    assert server.sent < 4 * 150  # of 4 x 400 tokens: counted in tokens, not in seconds a stall stretches

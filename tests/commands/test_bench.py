@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import free_port, run_r1
+from conftest import STOP_WAIT_S, free_port, reap, run_r1
 
 from r1cli.client import sync
 from r1cli.client.target import Target
@@ -138,11 +138,9 @@ def test_ctrl_c_exits_130_quietly(demo_server):
             running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and bench's 4
             time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
-            seen["out"], seen["err"] = proc.communicate(timeout=30)
+            seen["out"], seen["err"] = proc.communicate(timeout=STOP_WAIT_S)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            reap(proc)
         seen["code"] = proc.returncode
 
     made = made_under_load(demo_server.base_url, bench_then_ctrl_c)

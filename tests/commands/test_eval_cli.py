@@ -12,7 +12,7 @@ import time
 
 import pexpect
 import pytest
-from conftest import ROOT, SHARED, free_port, metrics, run_r1
+from conftest import ROOT, SHARED, STOP_WAIT_S, free_port, metrics, reap, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text(encoding="utf-8"))
 
@@ -75,7 +75,7 @@ def test_ctrl_c_keeps_finished_samples_and_resume_completes(demo_server, tmp_pat
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        stdout, stderr = proc.communicate(timeout=STOP_WAIT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -242,11 +242,9 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
             running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and eval's 4
             time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=30)
+            proc.communicate(timeout=STOP_WAIT_S)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
+            reap(proc)
         codes.append(proc.returncode)
 
     made = made_under_load(demo_server.base_url, eval_then_ctrl_c)

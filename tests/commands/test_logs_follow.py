@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, run_r1, within
+from conftest import ROOT, STOP_WAIT_S, reap, run_r1, within
 
 
 def test_follow_prints_new_lines_as_they_come_and_ctrl_c_ends_it(demo_server):
@@ -26,10 +26,8 @@ def test_follow_prints_new_lines_as_they_come_and_ctrl_c_ends_it(demo_server):
             seen += within(30, proc.stdout.readline, "the request's line, followed")
         assert time.monotonic() - asked < 30
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=STOP_WAIT_S)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reap(proc)
     assert proc.returncode == 130
     assert b"Traceback" not in err

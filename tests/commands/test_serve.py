@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, run_r1, within
+from conftest import ROOT, free_port, reap, run_r1, within
 from r1cli.client import http
 from r1cli.server import state
 
@@ -128,9 +128,7 @@ def test_foreground_serve_stopped_by_sigint_leaves_no_process(demo_server):
         assert state.load(port) is None
         assert http.status_of(f"http://127.0.0.1:{port}/health") is None
     finally:  # a failure above must not leave the server running (r1's watchdog stops it when r1 is killed)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reap(proc)
         run_r1("stop", "--port", str(port), timeout=120)
 
 

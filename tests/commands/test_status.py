@@ -19,7 +19,7 @@ import pytest
 
 import pexpect
 
-from conftest import ROOT, free_port, real_nvml_works, run_r1, within
+from conftest import ROOT, free_port, real_nvml_works, reap, run_r1, within
 from r1cli import gpu, status
 from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
@@ -484,9 +484,7 @@ def watcher(home):
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reap(proc)
 
 
 def test_watch_piped_prints_one_json_object_per_interval_until_ctrl_c(watcher):

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, run_r1
+from conftest import ROOT, free_port, reap, run_r1
 from r1cli.server import cmdline, process, state
 
 
@@ -272,9 +272,7 @@ def cleanup():
     yield homes, procs
     for item in procs:
         if isinstance(item, subprocess.Popen):
-            if item.poll() is None:
-                item.kill()
-                item.wait(timeout=10)
+            reap(item)
         else:
             kill_all([item])
     for home in homes:

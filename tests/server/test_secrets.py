@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, run_r1
+from conftest import ROOT, STOP_WAIT_S, free_port, reap, run_r1
 from r1cli.server import apikey, cmdline
 
 KEY = "sk-argv-check-51c2"
@@ -108,12 +108,10 @@ def test_a_key_given_as_an_argument_leaves_r1s_argv(tmp_path):
         assert proc.cmdline()[1:3] == ["-m", "r1cli"] and proc.environ()["R1_API_KEY"] == KEY
         assert proc.children() == []  # nothing spawned yet: nothing else could have shown it
         r1.send_signal(signal.SIGTERM)
-        assert r1.wait(timeout=30) == 130
+        assert r1.wait(timeout=STOP_WAIT_S) == 130
         assert not list(home.glob("servers/*.json"))
     finally:
-        if r1.poll() is None:
-            r1.kill()
-            r1.wait(timeout=10)
+        reap(r1)
 
 
 def test_dry_run_does_not_reexecute():
