@@ -22,8 +22,6 @@ PUBLIC_PATHS = ("/v1", "/v2", "/health", "/ping", "/metrics", "/version", "/load
                 "/openapi.json", "/redoc")
 REFUSAL = {"error": {"message": "this route answers only clients on the server's own machine (r1 serve: vLLM's "
                                 "development routes are not for the network)", "type": "Forbidden", "code": 403}}
-
-
 MIDDLEWARE = "r1cli.server.devguard.LocalOnly"  # the import path vLLM's --middleware takes
 
 

