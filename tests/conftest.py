@@ -51,6 +51,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def own_network_address() -> str:
+    """This machine's non-loopback address: a client bound to it is, to a server, a peer from the network."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
+        address = sock.getsockname()[0]
+    assert not address.startswith("127."), f"this machine has no network address to test from: {address}"
+    return address
+
+
 def run_r1(*args: str, input: str | bytes | None = None, timeout: float = 120, env: dict | None = None,
            check: bool = False) -> subprocess.CompletedProcess:
     """`r1 ARGS` as a user runs it: a real process with real pipes."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ import urllib.request
 import pytest
 
 import gpu_common as g
-from conftest import run_r1
+from conftest import own_network_address, run_r1
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(1500)]
 ONE = {"CUDA_VISIBLE_DEVICES": "0"}
@@ -123,18 +122,10 @@ def test_sleep_level_2_and_wake_commands(server):
     assert plain_request(server["root"])["usage"]["completion_tokens"] >= 1
 
 
-def own_non_loopback_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
-        address = sock.getsockname()[0]
-    assert not address.startswith("127."), address
-    return address
-
-
 @pytest.mark.parametrize("method, path", [("POST", "/sleep?level=1"), ("POST", "/wake_up"), ("GET", "/is_sleeping"),
                                           ("POST", "/collective_rpc")])
 def test_dev_routes_exist_on_loopback_and_cannot_be_reached_from_another_address(server, method, path):
-    address = own_non_loopback_address()
+    address = own_network_address()
     probe = "/is_sleeping"  # the harmless one: shows the routes are there for r1 on 127.0.0.1
     assert urllib.request.urlopen(server["root"] + probe, timeout=30).status == 200
     req = urllib.request.Request(f"http://{address}:{server['port']}{path}", method=method,

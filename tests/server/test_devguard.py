@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 from dataclasses import dataclass
 
 import pytest
 
-from conftest import free_port, run_r1
+from conftest import free_port, own_network_address, run_r1
 from r1cli.server import cmdline, devguard
 
 pytestmark = pytest.mark.timeout(600)
@@ -92,14 +91,6 @@ def test_the_guard_is_in_vllms_command_line_exactly_when_the_host_faces_the_netw
 
 
 # ------------------------------------------------------------------------------------------ a real vLLM
-def own_network_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the outgoing interface
-        address = sock.getsockname()[0]
-    assert not address.startswith("127."), f"this machine has no network address to test from: {address}"
-    return address
-
-
 KEY = "sk-devguard-test"
 
 

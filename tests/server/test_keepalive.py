@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import free_port, run_r1
+from conftest import STOP_WAIT_S, free_port, run_r1
 from r1cli.server import keepalive, sleep, state
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,7 +95,7 @@ class Kept:
         for proc in (self.watchdog, self.server):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            proc.wait(timeout=STOP_WAIT_S)
 
 
 @pytest.fixture

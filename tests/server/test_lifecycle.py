@@ -105,8 +105,7 @@ def fake_server(tmp_path):
     finally:
         for proc in started:
             kill_all([psutil.Process(p.pid) for p in _session(proc.pid)])
-            proc.kill()
-            proc.wait(timeout=10)
+            reap(proc)
         if old is None:
             os.environ.pop("R1_HOME", None)
         else:
