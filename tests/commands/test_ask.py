@@ -155,8 +155,10 @@ def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server):
                              "--show-thinking", "--base-url", demo_server.base_url],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     try:
-        # temperature 0 is outside 0.5-0.7: a warning first, then the reasoning streams
-        assert within(30, proc.stderr.readline, "the temperature warning").startswith(b"r1: warning: ")
+        # temperature 0 is outside 0.5-0.7: a warning first, then the reasoning streams. The bounds only
+        # keep a hang from stalling the suite (here 0.6-0.8 s; CI's machine once took over 30 s to start
+        # r1 beside the load): what the test judges is the exit status and the tokens made.
+        assert within(120, proc.stderr.readline, "the temperature warning").startswith(b"r1: warning: ")
         assert within(120, lambda: proc.stderr.read(1), "reasoning")  # the request is being generated
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=STOP_WAIT_S)
