@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import ROOT, SHARED
@@ -221,15 +220,36 @@ def test_a_hub_set_cached_at_its_pinned_revision_loads_offline(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(HUB_SETS))
 def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
-    start = time.monotonic()
-    proc = r1("eval", name, "--base-url", "http://127.0.0.1:9/v1",
-              env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}, timeout=60)
+    """Offline means no try at the Hub at all (no minute of retries): HF_ENDPOINT points at a port that
+    counts the connections made to it."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    connections: list = []
+
+    def accept():
+        while True:
+            try:
+                connections.append(listener.accept()[0])
+            except OSError:  # closed: the test is over
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        proc = r1("eval", name, "--base-url", "http://127.0.0.1:9/v1", timeout=60,
+                  env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),
+                       "HF_ENDPOINT": f"http://127.0.0.1:{listener.getsockname()[1]}"})
+    finally:
+        listener.close()
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(f"r1: error: {name} ({HUB_SETS[name].repo}@") and "not in the Hugging Face cache" in lines[0]
     assert lines[1].startswith("  fix: ") and len(lines) == 2
-    assert time.monotonic() - start < 30  # no minute of retries
+    assert connections == []
 
 
 def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):

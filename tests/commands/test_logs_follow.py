@@ -19,12 +19,11 @@ def test_follow_prints_new_lines_as_they_come_and_ctrl_c_ends_it(demo_server):
         first = [within(30, proc.stdout.readline, "the log's last lines") for _ in range(3)]
         assert all(line.endswith(b"\n") for line in first)
         time.sleep(0.5)  # following now; a request makes vLLM write its access line
-        asked = time.monotonic()
         run_r1("ask", "What is 2+3?", "--base-url", demo_server.base_url, check=True)
         seen = b""
         while b"POST /v1/chat/completions" not in seen:
-            seen += within(30, proc.stdout.readline, "the request's line, followed")
-        assert time.monotonic() - asked < 30
+            # read before the Ctrl-C below: printed while following, not on the way out
+            seen += within(120, proc.stdout.readline, "the request's line, followed")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=STOP_WAIT_S)
     finally:
