@@ -91,7 +91,7 @@ def test_ask_think_budget_json_says_it_was_forced(server):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("server", ["text_plain", "list_body"], indirect=True)
 def test_a_server_that_is_not_openai_is_named_in_one_line(server):
-    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url, timeout=20)
+    proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url)
     assert proc.returncode == 1
     note, first = proc.stderr.splitlines()[:2]  # issue 24: which server first (no r1 record names it)
     assert note.startswith(f"r1: using {server.base_url}, a server not started by r1")
@@ -102,14 +102,14 @@ def test_a_server_that_is_not_openai_is_named_in_one_line(server):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("server", ["text_plain"], indirect=True)
 def test_a_text_plain_200_to_a_stream_is_not_an_answer(server):
-    proc = run_r1("ask", "What is 2+3?", "--model", "x", "--base-url", server.base_url, timeout=20)
+    proc = run_r1("ask", "What is 2+3?", "--model", "x", "--base-url", server.base_url)
     assert proc.returncode == 1 and proc.stdout == ""
     assert "is not an OpenAI-compatible API: it sent text/plain 'Hello from a web server'" in proc.stderr
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:99999", "http://", "http://:8000", "ftp://host/v1"])
 def test_a_bad_base_url_is_a_usage_error(url):
-    proc = run_r1("ask", "What is 2+3?", "--base-url", url, timeout=20)
+    proc = run_r1("ask", "What is 2+3?", "--base-url", url)
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) <= 2 and "unexpected" not in proc.stderr
     with pytest.raises(UsageError):
@@ -154,7 +154,7 @@ def test_a_port_that_never_answers_ends_the_ask_with_exit_3():
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)  # the kernel accepts; nobody ever reads or answers
         port = listener.getsockname()[1]
-        proc = run_r1("ask", "What is 2+3?", "--timeout", "3", "--base-url", f"127.0.0.1:{port}", timeout=25)
+        proc = run_r1("ask", "What is 2+3?", "--timeout", "3", "--base-url", f"127.0.0.1:{port}")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-2:] == [f"r1: error: no server answers at http://127.0.0.1:{port}/v1 (timed out)",
                                              "  fix: start one with `r1 serve`"]
@@ -172,7 +172,7 @@ def test_a_dead_r1_server_is_named_with_its_url(tmp_path):
               "url": "http://127.0.0.1:8693/v1", "model": "demo", "served_name": "r1-demo",
               "log_path": str(home / "logs" / "server-8693.log"), "started_at": 1.0}
     (home / "servers" / "8693.json").write_text(json.dumps(record))
-    proc = run_r1("ask", "What is 2+3?", env={"R1_HOME": str(home)}, timeout=20)
+    proc = run_r1("ask", "What is 2+3?", env={"R1_HOME": str(home)})
     assert proc.returncode == 3
     assert proc.stderr.splitlines()[0] == "r1: error: the r1 server at http://127.0.0.1:8693/v1 is no longer running (it died)"
     assert "r1 logs --port 8693" in proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, reap, run_r1, within
+from conftest import ROOT, STOP_WAIT_S, free_port, reap, run_r1, within
 from r1cli.client import http
 from r1cli.server import state
 
@@ -122,8 +122,8 @@ def test_foreground_serve_stopped_by_sigint_leaves_no_process(demo_server):
         assert len(tree) >= 3  # r1, the API server, EngineCore (and its worker)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
-        rest = within(10, proc.stderr.read, "r1's last words")
-        gone, alive = psutil.wait_procs(tree, timeout=10)  # the watchdog too: r1 stopped the server itself
+        rest = within(STOP_WAIT_S, proc.stderr.read, "r1's last words")
+        gone, alive = psutil.wait_procs(tree, timeout=STOP_WAIT_S)  # the watchdog too: r1 stopped the server itself
         assert alive == [], rest
         assert state.load(port) is None
         assert http.status_of(f"http://127.0.0.1:{port}/health") is None

@@ -19,7 +19,7 @@ import pytest
 
 import pexpect
 
-from conftest import ROOT, free_port, real_nvml_works, reap, run_r1, within
+from conftest import ROOT, STOP_WAIT_S, free_port, real_nvml_works, reap, run_r1, within
 from r1cli import gpu, status
 from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
@@ -366,7 +366,7 @@ def test_silent_port_is_probed_in_parallel_each_probe_with_its_timeout(home):
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        data, proc = _status_json("--base-url", f"http://127.0.0.1:{port}/v1", env=home, timeout=20)
+        data, proc = _status_json("--base-url", f"http://127.0.0.1:{port}/v1", env=home)
     finally:
         listener.close()
     assert proc.returncode == 3
@@ -514,9 +514,9 @@ def watcher(home):
 
 def test_watch_piped_prints_one_json_object_per_interval_until_ctrl_c(watcher):
     proc = watcher("--json")
-    objects = [json.loads(within(10, proc.stdout.readline, "status line")) for _ in range(3)]
+    objects = [json.loads(within(60, proc.stdout.readline, "status line")) for _ in range(3)]
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=10)
+    out, err = proc.communicate(timeout=STOP_WAIT_S)
     assert proc.returncode == 3  # Ctrl-C ends a watch normally: the status of the last look
     assert err == ""
     assert all(o["servers"][0]["state"] == "down" for o in objects)
@@ -528,11 +528,11 @@ def test_watch_plain_blocks_are_stamped(watcher):
     proc = watcher()
     stamps = 0
     while stamps < 2:
-        line = within(10, proc.stdout.readline, "status line")
+        line = within(60, proc.stdout.readline, "status line")
         assert line, "status --watch ended by itself"
         stamps += line.startswith("--- ")
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=STOP_WAIT_S)
     assert proc.returncode == 3
 
 

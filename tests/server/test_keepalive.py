@@ -206,8 +206,8 @@ def test_stop_of_a_sleeping_server_stops_it_and_its_supervisor(kept):
     wait_for("asleep", kept.asleep, IDLE_S + 15)
     proc = kept.r1("stop")
     assert proc.returncode == 0, proc.stderr
-    assert kept.server.wait(timeout=15) is not None
-    assert kept.watchdog.wait(timeout=15) == 0  # the supervisor sees the record gone and ends
+    assert kept.server.wait(timeout=STOP_WAIT_S) is not None
+    assert kept.watchdog.wait(timeout=STOP_WAIT_S) == 0  # the supervisor sees the record gone and ends
     assert all(s["port"] != kept.port for s in json.loads(kept.r1("status", "--json").stdout)["servers"])
 
 
@@ -315,6 +315,6 @@ def test_status_says_when_the_keep_alive_supervisor_is_gone(manual):
     [server] = [s for s in json.loads(manual.r1("status", "--json").stdout)["servers"] if s["port"] == manual.port]
     assert server["sleep"]["supervisor_alive"] is True and server["error"] is None
     os.killpg(manual.watchdog.pid, signal.SIGKILL)
-    manual.watchdog.wait(timeout=10)
+    manual.watchdog.wait(timeout=STOP_WAIT_S)
     proc = manual.r1("status", "--port", str(manual.port))
     assert "keep-alive supervisor" in proc.stdout and "is gone" in proc.stdout and "r1 wake --port" in proc.stdout, proc.stdout

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT, free_port, reap, run_r1
+from conftest import ROOT, STOP_WAIT_S, free_port, reap, run_r1
 from r1cli.server import cmdline, process, state
 
 
@@ -57,7 +57,7 @@ def kill_all(procs: list[psutil.Process]) -> None:
             proc.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=10)
+    psutil.wait_procs(procs, timeout=STOP_WAIT_S)
 
 
 def make_home(tmp_path: Path, name: str = "home") -> dict[str, str]:
@@ -166,7 +166,7 @@ def test_a_reused_pid_and_process_group_are_never_taken_for_the_server(fake_serv
         assert psutil.Process(stranger.pid).is_running()
     finally:
         kill_all(_session(stranger.pid))
-        stranger.wait(timeout=10)
+        stranger.wait(timeout=STOP_WAIT_S)
 
 
 class _AnyOk(http.server.BaseHTTPRequestHandler):
@@ -315,7 +315,7 @@ def test_kill9_of_a_foreground_r1_stops_the_server_it_was_loading(tmp_path_facto
     tree = serve.wait_loading()
     procs.extend(tree)
     serve.proc.kill()  # no cleanup runs in r1: its watchdog must stop the server
-    serve.proc.wait(timeout=10)
+    serve.proc.wait(timeout=STOP_WAIT_S)
     gone, alive = psutil.wait_procs(tree, timeout=60)
     assert running(alive) == [], [p.name() for p in alive]
     log = (Path(HOME_A["R1_HOME"]) / "logs" / f"server-{PORT}.log").read_text()
@@ -344,7 +344,7 @@ def detached(tmp_path_factory):
     finally:
         if first is not None and first.poll() is None:
             first.kill()
-            first.wait(timeout=10)
+            first.wait(timeout=STOP_WAIT_S)
         for home in (HOME_A, home_b):
             run_r1("stop", "--all", env=home, timeout=120)
 
