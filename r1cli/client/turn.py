@@ -217,17 +217,17 @@ def _held_by(completion: stream.Completion, sent: dict) -> stream.Completion:
     return completion
 
 
-def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
-         extras: dict | None = None, timeout: float = 300.0, cancel: list | None = None,
-         record_times: bool = False) -> Answer:
+# send() and asend() differ only in their I/O: _send_steps is the logic, written once. It yields what to do
+# next, ("chat", params), ("tokenize", reasoning) or ("completion", token ids, params, first completion), and
+# is sent the result (or thrown the R1Error it raised); its return value is the Answer.
+
+
+def _send_steps(target: Target, messages: list[dict], sampling: Sampling, extras: dict):
     """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
-    extras = extras or {}
     while True:
         budget = _budget_fields(target, sampling)
         try:
-            completion = sync.stream_chat(target, messages, {**sampling.params(), **extras, **budget}, on_piece,
-                                          timeout=timeout, cancel=cancel, think_budget=sampling.think_budget,
-                                          record_times=record_times)
+            completion = yield ("chat", {**sampling.params(), **extras, **budget})
             break
         except R1Error as exc:
             if not _budget_refused(target, exc, budget):
@@ -235,11 +235,38 @@ def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnP
     completion = _held_by(completion, budget)
     if completion.finish_reason != stream.BUDGET_REACHED:
         return _answer(completion)
-    prompt, forced = continuation_prompt(target, messages, extras, completion.reasoning, timeout)
-    rest = sync.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
-                                    timeout=timeout, cancel=cancel, record_times=record_times,
-                                    started=completion.timing)
+    prompt, forced = yield ("tokenize", completion.reasoning)
+    rest = yield ("completion", prompt + forced, _continuation_params(sampling, completion), completion)
     return _answer(_joined(completion, rest, len(prompt)), forced=True)
+
+
+def send(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
+         extras: dict | None = None, timeout: float = 300.0, cancel: list | None = None,
+         record_times: bool = False) -> Answer:
+    """Stream one chat request as it is (no rules), then force an answer if the thinking budget ran out."""
+    extras = extras or {}
+
+    def do(step):
+        if step[0] == "chat":
+            return sync.stream_chat(target, messages, step[1], on_piece, timeout=timeout, cancel=cancel,
+                                    think_budget=sampling.think_budget, record_times=record_times)
+        if step[0] == "tokenize":
+            return continuation_prompt(target, messages, extras, step[1], timeout)
+        return sync.stream_completion(target, step[1], step[2], on_piece, timeout=timeout, cancel=cancel,
+                                      record_times=record_times, started=step[3].timing)
+
+    steps = _send_steps(target, messages, sampling, extras)
+    step = next(steps)
+    while True:
+        try:
+            result = do(step)
+        except R1Error as exc:
+            step = steps.throw(exc)  # the steps decide: try again, or the error goes on up
+            continue
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            return done.value
 
 
 async def asend(target: Target, messages: list[dict], sampling: Sampling, on_piece: OnPiece | None = None, *,
@@ -250,24 +277,28 @@ async def asend(target: Target, messages: list[dict], sampling: Sampling, on_pie
     from r1cli.client import aio
 
     extras = extras or {}
+
+    async def do(step):
+        if step[0] == "chat":
+            return await aio.stream_chat(target, messages, step[1], on_piece, timeout=timeout,
+                                         think_budget=sampling.think_budget, record_times=record_times)
+        if step[0] == "tokenize":
+            return await asyncio.to_thread(continuation_prompt, target, messages, extras, step[1], timeout)
+        return await aio.stream_completion(target, step[1], step[2], on_piece, timeout=timeout,
+                                           record_times=record_times, started=step[3].timing)
+
+    steps = _send_steps(target, messages, sampling, extras)
+    step = next(steps)
     while True:
-        budget = _budget_fields(target, sampling)
         try:
-            completion = await aio.stream_chat(target, messages, {**sampling.params(), **extras, **budget}, on_piece,
-                                               timeout=timeout, think_budget=sampling.think_budget,
-                                               record_times=record_times)
-            break
+            result = await do(step)
         except R1Error as exc:
-            if not _budget_refused(target, exc, budget):
-                raise
-    completion = _held_by(completion, budget)
-    if completion.finish_reason != stream.BUDGET_REACHED:
-        return _answer(completion)
-    prompt, forced = await asyncio.to_thread(continuation_prompt, target, messages, extras, completion.reasoning,
-                                             timeout)
-    rest = await aio.stream_completion(target, prompt + forced, _continuation_params(sampling, completion), on_piece,
-                                       timeout=timeout, record_times=record_times, started=completion.timing)
-    return _answer(_joined(completion, rest, len(prompt)), forced=True)
+            step = steps.throw(exc)
+            continue
+        try:
+            step = steps.send(result)
+        except StopIteration as done:
+            return done.value
 
 
 def _answer(completion: stream.Completion, forced: bool = False) -> Answer:
