@@ -13,7 +13,7 @@ from r1cli.client.target import Target
 from r1cli.errors import R1Error
 from scripted_server import ScriptedServer
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture
