@@ -135,7 +135,7 @@ def test_ctrl_c_exits_130_quietly(demo_server):
             def still_running():
                 assert proc.poll() is None, proc.communicate()
 
-            running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and bench's 4
+            running_at_least(demo_server.base_url, 48 + 4, 120, still_running)  # the load's 48 and bench's 4
             time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
             seen["out"], seen["err"] = proc.communicate(timeout=STOP_WAIT_S)

@@ -239,7 +239,7 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
             def still_running():
                 assert proc.poll() is None, proc.communicate()
 
-            running_at_least(demo_server.base_url, 48 + 4, 30, still_running)  # the load's 48 and eval's 4
+            running_at_least(demo_server.base_url, 48 + 4, 120, still_running)  # the load's 48 and eval's 4
             time.sleep(1.0)
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=STOP_WAIT_S)

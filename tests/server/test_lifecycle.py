@@ -131,7 +131,7 @@ def test_a_killed_api_server_leaves_an_orphan_that_status_reports_and_stop_ends(
     engine = next(p for p in tree if p.name() == "VLLM::EngineCore")
     assert engine.environ() == {}  # setproctitle wiped it: the log is what marks this one as the server's
     os.kill(record.pid, signal.SIGKILL)
-    wait_for(lambda: not state.is_alive(record), 10, "the leader's death")
+    wait_for(lambda: not state.is_alive(record), 60, "the leader's death")
 
     proc = run_r1("status", "--json", env=home, timeout=60)
     assert proc.returncode == 3
@@ -379,7 +379,7 @@ def test_kill9_of_the_api_server_leaves_an_orphan_tree_that_stop_ends(detached):
     tree = [leader, *leader.children(recursive=True)]
     assert any(p.name() == "VLLM::EngineCore" for p in tree)
     leader.kill()
-    wait_for(lambda: not state.is_alive(record), 10, "the API server's death")
+    wait_for(lambda: not state.is_alive(record), 60, "the API server's death")
     left = running(tree)
     assert left, "nothing outlived the API server: the fault this test is about did not happen"
 
