@@ -218,38 +218,79 @@ def test_a_hub_set_cached_at_its_pinned_revision_loads_offline(tmp_path):
                                                       30, "204")
 
 
-@pytest.mark.parametrize("name", sorted(HUB_SETS))
-def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
-    """Offline means no try at the Hub at all (no minute of retries): HF_ENDPOINT points at a port that
-    counts the connections made to it."""
-    import socket
-    import threading
+class SilentHub:
+    """HF_ENDPOINT at a port that takes connections and never answers (a Hub behind a broken proxy; no real
+    Hub does it on demand): it records the first line of each request it is sent."""
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    connections: list = []
+    def __init__(self):
+        import socket
+        import threading
 
-    def accept():
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.connections = 0
+        self.requests: list[str] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
         while True:
             try:
-                connections.append(listener.accept()[0])
+                conn, _ = self.listener.accept()
             except OSError:  # closed: the test is over
                 return
+            self.connections += 1
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
 
-    threading.Thread(target=accept, daemon=True).start()
+    def _hold(self, conn) -> None:
+        with conn:
+            first = conn.recv(65536).split(b"\r\n", 1)[0]
+            if first:
+                self.requests.append(first.decode())
+            while conn.recv(65536):  # answer nothing, until the client hangs up
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("name", sorted(HUB_SETS))
+def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
+    """Offline means no try at the Hub at all (no minute of retries): not one connection to HF_ENDPOINT."""
+    hub = SilentHub()
     try:
         proc = r1("eval", name, "--base-url", "http://127.0.0.1:9/v1", timeout=60,
-                  env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path),
-                       "HF_ENDPOINT": f"http://127.0.0.1:{listener.getsockname()[1]}"})
+                  env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_ENDPOINT": hub.url})
     finally:
-        listener.close()
+        hub.close()
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
     assert lines[0].startswith(f"r1: error: {name} ({HUB_SETS[name].repo}@") and "not in the Hugging Face cache" in lines[0]
     assert lines[1].startswith("  fix: ") and len(lines) == 2
-    assert connections == []
+    assert hub.connections == 0
+
+
+def test_a_hub_that_never_answers_is_one_try_and_one_line(tmp_path, r1):
+    """huggingface_hub retries a failed HEAD five times with back-off (397 s, then 'has no ...parquet', when
+    eval left it to hf_hub_download): r1 asks once, with the metadata timeout, and says the Hub did not answer."""
+    hub = SilentHub()
+    set_ = HUB_SETS["aime24"]
+    try:
+        proc = r1("eval", "aime24", "--base-url", "http://127.0.0.1:9/v1", timeout=120,
+                  env={"HF_HOME": str(tmp_path), "HF_ENDPOINT": hub.url, "HF_HUB_ETAG_TIMEOUT": "2"})
+    finally:
+        hub.close()
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"r1: error: aime24 ({set_.repo}@{set_.revision[:7]}) could not be downloaded from the Hub ({hub.url}): timed out",
+        "  fix: check the network (a proxy: HTTPS_PROXY) or HF_ENDPOINT, or pass the set as a file"]
+    heads = [r for r in hub.requests if r.startswith("HEAD ")]
+    assert heads == [f"HEAD /datasets/{set_.repo}/resolve/{set_.revision}/{set_.filename} HTTP/1.1"]
 
 
 def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):

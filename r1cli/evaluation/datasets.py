@@ -133,8 +133,8 @@ def fetch_hub_file(name: str, hub: HubSet) -> str:
     UsageError at once, not huggingface_hub's minute of retries.
     """
     try:
-        from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-        from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+        from huggingface_hub import constants, get_hf_file_metadata, hf_hub_download, hf_hub_url, try_to_load_from_cache
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError
     except ImportError:  # vLLM depends on it; a client-only install may lack it
         raise UsageError(f"{name} comes from the Hugging Face Hub, and huggingface_hub is not installed",
                          hint=EVAL_EXTRA) from None
@@ -148,14 +148,29 @@ def fetch_hub_file(name: str, hub: HubSet) -> str:
                          f"({offline})",
                          hint=f"run `r1 eval {name}` once where the Hub is reachable (it is cached in HF_HOME), "
                               "or pass the set as a file")
+    from r1cli.hub.pull import is_network_error
+
     try:
+        # One HEAD first, with the metadata timeout (HF_HUB_ETAG_TIMEOUT) and no retry: after a failed HEAD,
+        # hf_hub_download tries five more times with back-off (a Hub that took connections and never
+        # answered held `r1 eval aime24` for 397 s, then blamed the dataset).
+        get_hf_file_metadata(hf_hub_url(hub.repo, hub.filename, repo_type="dataset", revision=hub.revision))
         return hf_hub_download(hub.repo, hub.filename, repo_type="dataset", revision=hub.revision)
+    except LocalEntryNotFoundError as exc:  # a subclass of EntryNotFoundError: the Hub was not reached
+        raise _not_downloaded(name, where, exc, constants.ENDPOINT) from None
     except (EntryNotFoundError, RepositoryNotFoundError) as exc:
         raise UsageError(f"{name}: {where} has no {hub.filename} ({exc.__class__.__name__})",
                          hint="pass the set as a file") from None
-    except OSError as exc:  # LocalEntryNotFoundError (the connection dropped) is one
-        raise UsageError(f"{name} ({where}) could not be downloaded: {str(exc).splitlines()[0]}",
-                         hint="check the network, or pass the set as a file") from None
+    except Exception as exc:  # noqa: BLE001 - the HTTP client's transport errors, by name; others go on up
+        if not (is_network_error(exc) or isinstance(exc, OSError)):
+            raise
+        raise _not_downloaded(name, where, exc, constants.ENDPOINT) from None
+
+
+def _not_downloaded(name: str, where: str, exc: BaseException, endpoint: str) -> UsageError:
+    reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return UsageError(f"{name} ({where}) could not be downloaded from the Hub ({endpoint}): {reason}",
+                      hint="check the network (a proxy: HTTPS_PROXY) or HF_ENDPOINT, or pass the set as a file")
 
 
 def _unreachable(endpoint: str) -> str | None:

@@ -264,7 +264,7 @@ def hub_error(exc: BaseException, repo: str, revision: str | None) -> R1Error | 
     if isinstance(exc, errors.HfHubHTTPError):
         return HubError(f"the Hub answered HTTP {_status_code(exc)} for {repo}: {str(exc).splitlines()[0]}",
                         hint="try again later; HF_ENDPOINT picks another endpoint or mirror")
-    if isinstance(exc, errors.LocalEntryNotFoundError) or _is_network_error(exc):
+    if isinstance(exc, errors.LocalEntryNotFoundError) or is_network_error(exc):
         return HubError(f"the Hub ({endpoint}) cannot be reached: {_first_line(exc)}", status=ExitStatus.NO_NETWORK,
                         hint="check the network (a proxy: HTTPS_PROXY), or HF_ENDPOINT for a mirror")
     return None
@@ -281,7 +281,7 @@ def _status_code(exc: BaseException) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _is_network_error(exc: BaseException) -> bool:
+def is_network_error(exc: BaseException) -> bool:
     # huggingface_hub raises its HTTP client's own transport errors (httpx's or httpx2's): tell them by name.
     names = {cls.__name__ for cls in type(exc).__mro__}
     transport = {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
