@@ -11,16 +11,17 @@ from r1cli import completion, config, rules
 from r1cli.evaluation import sets
 
 # ------------------------------------------------------------------------------------------ which server
+PORT_RANGE = {"min": 1, "max": 65535}  # every --port: a port nothing can use is bad input (exit 2), not "no server"
 BaseUrl = Annotated[Optional[str], typer.Option("--base-url", envvar="R1_BASE_URL",
                                                 help="OpenAI base URL (default: the running r1 server, else http://127.0.0.1:8000/v1, named on stderr).")]
 # The client commands' --port (ask, chat, eval, bench, status): the server at 127.0.0.1:PORT, the same port
 # that serve's --port listens on and stop's and logs' --port name. No R1_PORT here: that one is serve's.
-Port = Annotated[Optional[int], typer.Option("--port", min=1, max=65535, show_default=False,
+Port = Annotated[Optional[int], typer.Option("--port", **PORT_RANGE, show_default=False,
                                              help="The server at 127.0.0.1:PORT (short for --base-url http://127.0.0.1:PORT/v1; wins over R1_BASE_URL).")]
 ApiKey = Annotated[Optional[str], typer.Option("--api-key", envvar="R1_API_KEY", help="Bearer key for the server.")]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", envvar="R1_MODEL", help="Served model name (default: the server's first).")]
 # The server commands' --port: which r1 server (serve's own --port is where to listen).
-ServerPort = Annotated[Optional[int], typer.Option("--port", envvar="R1_PORT", help="The server's port (default: the only one running).")]
+ServerPort = Annotated[Optional[int], typer.Option("--port", envvar="R1_PORT", **PORT_RANGE, help="The server's port (default: the only one running).")]
 Json = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
 # ------------------------------------------------------------------------------------------ sampling

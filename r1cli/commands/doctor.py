@@ -30,7 +30,7 @@ def doctor(
                                          autocompletion=completion.models)] = config.DEFAULT_MODEL,
     quant: options.Quant = None,
     gpu_mem: options.GpuMem = None,
-    port: Annotated[int, typer.Option(envvar="R1_PORT")] = config.DEFAULT_PORT,
+    port: Annotated[int, typer.Option(envvar="R1_PORT", **options.PORT_RANGE)] = config.DEFAULT_PORT,
     json_out: Annotated[bool, typer.Option("--json", help="A JSON list of checks on stdout.")] = False,
 ) -> int:
     """Check this machine for serving: Python, vLLM, torch/CUDA, NVML, GPU capability and memory, model cache, port, state dir."""

@@ -25,7 +25,7 @@ def run(
         help="A preset (" + " ".join([*config.PRESETS, "demo"]) + f"; default {config.DEFAULT_MODEL}), a Hugging Face "
              "id or a folder, then the question (its words are joined; a first word that is no model starts "
              "the question). No question: chat.")] = None,
-    port: Annotated[int, typer.Option(envvar="R1_PORT", help="Where to serve MODEL when r1 does not serve it yet (vLLM --port).")] = config.DEFAULT_PORT,
+    port: Annotated[int, typer.Option(envvar="R1_PORT", **options.PORT_RANGE, help="Where to serve MODEL when r1 does not serve it yet (vLLM --port).")] = config.DEFAULT_PORT,
     show_thinking: Annotated[bool, typer.Option("--show-thinking", help="Stream the reasoning to stderr (with a question).")] = False,
     temperature: options.Temperature = options.DEFAULT_TEMPERATURE,
     timeout: Annotated[float, typer.Option("--timeout", envvar="R1_TIMEOUT", min=0.1, help="Seconds to wait for the server's readiness.")] = config.DEFAULT_TIMEOUT,

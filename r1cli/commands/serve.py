@@ -50,7 +50,7 @@ def serve(
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", envvar="R1_WARMUP", help="Warm the server up (short bursts, one long prefill) before calling it ready.")] = True,
     ray: Annotated[bool, typer.Option("--ray", help="Use vLLM's Ray backend for several machines (vLLM --distributed-executor-backend ray).")] = False,
     host: Annotated[str, typer.Option(envvar="R1_HOST", help="Address to listen on (vLLM --host); 0.0.0.0 exposes the API to the network, unlike the default (vLLM's development routes still answer this machine only).")] = config.DEFAULT_HOST,
-    port: Annotated[int, typer.Option(envvar="R1_PORT", help="Port to listen on (vLLM --port).")] = config.DEFAULT_PORT,
+    port: Annotated[int, typer.Option(envvar="R1_PORT", **options.PORT_RANGE, help="Port to listen on (vLLM --port).")] = config.DEFAULT_PORT,
     served_name: Annotated[Optional[str], typer.Option(envvar="R1_SERVED_NAME", help="Name clients use (vLLM --served-model-name) [default: the model's short name].")] = None,
     reasoning_parser: Annotated[str, typer.Option(envvar="R1_REASONING_PARSER", help="vLLM --reasoning-parser, or none.")] = config.DEFAULT_REASONING_PARSER,
     api_key: Annotated[Optional[str], typer.Option(envvar="R1_API_KEY", help="Require this key (passed to vLLM as VLLM_API_KEY in its environment, never argv; prefer R1_API_KEY or --api-key-file: an argument is visible in `ps`, so r1 re-executes itself without it).")] = None,

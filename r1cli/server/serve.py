@@ -121,8 +121,6 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
         raise UsageError("--api-servers must be at least 1")
     if opts.max_model_len is not None and opts.max_model_len < 1:
         raise UsageError("--max-model-len must be a positive number of tokens")
-    if not 0 < opts.port < 65536:
-        raise UsageError(f"--port must be between 1 and 65535, got {opts.port}")
     if opts.sleep_mode:
         from r1cli.server.sleep import check_allowed
 

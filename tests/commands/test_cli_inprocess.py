@@ -74,3 +74,20 @@ def test_each_run_writes_to_its_own_environment(instant):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: run("ask", "What is 2+3?", "--base-url", instant.base_url), range(2)))
     assert [(status, out) for status, out, _ in results] == [(0, "5\n")] * 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["serve", "demo", "--dry-run"], ["run", "demo", "hi"], ["doctor"], ["stop"], ["logs"], ["sleep"], ["wake"],
+    ["ask", "hi"], ["chat"], ["status"], ["eval", "demo"], ["bench"],
+])
+@pytest.mark.parametrize("port", ["0", "70000", "-1"])
+def test_a_port_no_server_can_have_is_bad_input_for_every_command(argv, port):
+    """Not "no server on port 70000" (exit 3), nor doctor's OverflowError from bind() (exit 1, before)."""
+    status, out, err = run(*argv, "--port", port)
+    assert (status, out) == (2, "")
+    assert err.splitlines() == [f"r1: error: Invalid value for '--port'{ENV if argv[0] in R1_PORT_COMMANDS else ''}: "
+                                f"{port} is not in the range 1<=x<=65535. (see `r1 {argv[0]} --help`)"]
+
+
+ENV = " (env var: 'R1_PORT')"
+R1_PORT_COMMANDS = {"serve", "run", "doctor", "stop", "logs", "sleep", "wake"}  # serve's port, or which r1 server

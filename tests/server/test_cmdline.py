@@ -358,7 +358,7 @@ def test_env_vars_set_flags(capsys, monkeypatch):
     (["--gpu-mem", "1.5"], "--gpu-mem must be in (0, 1]"),
     (["--quant", "bitsandbytes"], "unknown --quant 'bitsandbytes'"),
     (["--tp", "0"], "--tp and --pp must be at least 1"),
-    (["--port", "70000"], "--port must be between 1 and 65535"),
+    (["--port", "70000"], "Invalid value for '--port' (env var: 'R1_PORT'): 70000 is not in the range 1<=x<=65535."),
     (["--gpus", "0"], "--gpus must be a number of GPUs (at least 1) or all, got '0'"),
     (["--gpus", "many"], "--gpus must be a number of GPUs (at least 1) or all, got 'many'"),
     (["--max-model-len", "long"], "--max-model-len must be a positive number of tokens or auto, got 'long'"),
