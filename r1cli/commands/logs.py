@@ -24,7 +24,7 @@ def logs(
     source: Annotated[Optional[str], typer.Argument(metavar="[FILE|-]", show_default=False,
                                                     help="With --explain: any vLLM log file, or - for stdin (default: the r1 server's log).")] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many last lines to show.")] = 50,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="How many last lines to show.")] = 50,
     port: options.ServerPort = None,
     explain_: Annotated[bool, typer.Option("--explain", help="Say why vLLM failed (cause, the lines that show it, the fix), or the last stage it reached.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="With --explain: one JSON object on stdout.")] = False,

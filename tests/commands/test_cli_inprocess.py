@@ -91,3 +91,9 @@ def test_a_port_no_server_can_have_is_bad_input_for_every_command(argv, port):
 
 ENV = " (env var: 'R1_PORT')"
 R1_PORT_COMMANDS = {"serve", "run", "doctor", "stop", "logs", "sleep", "wake"}  # serve's port, or which r1 server
+
+
+def test_logs_takes_no_negative_line_count():
+    status, out, err = run("logs", "-n", "-5")
+    assert (status, out) == (2, "")
+    assert err.splitlines() == ["r1: error: Invalid value for '-n' / '--lines': -5 is not in the range x>=0. (see `r1 logs --help`)"]
