@@ -148,7 +148,7 @@ def fetch_hub_file(name: str, hub: HubSet) -> str:
                          f"({offline})",
                          hint=f"run `r1 eval {name}` once where the Hub is reachable (it is cached in HF_HOME), "
                               "or pass the set as a file")
-    from r1cli.hub.pull import is_network_error
+    from r1cli.hub.pull import first_line, is_network_error
 
     try:
         # One HEAD first, with the metadata timeout (HF_HUB_ETAG_TIMEOUT) and no retry: after a failed HEAD,
@@ -157,18 +157,17 @@ def fetch_hub_file(name: str, hub: HubSet) -> str:
         get_hf_file_metadata(hf_hub_url(hub.repo, hub.filename, repo_type="dataset", revision=hub.revision))
         return hf_hub_download(hub.repo, hub.filename, repo_type="dataset", revision=hub.revision)
     except LocalEntryNotFoundError as exc:  # a subclass of EntryNotFoundError: the Hub was not reached
-        raise _not_downloaded(name, where, exc, constants.ENDPOINT) from None
+        raise _not_downloaded(name, where, first_line(exc), constants.ENDPOINT) from None
     except (EntryNotFoundError, RepositoryNotFoundError) as exc:
         raise UsageError(f"{name}: {where} has no {hub.filename} ({exc.__class__.__name__})",
                          hint="pass the set as a file") from None
     except Exception as exc:  # noqa: BLE001 - the HTTP client's transport errors, by name; others go on up
         if not (is_network_error(exc) or isinstance(exc, OSError)):
             raise
-        raise _not_downloaded(name, where, exc, constants.ENDPOINT) from None
+        raise _not_downloaded(name, where, first_line(exc), constants.ENDPOINT) from None
 
 
-def _not_downloaded(name: str, where: str, exc: BaseException, endpoint: str) -> UsageError:
-    reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+def _not_downloaded(name: str, where: str, reason: str, endpoint: str) -> UsageError:
     return UsageError(f"{name} ({where}) could not be downloaded from the Hub ({endpoint}): {reason}",
                       hint="check the network (a proxy: HTTPS_PROXY) or HF_ENDPOINT, or pass the set as a file")
 

@@ -265,7 +265,7 @@ def hub_error(exc: BaseException, repo: str, revision: str | None) -> R1Error | 
         return HubError(f"the Hub answered HTTP {_status_code(exc)} for {repo}: {str(exc).splitlines()[0]}",
                         hint="try again later; HF_ENDPOINT picks another endpoint or mirror")
     if isinstance(exc, errors.LocalEntryNotFoundError) or is_network_error(exc):
-        return HubError(f"the Hub ({endpoint}) cannot be reached: {_first_line(exc)}", status=ExitStatus.NO_NETWORK,
+        return HubError(f"the Hub ({endpoint}) cannot be reached: {first_line(exc)}", status=ExitStatus.NO_NETWORK,
                         hint="check the network (a proxy: HTTPS_PROXY), or HF_ENDPOINT for a mirror")
     return None
 
@@ -289,7 +289,7 @@ def is_network_error(exc: BaseException) -> bool:
     return bool(names & transport) or isinstance(exc, (ConnectionError, TimeoutError))
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
 
