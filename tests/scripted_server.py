@@ -246,3 +246,46 @@ class ScriptedServer:
             h.wfile.write(b"data: [DONE]\n\n")
         except (BrokenPipeError, ConnectionResetError):
             self.disconnected_at = time.monotonic()
+
+
+class SilentPort:
+    """A port that takes connections, reads each request and never answers, until the client hangs up (a
+    server, or a Hub behind a broken proxy, that hangs: no real one does it on demand). It records the first
+    line of each request, how many connections came, and the most that were open at once."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[str] = []
+        self.connections = self.most_open = 0
+        self._open = 0
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        with conn:
+            with self._lock:
+                self.connections += 1
+                self._open += 1
+                self.most_open = max(self.most_open, self._open)
+            first = conn.recv(65536).split(b"\r\n", 1)[0]
+            if first:
+                self.requests.append(first.decode())
+            while conn.recv(65536):
+                pass
+            with self._lock:
+                self._open -= 1
+
+    def close(self) -> None:
+        self.listener.close()

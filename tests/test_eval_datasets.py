@@ -11,6 +11,7 @@ import sys
 
 import pytest
 from conftest import ROOT, SHARED
+from scripted_server import SilentPort
 
 from r1cli.errors import UsageError
 from r1cli.evaluation.datasets import (
@@ -218,49 +219,10 @@ def test_a_hub_set_cached_at_its_pinned_revision_loads_offline(tmp_path):
                                                       30, "204")
 
 
-class SilentHub:
-    """HF_ENDPOINT at a port that takes connections and never answers (a Hub behind a broken proxy; no real
-    Hub does it on demand): it records the first line of each request it is sent."""
-
-    def __init__(self):
-        import socket
-        import threading
-
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.connections = 0
-        self.requests: list[str] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:  # closed: the test is over
-                return
-            self.connections += 1
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    def _hold(self, conn) -> None:
-        with conn:
-            first = conn.recv(65536).split(b"\r\n", 1)[0]
-            if first:
-                self.requests.append(first.decode())
-            while conn.recv(65536):  # answer nothing, until the client hangs up
-                pass
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @pytest.mark.parametrize("name", sorted(HUB_SETS))
 def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
     """Offline means no try at the Hub at all (no minute of retries): not one connection to HF_ENDPOINT."""
-    hub = SilentHub()
+    hub = SilentPort()  # HF_ENDPOINT at a Hub that never answers
     try:
         proc = r1("eval", name, "--base-url", "http://127.0.0.1:9/v1", timeout=60,
                   env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "HF_ENDPOINT": hub.url})
@@ -277,7 +239,7 @@ def test_an_uncached_hub_set_offline_is_one_line_and_exit_2(tmp_path, name, r1):
 def test_a_hub_that_never_answers_is_one_try_and_one_line(tmp_path, r1):
     """huggingface_hub retries a failed HEAD five times with back-off (397 s, then 'has no ...parquet', when
     eval left it to hf_hub_download): r1 asks once, with the metadata timeout, and says the Hub did not answer."""
-    hub = SilentHub()
+    hub = SilentPort()  # HF_ENDPOINT at a Hub that never answers
     set_ = HUB_SETS["aime24"]
     try:
         proc = r1("eval", "aime24", "--base-url", "http://127.0.0.1:9/v1", timeout=120,

@@ -20,6 +20,7 @@ import pytest
 import pexpect
 
 from conftest import ROOT, STOP_WAIT_S, free_port, real_nvml_works, reap, run_r1, within
+from scripted_server import SilentPort
 from r1cli import gpu, status
 from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
@@ -337,40 +338,15 @@ def test_silent_port_is_probed_in_parallel_each_probe_with_its_timeout(home):
     """The server side counts how many of status's probes are open at once: probes in parallel all are
     (one after another, each would wait out its 2 s before the next), so a silent port costs one
     timeout, not one per probe. What the user reads says which timeout ran out."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    port = listener.getsockname()[1]
-    open_now, most, seen = [0], [0], [0]
-    lock = threading.Lock()
-
-    def hold(conn):  # read nothing the probe asks, answer nothing, until it hangs up
-        with conn:
-            with lock:
-                open_now[0] += 1
-                seen[0] += 1
-                most[0] = max(most[0], open_now[0])
-            conn.recv(65536)  # the request
-            while conn.recv(65536):
-                pass
-            with lock:
-                open_now[0] -= 1
-
-    def accept():
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:  # closed: the test is over
-                return
-            threading.Thread(target=hold, args=(conn,), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
+    silent = SilentPort()
+    port = silent.port
     try:
         data, proc = _status_json("--base-url", f"http://127.0.0.1:{port}/v1", env=home)
     finally:
-        listener.close()
+        silent.close()
     assert proc.returncode == 3
-    assert seen[0] >= 3 and most[0] == seen[0], f"{seen[0]} probes, at most {most[0]} open at once"
+    assert silent.connections >= 3 and silent.most_open == silent.connections, \
+        f"{silent.connections} probes, at most {silent.most_open} open at once"
     [s] = data["servers"]
     assert s["state"] == "unhealthy"
     assert s["health"] is None
