@@ -16,6 +16,7 @@ own state directory (one vLLM start for the module), and on the real commands ar
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -111,13 +112,34 @@ def test_explain_on_a_healthy_server_exits_0(own):
     assert proc.stdout.startswith("no failure found")
 
 
-@pytest.mark.parametrize("json_flag", [[], ["--json"]])
-def test_explain_exits_6_when_it_found_a_failure(json_flag):
-    proc = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-fail-oom.log"), *json_flag)
+OOM_CAUSE = "the machine's RAM could not hold the model while loading it (tried to allocate 47.7 GiB)"
+
+
+def test_explain_exits_6_when_it_found_a_failure_plain():
+    proc = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-fail-oom.log"))
     assert proc.returncode == 6, proc.stderr
-    assert ("cause:" in proc.stdout) or ('"failed": true' in proc.stdout)
-    ready = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-ready-demo.log"), *json_flag)
-    assert ready.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"cause: {OOM_CAUSE}", proc.stdout  # plain text, not JSON
+    assert any(line.startswith("  | RuntimeError: [enforce fail at alloc_cpu.cpp:127]") for line in lines), proc.stdout
+    assert lines[-2].startswith("fix: serve a smaller model") and lines[-1] == "last stage before it: loading weights (loading weights)"
+    ready = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-ready-demo.log"))
+    assert ready.returncode == 0, ready.stderr
+    assert ready.stdout == "no failure found; last stage reached: API up (application startup complete)\n"
+
+
+def test_explain_exits_6_when_it_found_a_failure_json():
+    proc = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-fail-oom.log"), "--json")
+    assert proc.returncode == 6, proc.stderr
+    doc = json.loads(proc.stdout)  # the whole stdout is one JSON object
+    assert (doc["failed"], doc["cause"], doc["message"]) == (True, "oom", OOM_CAUSE)
+    assert doc["log"] == str(LOGS / "cpu-0.32-fail-oom.log") and doc["stage"]["key"] == "loading"
+    assert doc["evidence"][0].startswith("RuntimeError: [enforce fail at alloc_cpu.cpp:127]")
+    assert doc["fix"].startswith("serve a smaller model")
+    ready = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-ready-demo.log"), "--json")
+    assert ready.returncode == 0, ready.stderr
+    doc = json.loads(ready.stdout)
+    assert (doc["failed"], doc["cause"], doc["message"], doc["evidence"]) == (False, None, None, [])
+    assert doc["stage"]["key"] == "app_started"
 
 
 def test_exit_6_is_documented():
