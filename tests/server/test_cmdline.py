@@ -333,11 +333,22 @@ def test_demo_preset_fits_a_small_cpu_machine():
     assert launch.env["HF_HUB_OFFLINE"] == "1"
 
 
-def test_dry_run_prints_a_pasteable_redacted_command(capsys):
-    # 10 where the hub cannot be reached (the 7B is not cached: the start's pull would fail): the command is
-    # printed all the same
-    assert run(["serve", "7b", "--tp", "2", "--api-key", "sekrit", "--dry-run", "--", "--enforce-eager"]) in (0, 10)
-    out = capsys.readouterr().out.strip()
+@pytest.fixture
+def offline_empty_cache(tmp_path, monkeypatch):
+    """No Hub and an empty cache (r1 reads both at each call): a dry run of a Hub model knows that the start's
+    pull would fail, so it exits 10 (NO_NETWORK), after printing the command all the same."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return "is not in the cache and HF_HUB_OFFLINE forbids downloading it"
+
+
+def test_dry_run_prints_a_pasteable_redacted_command(capsys, offline_empty_cache):
+    port = str(free_port())  # not the default 8000: what runs there is no business of this test
+    assert run(["serve", "7b", "--tp", "2", "--api-key", "sekrit", "--port", port, "--dry-run", "--",
+                "--enforce-eager"]) == 10
+    out, err = capsys.readouterr()
+    assert "r1: error: a start would fail: deepseek-ai/DeepSeek-R1-Distill-Qwen-7B " + offline_empty_cache in err, err
+    out = out.strip()
     words = shlex.split(out)
     assert "sekrit" not in out and "VLLM_API_KEY=***" in words
     assert "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B" in words
@@ -345,12 +356,32 @@ def test_dry_run_prints_a_pasteable_redacted_command(capsys):
     assert words[-1] == "--enforce-eager"
 
 
-def test_env_vars_set_flags(capsys, monkeypatch):
-    monkeypatch.setenv("R1_PORT", "8123")
+def test_env_vars_set_flags(capsys, monkeypatch, offline_empty_cache):
+    port = str(free_port())
+    monkeypatch.setenv("R1_PORT", port)
     monkeypatch.setenv("R1_MAX_MODEL_LEN", "2048")
-    assert run(["serve", "1.5b", "--dry-run"]) in (0, 10)  # 10 offline: the command is printed all the same
-    words = shlex.split(capsys.readouterr().out)
-    assert flag(words, "--port") == "8123" and flag(words, "--max-model-len") == "2048"
+    assert run(["serve", "1.5b", "--dry-run"]) == 10
+    out, err = capsys.readouterr()
+    assert "a start would fail: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B " + offline_empty_cache in err, err
+    words = shlex.split(out)
+    assert flag(words, "--port") == port and flag(words, "--max-model-len") == "2048"
+
+
+def test_dry_run_of_a_cached_model_is_0_and_says_nothing_is_downloaded(capsys, monkeypatch, tmp_path):
+    """The other side of offline_empty_cache: a whole snapshot in the cache (refs/main names it, config.json is
+    there) is all a start needs, so the dry run exits 0, offline or not."""
+    cache = tmp_path / "hub"
+    folder = cache / "models--deepseek-ai--DeepSeek-R1-Distill-Qwen-1.5B"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0123abcd")
+    (folder / "snapshots" / "0123abcd").mkdir(parents=True)
+    (folder / "snapshots" / "0123abcd" / "config.json").write_text('{"model_type": "qwen2"}')
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert run(["serve", "1.5b", "--port", str(free_port()), "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B is in the Hugging Face cache: a start downloads nothing" in err, err
+    assert "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" in shlex.split(out)
 
 
 @pytest.mark.parametrize("args, message", [
