@@ -26,13 +26,15 @@ def test_completion_scripts_are_current():
 
 
 def test_man_page_renders():
-    man = shutil.which("man") and shutil.which("groff")
+    """Rendered by groff as `man` renders it, never skipped: .ci/run installs groff (Debian's groff-base)."""
+    groff = shutil.which("groff")
+    assert groff, "groff is not installed: the man page cannot be rendered (apt-get install groff-base)"
     page = (ROOT / "man" / "r1.1").read_text()
     assert page.startswith(".TH R1 1")
-    if man:  # the page is plain roff; render it where groff exists
-        out = subprocess.run(["groff", "-man", "-Tutf8"], input=page, capture_output=True, text=True).stdout
-        plain = re.sub(".\x08", "", out)  # drop the overstrike that draws bold
-        assert "EXIT STATUS" in plain and "r1 serve demo -d" in plain.replace("\u2010", "-")
+    proc = subprocess.run([groff, "-man", "-Tutf8"], input=page, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # no warning either
+    plain = re.sub(".\x08", "", proc.stdout)  # drop the overstrike that draws bold
+    assert "EXIT STATUS" in plain and "r1 serve demo -d" in plain.replace("\u2010", "-")
 
 
 def test_version_and_module_entry_point():
