@@ -220,33 +220,32 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
 
 def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
     """Ctrl-C hangs up on the requests in flight, and vLLM stops generating them. Each problem here ("33333"
-    at temperature 0) makes the demo write 900 tokens; beside conftest.GenerationLoad that takes many seconds,
-    so 4 requests cut after a moment make far fewer than 4 x 900 by the server's own generated-token counter
-    (less the load's). Requests that ran on after Ctrl-C would make them all: this can fail."""
-    from conftest import made_under_load, running_at_least
+    at temperature 0) makes the demo write 900 tokens, and 32 of them at once take the server seconds: the
+    test signals only once all 32 are running (vLLM's gauge), and then none may run to its 900 tokens (vLLM
+    counts each request that does as finished by "length"; an aborted one it does not count)."""
+    from conftest import LENGTH, running_at_least, wait_idle
 
+    problems = 32
     data = tmp_path / "long.jsonl"
-    data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n" for i in range(4)))
-    codes = []
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n"
+                            for i in range(problems)))
+    before = wait_idle(demo_server.base_url)
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency",
+                             str(problems), "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
+                             "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        def still_running():
+            assert proc.poll() is None, proc.communicate()
 
-    def eval_then_ctrl_c():
-        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency", "4",
-                                 "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
-                                 "--base-url", demo_server.base_url],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            def still_running():
-                assert proc.poll() is None, proc.communicate()
-
-            running_at_least(demo_server.base_url, 48 + 4, 120, still_running)  # the load's 48 and eval's 4
-            time.sleep(1.0)
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=STOP_WAIT_S)
-        finally:
-            reap(proc)
-        codes.append(proc.returncode)
-
-    made = made_under_load(demo_server.base_url, eval_then_ctrl_c)
-    assert codes == [130]
-    assert 0 < made < 4 * 900 / 2, f"eval's 4 requests made {made:.0f} of their 3,600 tokens after Ctrl-C"
+        running_at_least(demo_server.base_url, problems, 120, still_running)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=STOP_WAIT_S)
+    finally:
+        reap(proc)
+    after = wait_idle(demo_server.base_url)
+    assert proc.returncode == 130, err
+    assert after[LENGTH] - before[LENGTH] == 0, "a request of eval's ran on to its 900 tokens after Ctrl-C"
+    made = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    assert 0 < made < problems * 900 / 2, f"eval's requests made {made:.0f} of their {problems * 900} tokens"
