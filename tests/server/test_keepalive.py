@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict
 from pathlib import Path
@@ -85,6 +86,13 @@ class Kept:
     def calls(self) -> list[str]:
         return json.loads(urllib.request.urlopen(self.root + "/_calls", timeout=5).read())
 
+    def state(self) -> dict:
+        return json.loads(urllib.request.urlopen(self.root + "/_state", timeout=5).read())
+
+    def release(self) -> None:
+        """Lets a held request finish (`hold`: true)."""
+        urllib.request.urlopen(urllib.request.Request(self.root + "/_release", b"", method="POST"), timeout=5)
+
     def asleep(self) -> bool:
         return json.loads(urllib.request.urlopen(self.root + "/is_sleeping", timeout=5).read())["is_sleeping"]
 
@@ -136,10 +144,12 @@ def test_the_supervisor_puts_an_idle_server_to_sleep_and_a_plain_request_wakes_i
 
 
 def test_requests_sent_while_asleep_are_all_answered_once_after_one_wake(kept):
+    """As the GPU tier does on an H200 (tests/gpu/test_gpu_sleep.py): 64 requests at once, each answered whole."""
     wait_for("asleep", kept.asleep, IDLE_S + 60)
-    with concurrent.futures.ThreadPoolExecutor(16) as pool:
-        answers = list(pool.map(lambda _: plain_request(kept.root), range(16)))
-    assert len({a["id"] for a in answers}) == 16
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        answers = list(pool.map(lambda _: plain_request(kept.root), range(64)))
+    assert len({a["id"] for a in answers}) == 64
+    assert {a["choices"][0]["finish_reason"] for a in answers} == {"length"}
     assert kept.calls().count("/wake_up") == 1
 
 
@@ -189,6 +199,61 @@ def test_sleep_refuses_while_a_request_is_in_flight_and_sends_nothing(manual):
     assert proc.returncode == 14, proc.stderr
     assert "1 request still in flight" in proc.stderr and "not putting it to sleep" in proc.stderr
     assert manual.calls() == []
+
+
+def test_a_request_that_slips_in_before_the_sleep_is_answered_whole(manual):
+    """A request that comes after r1's last look at /metrics and before its POST /sleep: r1 asks with
+    mode=wait, so vLLM lets it finish before sleeping (its default, abort, would cut it: finish_reason
+    "abort"). The stand-in leaves the request out of /metrics ("unseen"), as the race does, and holds it
+    until the test has seen the sleep asked for."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        slipped = pool.submit(plain_request, manual.root, hold=True, unseen=True)
+        try:
+            wait_for("the request in flight", lambda: manual.state()["in_flight"] == 1)
+            sleeper = subprocess.Popen([sys.executable, "-m", "r1cli", "sleep", "--port", str(manual.port)],
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       env={**os.environ, **manual.env})
+            try:
+                wait_for("r1 asks for the sleep", lambda: any(c.startswith("/sleep") for c in manual.calls()))
+                draining = not manual.asleep() and sleeper.poll() is None  # the sleep waits for the request
+            finally:
+                manual.release()
+                out, err = sleeper.communicate(timeout=STOP_WAIT_S)
+            answer = slipped.result(timeout=60)
+        finally:
+            manual.release()
+    assert answer["choices"][0]["finish_reason"] == "length", f"the request was cut by the sleep: {answer}"
+    assert answer["usage"]["completion_tokens"] == 8
+    assert draining, "asleep (or r1 sleep done) while a request was still in flight"
+    assert sleeper.returncode == 0, err
+    assert manual.calls() == ["/sleep?level=1&mode=wait"] and manual.asleep()
+
+
+@pytest.mark.parametrize("mode, finish_reason, asleep_first", [("wait", "length", False), ("abort", "abort", True)])
+def test_the_stand_in_honours_the_sleep_mode(manual, mode, finish_reason, asleep_first):
+    """The stand-in itself, as vLLM's pause_scheduler: `wait` drains a request in flight before sleeping,
+    `abort` (vLLM's default) ends it at once; a mode vLLM does not know is a 422."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        held = pool.submit(plain_request, manual.root, hold=True)
+        try:
+            wait_for("the request in flight", lambda: manual.state()["in_flight"] == 1)
+            asked = pool.submit(urllib.request.urlopen,
+                                urllib.request.Request(manual.root + f"/sleep?level=1&mode={mode}", b"", method="POST"))
+            wait_for("the sleep asked for", lambda: manual.calls())
+            if asleep_first:
+                answer = held.result(timeout=30)  # cut at once, without a release
+                assert asked.result(timeout=30).status == 200
+            else:
+                assert not manual.asleep() and manual.state()["pausing"]
+                manual.release()
+                assert asked.result(timeout=30).status == 200
+                answer = held.result(timeout=30)
+        finally:
+            manual.release()
+    assert answer["choices"][0]["finish_reason"] == finish_reason and manual.asleep()
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(urllib.request.Request(manual.root + "/sleep?level=1&mode=later", b"", method="POST"))
+    assert bad.value.code == 422
 
 
 def test_r1s_own_client_wakes_the_server_and_says_so(manual, monkeypatch, capsys):
