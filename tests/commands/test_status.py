@@ -21,7 +21,8 @@ import pexpect
 
 from conftest import ROOT, STOP_WAIT_S, free_port, real_nvml_works, reap, run_r1, within
 from scripted_server import SilentPort
-from r1cli import gpu, status
+from r1cli import gpu
+from r1cli.server import status
 from r1cli.commands import status as status_ui
 from r1cli.client import http as r1http
 
@@ -554,7 +555,7 @@ def test_json_status_imports_no_rich_and_no_prometheus_parser_without_a_server(h
 
 
 def test_importing_status_is_cheap():
-    code = ("import sys, r1cli.status; print(sorted(m for m in ('rich', 'psutil', 'pynvml', 'prometheus_client')"
+    code = ("import sys, r1cli.server.status; print(sorted(m for m in ('rich', 'psutil', 'pynvml', 'prometheus_client')"
             " if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert proc.stdout.strip() == "[]"
