@@ -14,9 +14,10 @@ def models(ctx: typer.Context, json_: options.Json = False) -> int:
     """List the models in the Hugging Face cache that r1 can serve."""
     from r1cli import machine
     from r1cli.hub import cache
+    from r1cli.server import state
 
     env: Environment = ctx.obj
-    found = cache.cached_models()
+    found = cache.cached_models(served=state.served_models())
     if json_:
         env.stdout.write(json.dumps([m.as_json() for m in found]) + "\n")
     elif found:

@@ -25,9 +25,10 @@ def rm(
 ) -> int:
     """Delete a model from the Hugging Face cache (asks first; --yes for scripts)."""
     from r1cli.hub import cache, pull
+    from r1cli.server import state
 
     env: Environment = ctx.obj
-    removal = cache.plan_removal(pull.resolve_repo(model, quant), revision)
+    removal = cache.plan_removal(pull.resolve_repo(model, quant), revision, served=state.served_models())
     what = f"{removal.repo} ({len(removal.commits)} revision{'s' if len(removal.commits) > 1 else ''}, " \
            f"{pull.human(removal.freed)})"
     if not yes and not _confirmed(env, f"Delete {what} from the Hugging Face cache? [y/N] "):

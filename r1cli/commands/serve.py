@@ -160,8 +160,9 @@ def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
     status, so that a script's `r1 serve --dry-run && r1 serve -d` stops there."""
     would_fail: list = []
     try:
-        opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), dry_run=True,
-                                      on_plan=lambda chosen: show_plan(env, chosen), would_fail=would_fail)
+        opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"),
+                                      on_plan=lambda chosen: show_plan(env, chosen),
+                                      pull=lambda model: pull_planned(env, model, would_fail))
     except server_serve.AlreadyServing as held:
         env.note(f"r1: already serving {held.record.served_name} on port {held.record.port}: "
                  f"a start would print its URL ({held.record.url}) and return")
@@ -170,6 +171,26 @@ def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
     for problem in would_fail:
         problem.message = f"a start would fail: {problem.message}"
         raise problem
+
+
+def pull_planned(env: Environment, model: str, would_fail: list) -> None:
+    """The dry run's "downloading" stage: whether a start would download MODEL, and how much; it fetches
+    nothing. A model the hub cannot give (or the disk cannot hold) is the error a start would stop with,
+    put in WOULD_FAIL (the dry run prints the command, then that error)."""
+    from r1cli.hub import pull as hub
+
+    try:
+        plan = hub.ensure_cached(None, model, dry_run=True)  # a dry run reports nothing through env
+    except R1Error as problem:
+        would_fail.append(problem)
+        return
+    if plan is None:
+        env.note(f"r1: {model} is in the Hugging Face cache: a start downloads nothing")
+        return
+    already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
+    env.note(f"r1: {model} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
+             f"{hub.human(plan.total)} first ({len(plan.missing)} files{already}; {hub.human(hub.free_bytes(plan.cache))} "
+             f"free in {plan.cache}), then starts vLLM offline on them")
 
 
 def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> None:

@@ -54,14 +54,6 @@ def preset_name(repo: str) -> str | None:
     return f"{key} {family}" if family else key
 
 
-def served_models() -> set[str]:
-    """The models live r1 servers serve (as each record names them: a Hub id or a folder), lowercased."""
-    from r1cli.server import state
-
-    records, _ = state.load_all()
-    return {r.model.lower().rstrip("/") for r in records if state.is_alive(r)}
-
-
 def is_served(repo: str, snapshot: Path | str, served: set[str]) -> bool:
     # A server names what vLLM was given: the Hub id, or (served from the cache by path) the snapshot folder.
     return repo.lower() in served or str(snapshot).lower().rstrip("/") in served
@@ -91,12 +83,12 @@ def read_config(snapshot: Path) -> dict:
         return {}
 
 
-def cached_models(cache: Path | None = None, served: set[str] | None = None) -> list[CachedModel]:
-    """The models in the cache that r1 can serve, one per revision, sorted by repo."""
+def cached_models(cache: Path | None = None, *, served: set[str]) -> list[CachedModel]:
+    """The models in the cache that r1 can serve, one per revision, sorted by repo; SERVED: the models live
+    servers serve (server/state.py's served_models, which the command hands in: hub/ reads no server record)."""
     info = scan(cache)
     if info is None:
         return []
-    served = served_models() if served is None else served
     found = []
     for repo in info.repos:
         if repo.repo_type != "model":
@@ -128,10 +120,10 @@ class Removal:
     strategy: object  # huggingface_hub's DeleteCacheStrategy: execute() deletes
 
 
-def plan_removal(repo: str, revision: str | None = None, cache: Path | None = None,
-                 served: set[str] | None = None) -> Removal:
+def plan_removal(repo: str, revision: str | None = None, cache: Path | None = None, *,
+                 served: set[str]) -> Removal:
     """What deleting REPO (every revision, or REVISION: a commit, its prefix or a branch) from the cache frees.
-    Refuses a model being served, and one the cache does not hold."""
+    Refuses a model being served (in SERVED: server/state.py's served_models), and one the cache does not hold."""
     info = scan(cache)
     cached = next((r for r in (info.repos if info else ()) if r.repo_type == "model"
                    and r.repo_id.lower() == repo.lower()), None)
@@ -144,7 +136,6 @@ def plan_removal(repo: str, revision: str | None = None, cache: Path | None = No
     if not revisions:
         raise HubError(f"{repo} has no revision {revision!r} in the cache", status=ExitStatus.NOT_FOUND,
                        hint="`r1 models` lists the revisions there")
-    served = served_models() if served is None else served
     if any(is_served(cached.repo_id, r.snapshot_path, served) for r in revisions):
         raise HubError(f"{cached.repo_id} is being served: r1 will not delete its files under vLLM",
                        status=ExitStatus.IN_USE, hint="stop the server first: r1 stop")

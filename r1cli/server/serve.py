@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1cli import config, machine
-from r1cli.errors import R1Error, StartFailedError, UsageError
+from r1cli.errors import StartFailedError, UsageError
 from r1cli.machine import is_local_path, model_config
 from r1cli.server import cmdline, process, state
 from r1cli.server import plan as plan_mod
@@ -98,17 +98,14 @@ def check_port(opts: ServeOptions) -> None:
                                hint=f"stop what holds it, or pick another port with --port (e.g. --port {opts.port + 1})")
 
 
-def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
-              on_plan: Callable[[plan_mod.Plan], None] | None = None,
-              would_fail: list | None = None, pull: Callable[[str], object] | None = None) -> ServeOptions:
+def preflight(opts: ServeOptions, notify: Notify, *, pull: Callable[[str], object],
+              on_plan: Callable[[plan_mod.Plan], None] | None = None) -> ServeOptions:
     """Catch before spawning what vLLM would only report after a minute of loading, get a Hub model into
-    the cache (PULL, which a start must give: see into_cache), and lay the model over the GPUs (the plan,
+    the cache (PULL, the command's pull stage: see into_cache), and lay the model over the GPUs (the plan,
     handed to ON_PLAN; on the CPU there is none).
 
     `--dry-run` runs the same checks and resolution, so it refuses what a start refuses, the hub included:
-    a model not in the cache that the hub cannot give (or the disk cannot hold) is the error a start would
-    stop with, put in WOULD_FAIL (the dry run prints the command, then that error); one the hub can give
-    gets a note saying how much a start downloads.
+    its PULL (commands/serve.py) fetches nothing, and says what a start would download or why it would fail.
     """
     cmdline.check_gpu_mem(opts.gpu_mem)
     if opts.quant and opts.quant not in config.QUANT_CHOICES:
@@ -143,7 +140,7 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
                                hint="give a folder with config.json and weights, a Hugging Face id, or a preset: "
                                     + ", ".join([*config.PRESETS, "demo"]))
     if not is_local_path(opts.model):
-        into_cache(opts, notify, pull=pull, dry_run=dry_run, would_fail=would_fail)
+        into_cache(opts, pull)
     check_model_config(opts.model)
     cfg = model_config(opts.model)
 
@@ -162,34 +159,15 @@ def preflight(opts: ServeOptions, notify: Notify, *, dry_run: bool = False,
     return opts
 
 
-def into_cache(opts: ServeOptions, notify: Notify, *, pull: Callable[[str], object] | None, dry_run: bool,
-               would_fail: list | None) -> None:
-    """A Hub model is served from the Hugging Face cache: one not there is pulled first by PULL (the CLI's
-    `hub.pull.ensure_cached`, with `r1 pull`'s progress display, its checks, the free space first, and its
-    errors, each with its exit status), and vLLM then starts offline on the cached files (opts.cached)
-    instead of downloading behind one silent stage line, or retrying a hub it cannot reach for minutes.
-    The dry run says whether a start would download, and how much; it fetches nothing."""
-    from r1cli.hub import pull as hub
-
-    if not dry_run:
-        pull(opts.model)
-        opts.cached = True
-        return
-    opts.cached = True  # the command shown is the one a start runs, after its pull
-    try:
-        plan = hub.ensure_cached(None, opts.model, dry_run=True)  # a dry run reports nothing through env
-    except R1Error as problem:
-        if would_fail is None:
-            raise
-        would_fail.append(problem)
-        return
-    if plan is None:
-        notify(f"{opts.model} is in the Hugging Face cache: a start downloads nothing")
-        return
-    already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
-    notify(f"{opts.model} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
-           f"{hub.human(plan.total)} first ({len(plan.missing)} files{already}; {hub.human(hub.free_bytes(plan.cache))} "
-           f"free in {plan.cache}), then starts vLLM offline on them")
+def into_cache(opts: ServeOptions, pull: Callable[[str], object]) -> None:
+    """A Hub model is served from the Hugging Face cache: one not there is pulled first by PULL (the command's
+    stage, commands/serve.py: `hub.pull.ensure_cached`, with `r1 pull`'s progress display, its checks, the
+    free space first, and its errors, each with its exit status; server/ imports nothing of hub/), and vLLM
+    then starts offline on the cached files (opts.cached) instead of downloading behind one silent stage
+    line, or retrying a hub it cannot reach for minutes. A dry run's PULL fetches nothing: it says whether a
+    start would download, and how much."""
+    pull(opts.model)
+    opts.cached = True  # for a dry run: the command shown is the one a start runs, after its pull
 
 
 # r1's own requests (readiness, warm-up, `r1 status` every time it runs, `r1 run`): kept out of the server's

@@ -230,6 +230,12 @@ def is_alive(record: ServerRecord) -> bool:
         return False
 
 
+def served_models() -> set[str]:
+    """The models live r1 servers serve (as each record names them: a Hub id or a folder), lowercased."""
+    records, _ = load_all()
+    return {r.model.lower().rstrip("/") for r in records if is_alive(r)}
+
+
 def _machine_lock_dir() -> Path | None:
     """Per user, shared by every R1_HOME: a port is one per machine, not one per state directory.
     None when the folder is not this user's alone (someone else made it first): then only the state
