@@ -22,10 +22,31 @@ LATENCIES = [f"{stat}_{name}_ms" for name in ("ttft", "tpot", "itl", "e2el")
 TTFA = [f"{stat}_ttfa_ms" for stat in ("mean", "median", "std", "p90", "p99")]
 
 
-def test_issue_command_gives_every_metric_with_mean_and_std(demo_server):
-    """The issue's own command (random prompts: 256 tokens in, exactly 512 out)."""
+COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
+
+
+def counters(base_url: str) -> dict[str, float]:
+    """vLLM's own token and finished-request counters (summed over their labels), from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from r1cli.client import http
+
+    text = http.request("GET", base_url[: -len("/v1")] + "/metrics", timeout=30).body.decode()
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in out:
+                out[sample.name] += sample.value
+    return out
+
+
+def test_issue_command_gives_every_metric_with_mean_and_std(demo_server, tmp_path):
+    """The issue's own command (random prompts: 256 tokens in, exactly 512 out), its counts checked against
+    the server's own counters, and its reasoning/answer split against the stream each request got."""
+    before = counters(demo_server.base_url)
     proc = run_r1("bench", "--concurrency", "1,4", "--requests", "8", "--runs", "2", "--json",
-                  "--base-url", demo_server.base_url, timeout=400)
+                  "--out", str(tmp_path / "out"), "--base-url", demo_server.base_url, timeout=400)
+    after = counters(demo_server.base_url)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)  # stdout is the JSON alone; progress went to stderr
     assert "concurrency 1, run 1/2: 8 requests" in proc.stderr and "concurrency 4, run 2/2" in proc.stderr
@@ -42,8 +63,35 @@ def test_issue_command_gives_every_metric_with_mean_and_std(demo_server):
             assert isinstance(summary["mean"], float) and isinstance(summary["std"], float) and summary["n"] == 2, key
         s = level["summary"]
         assert s["mean_ttft_ms"]["mean"] > 0 and s["mean_tpot_ms"]["mean"] > 0
-        assert s["output_throughput"]["mean"] == pytest.approx(
-            s["reasoning_throughput"]["mean"] + s["answer_throughput"]["mean"])
+        # The demo thinks for a while, then answers, within 512 tokens: both channels have tokens.
+        assert s["reasoning_throughput"]["mean"] > 0 and s["answer_throughput"]["mean"] > 0, (
+            f"concurrency {level['concurrency']}: {s['reasoning_throughput']['mean']:.1f} reasoning and "
+            f"{s['answer_throughput']['mean']:.1f} answer tokens/s")
+    # What the server did: every request of the runs and of the 4 warm-up ones (which no run reports), each
+    # one of exactly 512 generated tokens and of the same prompt length. (The server is the tests' own:
+    # nothing else sends to it meanwhile.)
+    rows = [json.loads(line) for line in (tmp_path / "out" / "requests.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 8 and len({r["prompt_tokens"] for r in rows}) == 1
+    sent = len(rows) + doc["warmup"]
+    made = {name: after[name] - before[name] for name in COUNTERS}
+    assert made == {"vllm:generation_tokens_total": sent * 512, "vllm:prompt_tokens_total": sent * rows[0]["prompt_tokens"],
+                    "vllm:request_success_total": sent}, f"bench's counts are not the server's: {made}"
+    # The split, request by request: reasoning_tokens is the server's count (its per-chunk usage) of the
+    # tokens streamed as reasoning; a request that never answered spent all 512 thinking, one that answered
+    # thought first (the template opens <think>) and answered with the rest.
+    for r in rows:
+        if r["ttfa"] is None:
+            assert r["reasoning_tokens"] == 512, f"no answer came, yet {r['reasoning_tokens']} reasoning tokens of 512"
+        else:
+            assert 0 < r["reasoning_tokens"] < 512, f"an answer came after {r['reasoning_tokens']} reasoning tokens of 512"
+        assert r["answer_tokens"] == 512 - r["reasoning_tokens"]
+    # and each run's throughputs are its requests' tokens over its duration
+    for level in doc["levels"]:
+        for index, run in enumerate(level["runs"]):
+            mine = [r for r in rows if (r["concurrency"], r["run"]) == (level["concurrency"], index)]
+            reasoning = sum(r["reasoning_tokens"] for r in mine)
+            assert run["reasoning_throughput"] * run["duration"] == pytest.approx(reasoning)
+            assert run["answer_throughput"] * run["duration"] == pytest.approx(len(mine) * 512 - reasoning)
 
 
 def test_dataset_prompts_table_records_and_plot(demo_server, tmp_path):
