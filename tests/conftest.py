@@ -221,32 +221,35 @@ def made_under_load(base_url: str, action, requests: int = 24) -> Made:
         load_tokens = load.finish()
     after = wait_idle(base_url)
     return Made(after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"] - load_tokens,
-                int(after[LENGTH] - before[LENGTH]) - requests)
+                int(after[LENGTH] - before[LENGTH]) - len(load.tokens))
 
 
 class GenerationLoad:
-    """Requests the test sends beside r1's, so that the demo server takes many seconds for what one
-    request alone does in about 1.3 s: at temperature 0, "33333" makes the demo repeat digits up to
-    max_tokens, and each request reports in its usage exactly how many tokens it made. The server's
-    generated-token counter, less these, is what r1's own request made."""
+    """Requests the test keeps running beside r1's until finish(), so that the demo server takes seconds
+    for what one request alone does in about 1.3 s, however late r1's own request comes: at temperature 0,
+    "33333" makes the demo repeat digits up to max_tokens, and each request reports in its usage exactly
+    how many tokens it made. The server's counters, less these, are what r1's own request made."""
 
     def __init__(self, base_url: str, requests: int = 24, max_tokens: int = 900):
         self.base_url, self.max_tokens = base_url, max_tokens
-        self.threads = [threading.Thread(target=self._one, daemon=True) for _ in range(requests)]
+        self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(requests)]
+        self.stopping = threading.Event()
         self.tokens: list[int] = []
         self.errors: list[str] = []
         self.started_at = self.seconds = 0.0
 
-    def _one(self) -> None:
+    def _loop(self) -> None:
         from r1cli.client import http
 
         body = {"model": "r1-demo", "messages": [{"role": "user", "content": "33333"}], "temperature": 0,
                 "max_tokens": self.max_tokens}
-        try:
-            resp = http.request("POST", self.base_url + "/chat/completions", body=body, timeout=300)
-            self.tokens.append(resp.json()["usage"]["completion_tokens"])
-        except Exception as exc:  # noqa: BLE001 - reported by finish()
-            self.errors.append(repr(exc))
+        while not self.stopping.is_set():
+            try:
+                resp = http.request("POST", self.base_url + "/chat/completions", body=body, timeout=300)
+                self.tokens.append(resp.json()["usage"]["completion_tokens"])
+            except Exception as exc:  # noqa: BLE001 - reported by finish()
+                self.errors.append(repr(exc))
+                return
 
     def start(self) -> "GenerationLoad":
         self.started_at = time.monotonic()
@@ -255,7 +258,8 @@ class GenerationLoad:
         return self
 
     def finish(self, timeout: float = 300) -> int:
-        """Wait for every request; the tokens they made."""
+        """Let each request in flight end, send no more; the tokens they all made."""
+        self.stopping.set()
         end = time.monotonic() + timeout
         for thread in self.threads:
             thread.join(max(0.0, end - time.monotonic()))

@@ -19,7 +19,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import ROOT, GenerationLoad, metrics, run_r1
+from conftest import ROOT, made_under_load, metrics, run_r1
 
 PROMPT = ">>> "
 # The head of the stats line that ends each answer ("21 tokens · TTFT 0.05 s · ..."). Not "tok/s": the rate is
@@ -155,32 +155,27 @@ def test_bracketed_paste_of_several_lines_is_one_message(chat):
 
 
 def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo_server):
-    """Beside 48 requests of its kind (conftest.GenerationLoad) the demo server needs many seconds for
-    the 900 tokens of "33333" at temperature 0 (alone, about 1.3 s): a Ctrl-C that chat passes on at
-    once (it hangs up, and vLLM aborts the request) leaves it well short of 900; one noticed only at the
-    end would not. The server's generated-token counter, less the load's own, is what chat's request made."""
-    root = root_of(demo_server.base_url)
+    """Beside 24 requests of its kind (conftest.GenerationLoad) the demo server needs seconds for the 900
+    tokens of "33333" at temperature 0 (alone, about 1.3 s): a Ctrl-C that chat passes on at once (it hangs
+    up, and vLLM aborts the request) leaves it short of 900, and vLLM never counts it as run to its
+    max_tokens; one noticed only at the end would be."""
     child = chat()
     assert "max_tokens = 900" in command(child, "/set max_tokens 900")
     command(child, "/set temperature 0")
-    before = metrics(root)["vllm:generation_tokens_total"]
-    load = GenerationLoad(demo_server.base_url).start()
-    try:
+    outs = []
+
+    def ask_then_ctrl_c():
         child.send("33333\r")
         child.expect_exact(ACCEPTED)
         child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # the first (dim) reasoning text: it is being generated
         child.send("\x03")
         child.expect_exact("[interrupted]", timeout=30)
-        out = wait_prompt(child)
-    finally:
-        load_tokens = load.finish()
-    assert "Traceback" not in out
-    made = metrics(root)["vllm:generation_tokens_total"] - before - load_tokens
-    print(f"made {made:.0f} of 900 tokens; the load took {load.seconds:.1f} s")  # seen with -s
-    assert 0 < made < 450, (f"chat's request made {made:.0f} of its 900 tokens after Ctrl-C"
-                            + (" (a shared server: R1_TEST_REUSE_PORT's other clients count too)"
-                               if os.environ.get("R1_TEST_REUSE_PORT") else ""))
-    assert metrics(root)["vllm:num_requests_running"] == 0  # nothing of chat's is still generating
+        outs.append(wait_prompt(child))
+
+    made = made_under_load(demo_server.base_url, ask_then_ctrl_c)
+    assert "Traceback" not in outs[0]
+    assert made.ran_to_max == 0, "chat's request ran on to its 900 tokens after Ctrl-C"
+    assert 0 < made.tokens < 450, f"chat's request made {made.tokens:.0f} of its 900 tokens after Ctrl-C"
     assert "interrupted" in command(child, "/stats")
     # The chat survives: the next question is answered (in a new conversation at normal settings).
     command(child, "/clear")

@@ -220,32 +220,35 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
 
 def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
     """Ctrl-C hangs up on the requests in flight, and vLLM stops generating them. Each problem here ("33333"
-    at temperature 0) makes the demo write 900 tokens, and 32 of them at once take the server seconds: the
-    test signals only once all 32 are running (vLLM's gauge), and then none may run to its 900 tokens (vLLM
-    counts each request that does as finished by "length"; an aborted one it does not count)."""
-    from conftest import LENGTH, running_at_least, wait_idle
+    at temperature 0) makes the demo write 900 tokens, beside a GenerationLoad that keeps the server busy
+    for as long as the test runs, so each takes seconds: the test signals only once vLLM's gauge shows
+    eval's requests running beside the load's, and then none may run to its 900 tokens (vLLM counts each
+    request that does as finished by "length"; an aborted one it does not count)."""
+    from conftest import made_under_load, running_at_least
 
-    problems = 32
+    problems, load = 8, 16
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n"
                             for i in range(problems)))
-    before = wait_idle(demo_server.base_url)
-    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency",
-                             str(problems), "--temperature", "0", "--max-tokens", "900", "--out", str(tmp_path / "ev"),
-                             "--base-url", demo_server.base_url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        def still_running():
-            assert proc.poll() is None, proc.communicate()
+    codes, errs = [], []
 
-        running_at_least(demo_server.base_url, problems, 120, still_running)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=STOP_WAIT_S)
-    finally:
-        reap(proc)
-    after = wait_idle(demo_server.base_url)
-    assert proc.returncode == 130, err
-    assert after[LENGTH] - before[LENGTH] == 0, "a request of eval's ran on to its 900 tokens after Ctrl-C"
-    made = after["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
-    assert 0 < made < problems * 900 / 2, f"eval's requests made {made:.0f} of their {problems * 900} tokens"
+    def eval_then_ctrl_c():
+        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency",
+                                 str(problems), "--temperature", "0", "--max-tokens", "900", "--out",
+                                 str(tmp_path / "ev"), "--base-url", demo_server.base_url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            def still_running():
+                assert proc.poll() is None, proc.communicate()
+
+            running_at_least(demo_server.base_url, load + problems, 120, still_running)
+            proc.send_signal(signal.SIGINT)
+            errs.append(proc.communicate(timeout=STOP_WAIT_S)[1])
+        finally:
+            reap(proc)
+        codes.append(proc.returncode)
+
+    made = made_under_load(demo_server.base_url, eval_then_ctrl_c, requests=load)
+    assert codes == [130], errs
+    assert made.ran_to_max == 0, f"{made.ran_to_max} of eval's requests ran on to their 900 tokens after Ctrl-C"
+    assert 0 < made.tokens < problems * 900 / 2, f"eval's requests made {made.tokens:.0f} of {problems * 900} tokens"
