@@ -23,16 +23,17 @@ TTFA = [f"{stat}_ttfa_ms" for stat in ("mean", "median", "std", "p90", "p99")]
 
 
 COUNTERS = ("vllm:generation_tokens_total", "vllm:prompt_tokens_total", "vllm:request_success_total")
+RUNNING = "vllm:num_requests_running"
 
 
 def counters(base_url: str) -> dict[str, float]:
-    """vLLM's own token and finished-request counters (summed over their labels), from /metrics."""
+    """vLLM's own token and finished-request counters (summed over their labels) and its running gauge."""
     from prometheus_client.parser import text_string_to_metric_families
 
     from r1cli.client import http
 
     text = http.request("GET", base_url[: -len("/v1")] + "/metrics", timeout=30).body.decode()
-    out = dict.fromkeys(COUNTERS, 0.0)
+    out = dict.fromkeys((*COUNTERS, RUNNING), 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in out:
@@ -164,34 +165,43 @@ def test_no_server():
     assert "no server answers at" in proc.stderr and "connection refused" in proc.stderr
 
 
-def test_ctrl_c_exits_130_quietly(demo_server):
-    """Ctrl-C mid-run cancels the requests in flight: their connections close, so vLLM aborts them. Random
-    prompts with ignore_eos make each request exactly 400 tokens; beside conftest.GenerationLoad they take many
-    seconds, so the 4 in flight at the Ctrl-C, cut, make far fewer than 4 x 400 by the server's own
-    generated-token counter (less the load's). Requests left running would make them all: this can fail."""
-    from conftest import made_under_load, running_at_least
+@pytest.mark.timeout(400)
+def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server):
+    """Ctrl-C mid-run cancels the requests in flight: their connections close, so vLLM aborts them. 96 random
+    prompts at concurrency 96, each made to generate exactly 900 tokens (ignore_eos): 86,400 tokens, some 15 s
+    of the demo server's work on 2 cores. The Ctrl-C comes once all 96 run on the server (vLLM's own
+    num_requests_running), and the server's generated-token counter, read at the Ctrl-C and again once vLLM has
+    aborted them, must have grown by far less than that: requests left running make nearly all of it."""
+    from conftest import running_at_least
 
-    seen = {}
+    requests, output_len = 96, 900
+    full = requests * output_len
+    before = counters(demo_server.base_url)
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", str(requests), "--requests", str(requests),
+                             "-r", "1", "--warmup", "0", "--input-len", "64", "--output-len", str(output_len),
+                             "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        def still_running():
+            assert proc.poll() is None, proc.communicate()
 
-    def bench_then_ctrl_c():
-        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "4", "--requests", "16", "-r", "3",
-                                 "--warmup", "0", "--input-len", "64", "--output-len", "400",
-                                 "--base-url", demo_server.base_url],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-        try:
-            def still_running():
-                assert proc.poll() is None, proc.communicate()
-
-            running_at_least(demo_server.base_url, 48 + 4, 120, still_running)  # the load's 48 and bench's 4
-            time.sleep(1.0)
-            proc.send_signal(signal.SIGINT)
-            seen["out"], seen["err"] = proc.communicate(timeout=STOP_WAIT_S)
-        finally:
-            reap(proc)
-        seen["code"] = proc.returncode
-
-    made = made_under_load(demo_server.base_url, bench_then_ctrl_c)
-    assert seen["code"] == 130
-    assert seen["out"] == "" and "Traceback" not in seen["err"]
-    assert 0 < made < 4 * 400, f"bench's requests made {made:.0f} tokens after Ctrl-C"
+        running_at_least(demo_server.base_url, requests, 120, still_running)
+        at_ctrl_c = counters(demo_server.base_url)
+        assert at_ctrl_c[RUNNING] >= requests, f"bench's {requests} requests never all ran: {at_ctrl_c}"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=STOP_WAIT_S)
+    finally:
+        reap(proc)
+    assert proc.returncode == 130, err
+    assert out == "" and "Traceback" not in err
+    # Once vLLM has aborted the 96 (it counts no finished request for a client that went away: its running
+    # gauge drops), the counter holds all they made.
+    deadline = time.monotonic() + 60
+    while (ended := counters(demo_server.base_url))[RUNNING] > at_ctrl_c[RUNNING] - requests:
+        assert time.monotonic() < deadline, f"the server still runs bench's requests 60 s after the Ctrl-C: {ended}"
+        time.sleep(0.2)
+    made_before = at_ctrl_c["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"]
+    made_after = ended["vllm:generation_tokens_total"] - at_ctrl_c["vllm:generation_tokens_total"]
+    assert made_before < full / 4, f"{made_before:.0f} of {full} tokens made before the Ctrl-C: the run was nearly over"
+    assert made_after < full / 4, f"bench's requests made {made_after:.0f} tokens after Ctrl-C (of {full - made_before:.0f} left)"
