@@ -17,12 +17,14 @@ from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  #
 
 
 class Relay:
-    """Forwards 127.0.0.1:PORT to the demo server while open; closed, the port refuses connections."""
+    """Forwards 127.0.0.1:PORT to the demo server while open; closed, the port refuses connections. It keeps
+    every completion request that passed through it (its JSON body), in order: what the client really sent."""
 
     def __init__(self, target_port: int):
         self.port, self.target_port = free_port(), target_port
         self.listener: socket.socket | None = None
         self.conns: list[socket.socket] = []
+        self.sent: list[dict] = []  # the bodies of POST .../completions, as they went to the server
 
     def open(self) -> None:
         self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -48,13 +50,35 @@ class Relay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self.conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, self._requests()), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _requests(self):
+        """A reader of one connection's client-to-server bytes (HTTP/1.1, Content-Length bodies, as r1 sends
+        them): each whole completion request's body goes to self.sent."""
+        buf = b""
+        while True:
+            buf += yield
+            while b"\r\n\r\n" in buf:
+                head, rest = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+                length = int(fields.get("content-length", "0"))
+                if len(rest) < length:
+                    break
+                method, path = lines[0].split()[:2]
+                if method == "POST" and path.endswith("/completions"):
+                    self.sent.append(json.loads(rest[:length]))
+                buf = rest[length:]
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, reader=None) -> None:
+        if reader is not None:
+            next(reader)
         try:
             while data := src.recv(65536):
+                if reader is not None:
+                    reader.send(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -75,15 +99,26 @@ def _saved(child, path) -> list[dict]:
 SEED = ("--seed", "1")
 
 
-def test_retry_replaces_the_last_turn(chat, tmp_path):
-    child = chat(*SEED)
-    assert "\\boxed{5}" in submit(child, "What is 2+3?")
-    assert "\\boxed{42}" in submit(child, "What is 7*6?")
-    assert "\\boxed{42}" in command(child, "/retry")  # the same question, asked again
-    turns = _saved(child, tmp_path / "c.json")
-    assert [t["user"] for t in turns] == ["What is 2+3?", "What is 7*6?"]  # replaced, not appended
-    assert all(not t.get("interrupted") for t in turns)
-    assert leave(child) == 0
+def test_retry_replaces_the_last_turn(chat, demo_server, tmp_path):
+    """/retry sends the last question again, with the history before it and without its old answer: the
+    relay between chat and the server sees that request go out (the seeded answer alone could be a reprint)."""
+    relay = Relay(demo_server.port)
+    relay.open()
+    try:
+        child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1", *SEED)
+        assert "\\boxed{5}" in submit(child, "What is 2+3?")
+        assert "\\boxed{42}" in submit(child, "What is 7*6?")
+        asked = list(relay.sent)
+        assert len(asked) == 2, asked
+        assert "\\boxed{42}" in command(child, "/retry")  # the same question, asked again
+        assert len(relay.sent) == 3, f"/retry sent no request of its own: {len(relay.sent) - 2} new"
+        assert relay.sent[2] == asked[1]  # the same question on the same history, not on its old answer
+        turns = _saved(child, tmp_path / "c.json")
+        assert [t["user"] for t in turns] == ["What is 2+3?", "What is 7*6?"]  # replaced, not appended
+        assert all(not t.get("interrupted") for t in turns)
+        assert leave(child) == 0
+    finally:
+        relay.close()
 
 
 def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_path):
