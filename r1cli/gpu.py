@@ -1,12 +1,14 @@
 """NVML -> plain dataclasses; "unavailable" is a value, not an exception.
 
 pynvml (the nvidia-ml-py distribution) and psutil are imported inside `query()` only, so importing
-this module stays cheap and works on machines without either.
+this module stays cheap and works on machines without either; on a machine without NVML's library
+(no NVIDIA driver) `query()` says so without importing pynvml at all (~15 ms: every `r1 status` there).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -69,14 +71,17 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+LIBRARY = "nvml.dll" if os.name == "nt" else "libnvidia-ml.so.1"  # the name pynvml loads NVML by
+NO_LIBRARY = f"NVIDIA driver not loaded ({LIBRARY} not found)"
+
+
 def init_error(exc: BaseException, pynvml: Any = None) -> str:
     """One line, in plain words, saying why NVML could not start."""
     if isinstance(exc, ImportError):
         return "NVML unavailable: nvidia-ml-py is not installed (pip install nvidia-ml-py)"
     if pynvml is not None:
-        library = "nvml.dll" if os.name == "nt" else "libnvidia-ml.so.1"
         words = {
-            "NVMLError_LibraryNotFound": f"NVIDIA driver not loaded ({library} not found)",
+            "NVMLError_LibraryNotFound": NO_LIBRARY,
             "NVMLError_DriverNotLoaded": "NVIDIA driver not loaded (the kernel module is not running)",
             "NVMLError_NoPermission": "no permission to open the NVIDIA devices (/dev/nvidia*)",
             "NVMLError_LibRmVersionMismatch": "driver and NVML library versions differ (reboot after a driver update)",
@@ -100,6 +105,8 @@ def query(server_pids: dict[int, int] | None = None) -> NvmlReport:
     (EngineCore), so a GPU process is marked when it or any of its ancestors is in server_pids.
     """
     server_pids = dict(server_pids or {})
+    if _library_missing():
+        return NvmlReport(False, None, f"NVML unavailable: {NO_LIBRARY}", [])
     try:
         import pynvml
     except ImportError as exc:
@@ -119,6 +126,25 @@ def query(server_pids: dict[int, int] | None = None) -> NvmlReport:
             pynvml.nvmlShutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _library_missing() -> bool:
+    """True when pynvml would fail to load NVML's library (its nvmlInit: NVMLError_LibraryNotFound), found
+    out as pynvml's loader does it on Linux (ctypes.CDLL of LIBRARY) without importing pynvml, and only
+    where nvidia-ml-py is installed (else the import's error says that). False where pynvml is loaded
+    already (it answers at once) and on Windows (pynvml looks in two places there)."""
+    if os.name == "nt" or "pynvml" in sys.modules:
+        return False
+    import ctypes
+
+    try:
+        ctypes.CDLL(LIBRARY)
+        return False
+    except OSError:
+        pass
+    import importlib.util
+
+    return importlib.util.find_spec("pynvml") is not None
 
 
 def _field(pynvml: Any, fn, default=None):

