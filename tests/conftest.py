@@ -110,6 +110,48 @@ def metrics(root: str) -> dict[str, float]:
     return out
 
 
+class TcpRelay:
+    """Bytes between LISTEN_PORT and the server on TARGET_PORT, both ways, for as long as it runs: a server
+    r1 did not start (no record of the suite's names it, no process of the suite's owns its port) that
+    answers as the shared demo server does, without a vLLM start of its own."""
+
+    def __init__(self, listen_port: int, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
 @dataclass
 class DemoServer:
     port: int
@@ -130,7 +172,8 @@ def demo_server():
         (Path(_STATE) / "servers").mkdir(exist_ok=True)
         (Path(_STATE) / "logs").mkdir(exist_ok=True)
         shutil.copy(home / "servers" / f"{reuse}.json", Path(_STATE) / "servers")
-        yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", "")
+        err = home / f"serve-{reuse}.err"  # what its `r1 serve demo -d` printed, where the developer kept it
+        yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", err.read_text() if err.exists() else "")
         return
     port = free_port()
     try:
@@ -251,7 +294,7 @@ class GenerationLoad:
                 self.errors.append(repr(exc))
                 return
 
-    def start(self) -> "GenerationLoad":
+    def start(self) -> GenerationLoad:
         self.started_at = time.monotonic()
         for thread in self.threads:
             thread.start()

