@@ -6,6 +6,8 @@ all): `r1 --version` and `r1 status` do not pay for `r1 eval`'s imports. The Env
 flags) reaches each command as its context object, never through a global."""
 
 
+import contextlib
+import functools
 import importlib
 import os
 import sys
@@ -70,6 +72,20 @@ def _needed(argv: list[str]) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------------------------- entry point
+class _ClosedPipe(Exception):
+    """A BrokenPipeError out of a command, carried past typer (which makes any EPIPE exit 1) to the boundary."""
+
+
+def _pipe_guard(callback):
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _ClosedPipe() from exc
+    return guarded
+
+
 def main(argv: list[str] | None = None) -> None:
     """The one error boundary: every failure becomes one line and an exit status."""
     sys.exit(run(argv))
@@ -87,7 +103,10 @@ def run(argv: list[str] | None = None, environment: Environment | None = None) -
     err = env.stderr
     try:
         command = typer.main.get_command(build(_needed(argv)))
+        for sub in getattr(command, "commands", {}).values():
+            sub.callback = _pipe_guard(sub.callback)
         result = command.main(args=argv, prog_name="r1", standalone_mode=False, obj=env)
+        env.stdout.flush()  # here, not at exit: a reader gone by now is a closed pipe like any other
         return int(result or 0)
     except R1Error as exc:
         _report(env, exc)
@@ -105,10 +124,11 @@ def run(argv: list[str] | None = None, environment: Environment | None = None) -
     except (KeyboardInterrupt, typer.Abort):
         print("", file=err)
         return ExitStatus.INTERRUPTED
-    except BrokenPipeError:
-        # The reader went away (`| head -c1`): say nothing, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+    except (BrokenPipeError, _ClosedPipe):
+        # The reader went away (`| head -1`): what it wanted it got. Say nothing, and keep Python from
+        # complaining when it flushes stdout at exit. Every command, through this one place.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitStatus.OK
     except Exception as exc:  # noqa: BLE001 - the boundary: no traceback reaches a user
         if os.environ.get("R1_DEBUG") == "1":

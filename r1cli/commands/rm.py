@@ -33,7 +33,7 @@ def rm(
            f"{pull.human(removal.freed)})"
     if not yes and not _confirmed(env, f"Delete {what} from the Hugging Face cache? [y/N] "):
         env.note(f"r1: kept {removal.repo}: nothing deleted")
-        return int(ExitStatus.INTERRUPTED)
+        return int(ExitStatus.OK)  # the user's answer, done as asked: not an interrupt
     freed = cache.remove(removal)
     env.note(f"r1: deleted {removal.repo}: freed {pull.human(freed)}")
     return 0
