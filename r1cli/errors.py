@@ -49,7 +49,7 @@ _DETAILS = {
     ExitStatus.ERROR: "unexpected error (one line; `R1_DEBUG=1` shows the traceback); "
                       "`r1 eval --fail-under`: pass@1 below the threshold",
     ExitStatus.USAGE: "bad usage or bad input",
-    ExitStatus.NO_SERVER: "no server running or reachable",
+    ExitStatus.NO_SERVER: "no server running or reachable, or what answers is not an OpenAI-compatible API",
     ExitStatus.NO_ANSWER: "no answer produced (the reasoning was cut by the token limit)",
     ExitStatus.START_FAILED: "the server failed to start (`r1 serve --dry-run`: a start would fail)",
     ExitStatus.FAILURE_FOUND: "`r1 logs --explain` found a failure in the log (cause, lines and fix printed)",

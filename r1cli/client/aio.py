@@ -95,7 +95,7 @@ async def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece 
         if reply.error_body is not None:
             data = reply.dechunk.feed(reply.error_body) if reply.dechunk else reply.error_body
             if reply.status != 200:
-                raise http_error(target, reply.status, data)
+                raise http_error(target, reply.status, data, reply.headers)
             kind = reply.headers.get("content-type") or "no content type"
             raise not_openai(target, f"{kind} {excerpt(data[:200])} to a streamed request")
         if reply.timed_out:

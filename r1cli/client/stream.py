@@ -5,14 +5,16 @@ bytes mean (Events), what a turn's request gives back (Completion, Timing), how 
 from __future__ import annotations
 
 import contextlib
+import html
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from r1cli.client.target import Target
-from r1cli.errors import ExitStatus, NoServerError, R1Error
+from r1cli.errors import ExitStatus, NoServerError, R1Error, UsageError
 
 OnPiece = Callable[[str, str], None]  # (channel, text): channel is "reasoning" or "answer"
 
@@ -21,29 +23,58 @@ def unreachable(target: Target, why: str) -> NoServerError:
     return NoServerError(f"no server answers at {target.base_url} ({why})", hint="start one with `r1 serve`")
 
 
-def http_error(target: Target, status: int, body: bytes) -> R1Error:
+def http_error(target: Target, status: int, body: bytes, headers: dict[str, str] | None = None) -> R1Error:
+    """One line for an answer other than 200. An OpenAI-compatible server says what went wrong in JSON: its
+    message is shown, and a request it refused as bad (400, 404, 422: a model it does not serve, a field out
+    of range) is bad usage. Anything else below 500 (an HTML 404 page) comes from another kind of server.
+    HEADERS: the response's, names in lower case (its Server and Content-Type say what answered)."""
     if status == 401:
         return R1Error(f"the server at {target.base_url} needs an API key",
                        hint="pass --api-key or set R1_API_KEY")
-    message = body.decode("utf-8", "replace").strip()
+    headers = headers or {}
+    text = body.decode("utf-8", "replace").strip()
     try:
-        data = json.loads(message)
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, (dict, list)) and status < 500:
+        server = f" (server {headers['server']})" if headers.get("server") else ""
+        return not_openai(target, f"{status}{server} with {headers.get('content-type') or 'a body'} {excerpt(body)}",
+                          verb="answered")
+    message = text
+    if isinstance(data, dict):
         err = data.get("error", data)
-        message = err.get("message") if isinstance(err, dict) else str(err)
-        message = message or data.get("detail") or body.decode()
-    except (ValueError, AttributeError):
-        pass
+        message = (err.get("message") if isinstance(err, dict) else str(err)) or data.get("detail") or text
     message = " ".join(str(message).split())[:400]
-    return R1Error(f"the server answered {status}: {message}" if message else f"the server answered {status}")
+    said = f"the server answered {status}: {message}" if message else f"the server answered {status}"
+    if status in (400, 404, 422) and data is not None:
+        return UsageError(said, hint=_bad_request_hint(target, message))
+    return R1Error(said)
 
 
-def not_openai(target: Target, what: str) -> R1Error:
-    return R1Error(f"the server at {target.base_url} is not an OpenAI-compatible API: it sent {what}",
-                   hint="check --base-url: it should point at a vLLM (or other OpenAI-compatible) server")
+def _bad_request_hint(target: Target, message: str) -> str | None:
+    if "does not exist" in message and "model" in message.lower():
+        return "leave -m out (r1 then asks the server which model it serves), or give one the server names"
+    return None
+
+
+def not_openai(target: Target, what: str, *, verb: str = "sent") -> R1Error:
+    """WHAT answers at the target is not an OpenAI-compatible API (a web page, a stream of something else):
+    no server r1 can talk to is there (exit 3, NO_SERVER)."""
+    return NoServerError(f"the server at {target.base_url} is not an OpenAI-compatible API: it {verb} {what}",
+                         hint="check --base-url or --port: it should point at a vLLM (or other OpenAI-compatible) server")
+
+
+_TAG = re.compile(r"<(script|style|head)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 
 
 def excerpt(body: bytes) -> str:
-    text = " ".join(body.decode("utf-8", "replace").split())
+    """The first words of a body, quoted, for a one-line error: of an HTML page its text, not its markup."""
+    text = body.decode("utf-8", "replace")
+    if text.lstrip().startswith("<"):
+        title = re.search(r"<title[^>]*>(.*?)</title\s*>", text, re.IGNORECASE | re.DOTALL)
+        text = html.unescape(_TAG.sub(" ", text).strip() or (title.group(1) if title else ""))
+    text = " ".join(text.split())
     return repr(text[:60] + ("..." if len(text) > 60 else ""))
 
 

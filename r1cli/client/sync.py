@@ -24,7 +24,7 @@ def get_json(target: Target, url: str, timeout: float = 5.0):
     except r1http.Unreachable as exc:
         raise unreachable(target, str(exc)) from None
     if resp.status != 200:
-        raise http_error(target, resp.status, resp.body)
+        raise http_error(target, resp.status, resp.body, resp.headers)
     return _json_object(target, resp)
 
 
@@ -116,7 +116,7 @@ def tokenize(target: Target, body: dict, timeout: float = 10.0) -> list[int]:
     except r1http.Unreachable as exc:
         raise unreachable(target, str(exc)) from None
     if resp.status != 200:
-        raise http_error(target, resp.status, resp.body)
+        raise http_error(target, resp.status, resp.body, resp.headers)
     tokens = _json_object(target, resp).get("tokens")
     if not isinstance(tokens, list):
         raise not_openai(target, "a /tokenize answer without tokens")
@@ -180,7 +180,7 @@ def _stream(target: Target, path_tail: str, body: dict, on_piece: OnPiece | None
         except (OSError, http.client.HTTPException) as exc:
             raise unreachable(target, r1http.describe(exc)) from None
         if resp.status != 200:
-            raise http_error(target, resp.status, resp.read())
+            raise http_error(target, resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()})
         content_type = resp.getheader("content-type") or ""
         if "event-stream" not in content_type:
             raise not_openai(target, f"{content_type or 'no content type'} {excerpt(resp.read(200))} to a streamed request")

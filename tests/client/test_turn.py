@@ -92,7 +92,7 @@ def test_ask_think_budget_json_says_it_was_forced(server):
 @pytest.mark.parametrize("server", ["text_plain", "list_body"], indirect=True)
 def test_a_server_that_is_not_openai_is_named_in_one_line(server):
     proc = run_r1("ask", "What is 2+3?", "--base-url", server.base_url)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # NO_SERVER: no server r1 can talk to answers there
     note, first = proc.stderr.splitlines()[:2]  # issue 24: which server first (no r1 record names it)
     assert note.startswith(f"r1: using {server.base_url}, a server not started by r1")
     assert first.startswith(f"r1: error: the server at {server.base_url} is not an OpenAI-compatible API: it sent ")
@@ -103,7 +103,7 @@ def test_a_server_that_is_not_openai_is_named_in_one_line(server):
 @pytest.mark.parametrize("server", ["text_plain"], indirect=True)
 def test_a_text_plain_200_to_a_stream_is_not_an_answer(server):
     proc = run_r1("ask", "What is 2+3?", "--model", "x", "--base-url", server.base_url)
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 3 and proc.stdout == ""
     assert "is not an OpenAI-compatible API: it sent text/plain 'Hello from a web server'" in proc.stderr
 
 

@@ -93,3 +93,46 @@ def test_declining_rm_exits_0(tmp_path, monkeypatch):
     assert "Delete r1test/pipe (1 revision" in err.getvalue() and "kept r1test/pipe: nothing deleted" in err.getvalue()
     assert (hub / "models--r1test--pipe").is_dir() and out.getvalue() == ""
 
+
+def test_a_model_the_server_does_not_serve_is_bad_usage(demo_server):
+    """`r1 ask -m wrong`: the real vLLM answers 404 "does not exist": the user's input (2), not unexpected (1)."""
+    from conftest import run_r1
+
+    proc = run_r1("ask", "-m", "wrong", "What is 2+3?", "--base-url", demo_server.base_url)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[-2].startswith("r1: error: the server answered 404: The model `wrong` does not exist"), proc.stderr
+    assert lines[-1].startswith("  fix: leave -m out")
+    assert proc.stdout == ""
+
+
+@pytest.fixture
+def web_server(tmp_path):
+    """A plain web server (Python's http.server, as `python -m http.server` runs): the wrong kind of server."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_a_plain_web_server_is_named_in_one_line(web_server, tmp_path):
+    """`r1 ask --port P` where P is a plain web server answering 404 HTML: one line saying it is not an
+    OpenAI-compatible server and what answered (status, its Server header, the page's first words); exit 3."""
+    from conftest import run_r1
+    from r1cli.errors import ExitStatus
+
+    proc = run_r1("ask", "--port", str(web_server), "What is 2+3?", env={"R1_HOME": str(tmp_path / "home")})
+    assert proc.returncode == ExitStatus.NO_SERVER, proc.stderr
+    note, error, fix = proc.stderr.splitlines()
+    assert note.startswith(f"r1: using http://127.0.0.1:{web_server}/v1, a server not started by r1")
+    assert error.startswith(f"r1: error: the server at http://127.0.0.1:{web_server}/v1 is not an OpenAI-compatible "
+                            f"API: it answered 404 (server SimpleHTTP/"), error
+    assert "text/html" in error and "Error response" in error and "<" not in error and len(error) < 300
+    assert fix.startswith("  fix: ") and proc.stdout == ""
