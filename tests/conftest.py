@@ -252,13 +252,16 @@ class Made:
     ran_to_max: int  # of those requests, how many ran to their max_tokens (vLLM counts no aborted one)
 
 
-def made_under_load(base_url: str, action, requests: int = 24) -> Made:
+def made_under_load(base_url: str, action, requests: int = 8) -> Made:
     """What the request(s) under test made while ACTION ran beside a GenerationLoad of REQUESTS, by vLLM's
-    own counters once the server is idle again. ACTION runs inside; the load is finished (and checked) also
-    when it fails."""
+    own counters once the server is idle again. ACTION starts once the load runs (vLLM's gauge), so that
+    the request under test is slowed from its first token; the load is finished (and checked) also when
+    ACTION fails. A light load on purpose: on two cores a heavier one starves vLLM's own API server (its
+    /v1/models and /metrics then take seconds), and the test would wait on that rather than on r1."""
     before = wait_idle(base_url)
     load = GenerationLoad(base_url, requests=requests).start()
     try:
+        running_at_least(base_url, requests, 120, lambda: None)
         action()
     finally:
         load_tokens = load.finish()
@@ -273,7 +276,7 @@ class GenerationLoad:
     "33333" makes the demo repeat digits up to max_tokens, and each request reports in its usage exactly
     how many tokens it made. The server's counters, less these, are what r1's own request made."""
 
-    def __init__(self, base_url: str, requests: int = 24, max_tokens: int = 900):
+    def __init__(self, base_url: str, requests: int = 8, max_tokens: int = 900):
         self.base_url, self.max_tokens = base_url, max_tokens
         self.threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(requests)]
         self.stopping = threading.Event()

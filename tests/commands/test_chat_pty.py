@@ -155,7 +155,7 @@ def test_bracketed_paste_of_several_lines_is_one_message(chat):
 
 
 def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo_server):
-    """Beside 24 requests of its kind (conftest.GenerationLoad) the demo server needs seconds for the 900
+    """Beside 8 requests of its kind (conftest.GenerationLoad) the demo server needs seconds for the 900
     tokens of "33333" at temperature 0 (alone, about 1.3 s): a Ctrl-C that chat passes on at once (it hangs
     up, and vLLM aborts the request) leaves it short of 900, and vLLM never counts it as run to its
     max_tokens; one noticed only at the end would be."""

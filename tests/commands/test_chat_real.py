@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 
-from conftest import GenerationLoad, free_port
+from conftest import free_port, made_under_load
 from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  # noqa: F401, F811 (chat: the fixture)
 
 
@@ -125,16 +125,16 @@ def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_pat
     child = chat()
     command(child, "/set max_tokens 900")
     command(child, "/set temperature 0")
-    load = GenerationLoad(demo_server.base_url).start()  # so that the 900 tokens take many seconds
-    try:
+
+    def interrupt_the_answer():  # beside a load, so that the 900 tokens take seconds
         child.send("33333\r")
         child.expect_exact(ACCEPTED)
         child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # its reasoning streams
         child.send("\x03")
         child.expect_exact("[interrupted]", timeout=30)
         wait_prompt(child)
-    finally:
-        load.finish()
+
+    assert made_under_load(demo_server.base_url, interrupt_the_answer).ran_to_max == 0
     turns = _saved(child, tmp_path / "c.json")
     assert len(turns) == 1 and turns[0]["user"] == "33333" and turns[0]["interrupted"] is True
     assert turns[0]["reasoning"]  # what had arrived is kept

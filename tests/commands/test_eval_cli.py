@@ -226,7 +226,7 @@ def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
     request that does as finished by "length"; an aborted one it does not count)."""
     from conftest import made_under_load, running_at_least
 
-    problems, load = 8, 16
+    problems, load = 8, 8
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n"
                             for i in range(problems)))
