@@ -142,6 +142,9 @@ def _render(env: Environment, result) -> None:
         out.write(f"fix: {result.fatal.hint}\n")
         if reached:
             out.write(f"last stage before it: {reached}\n")
+    elif result.stopped_by:  # a stop asked for (r1's, Ctrl-C, kill) is no failure, whatever errors it caused
+        out.write(f"no failure found: stopped by a signal ({result.stopped_by})"
+                  + (f"; last stage reached: {reached}\n" if reached else "\n"))
     elif reached:
         out.write(f"no failure found; last stage reached: {reached}\n")
     else:

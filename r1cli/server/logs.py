@@ -193,6 +193,10 @@ _TRUST_CONFIG = re.compile(r"Failed to load the model config\..*--trust-remote-c
 _MAX_LEN_BIG = re.compile(r"User-specified max_model_len \((\d+)\) is greater than the derived max_model_len"
                           r"(?: \((\w+)=([\d.]+))?")
 _BAD_PARSER = re.compile(r"invalid reasoning parser: (\S+)|Reasoning parser '([^']*)' not found")
+# A stop someone asked for (r1's SIGTERM to the process group, Ctrl-C, `kill`): the engine's signal handler says
+# which signal; vLLM's API server, told to stop before uvicorn takes its signals over, raises
+# KeyboardInterrupt("terminated") on SIGTERM, and a plain KeyboardInterrupt on Ctrl-C.
+_SIGNAL_STOP = re.compile(r"\[shutdown\] \w+: trigger received signal=(SIG[A-Z]+)|^KeyboardInterrupt(: terminated)?$")
 _ENGINE_FAILED = re.compile(r"EngineCore failed to start|Engine core initialization failed")
 
 # --- error lines for evidence and the generic message -----------------------------------------------------------
@@ -249,6 +253,9 @@ class LogWatcher:
         self.fatal: Fatal | None = None
         self.facts: dict = {}
         self.app_started = False
+        # The signal that stopped vLLM before any failure showed (what errors follow it are the stop's own
+        # doing, not a failure: none is recorded or judged after it); None when nothing stopped it so.
+        self.stopped_by: str | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._count = 0  # lines fed so far
         self._fatal_at = -1  # number of the line that set self.fatal
@@ -267,7 +274,11 @@ class LogWatcher:
             return []
         msg = strip_prefix(text).strip()
         events: list[Stage | Fatal] = []
-        err = _error_text(msg)
+        if self.fatal is None and self.stopped_by is None:
+            stop = _SIGNAL_STOP.search(msg)
+            if stop:
+                self.stopped_by = stop.group(1) or ("SIGTERM" if stop.group(2) else "SIGINT")
+        err = _error_text(msg) if self.stopped_by is None else None
         if err is not None:
             self._errors.append((self._count, err, text))
         engine = engine_of(line)  # the raw line: a progress bar's carriage returns leave the prefix out of `text`
@@ -293,7 +304,7 @@ class LogWatcher:
             self.stage = stage
             self._reached[stage.engine] = STAGE_KEYS.index(stage.key)
             events.append(stage)
-        fatal = self._fatal(msg, text)
+        fatal = self._fatal(msg, text) if self.stopped_by is None else None
         if fatal is not None and self._better(fatal):
             self.fatal = fatal
             self._fatal_at = self._count
@@ -736,6 +747,7 @@ class Explanation:
     facts: dict  # figures read on the way (version, model, args, KV cache, ...)
     lines: int  # lines read
     starts: int  # vLLM starts found (a log vLLM appends to holds one per start)
+    stopped_by: str | None = None  # the signal that stopped it before any failure ("SIGTERM"): not a failure
 
     def as_json(self) -> dict:
         return {
@@ -746,7 +758,7 @@ class Explanation:
             "fix": self.fatal.hint if self.fatal else None,
             "stage": ({"key": self.stage.key, "milestone": MILESTONES[self.stage.key], "label": self.stage.label}
                       if self.stage else None),
-            "facts": self.facts, "lines": self.lines, "starts": self.starts,
+            "facts": self.facts, "lines": self.lines, "starts": self.starts, "stopped_by": self.stopped_by,
         }
 
 
@@ -755,7 +767,7 @@ def explain(lines: Iterable[str]) -> Explanation:
 
     Logs that several starts append to (r1's own, `docker logs` of a restarted container, a journal)
     would otherwise blame an old failure. The fatal is the watcher's, else the exception a traceback
-    ended on.
+    ended on, unless a signal stopped vLLM before either showed: then it is no failure (stopped_by).
     """
     watcher = LogWatcher()
     saw_traceback = False
@@ -772,8 +784,8 @@ def explain(lines: Iterable[str]) -> Explanation:
             starts += before is None or again
         saw_traceback = saw_traceback or "Traceback (most recent call last)" in line
     fatal = watcher.fatal
-    if fatal is None and saw_traceback and watcher._errors:
+    if fatal is None and saw_traceback and watcher._errors:  # the errors before a stop, if any
         fatal = watcher._generic(watcher._errors[-1][2])
         watcher.fatal, watcher._fatal_at = fatal, watcher._errors[-1][0]
     return Explanation(fatal, watcher.evidence() if fatal else [], watcher.stage, dict(watcher.facts), count,
-                       starts)
+                       starts, None if fatal else watcher.stopped_by)

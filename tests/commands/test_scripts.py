@@ -121,7 +121,8 @@ def test_explain_exits_6_when_it_found_a_failure_plain():
     assert lines[-2].startswith("fix: serve a smaller model") and lines[-1] == "last stage before it: loading weights (loading weights)"
     ready = run_r1("logs", "--explain", str(LOGS / "cpu-0.32-ready-demo.log"))
     assert ready.returncode == 0, ready.stderr
-    assert ready.stdout == "no failure found; last stage reached: API up (application startup complete)\n"
+    assert ready.stdout == ("no failure found: stopped by a signal (SIGTERM); "  # served, then stopped by r1
+                            "last stage reached: API up (application startup complete)\n")
 
 
 def test_explain_exits_6_when_it_found_a_failure_json():
@@ -136,7 +137,7 @@ def test_explain_exits_6_when_it_found_a_failure_json():
     assert ready.returncode == 0, ready.stderr
     doc = json.loads(ready.stdout)
     assert (doc["failed"], doc["cause"], doc["message"], doc["evidence"]) == (False, None, None, [])
-    assert doc["stage"]["key"] == "app_started"
+    assert doc["stage"]["key"] == "app_started" and doc["stopped_by"] == "SIGTERM"
 
 
 def test_exit_6_is_documented():

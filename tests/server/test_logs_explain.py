@@ -17,6 +17,8 @@ from r1cli.server import state
 from r1cli.server.logs import MILESTONES, STAGE_KEYS, Stage, explain
 
 READY = "no failure found; last stage reached: API up (application startup complete)\n"
+# The real ready logs end as their server was stopped (`r1 stop`, the test's end: SIGTERM), and say so.
+STOPPED_READY = "no failure found: stopped by a signal (SIGTERM); last stage reached: API up (application startup complete)\n"
 GPU_READY = next(p for p in LOGS if p.name == "gpu-0.25-ready-h100.log")
 PORT_IN_USE = next(p for p in LOGS if p.name == "cpu-0.32-fail-port-in-use.log")
 
@@ -33,7 +35,7 @@ def test_explain_a_log_file(path: Path, capsys):
     expected = _expected_cause(path.name)
     assert code == (0 if expected is None else 6)  # 6: a failure was found (FAILURE_FOUND)
     if expected is None:
-        assert out == READY
+        assert out == (STOPPED_READY if b"trigger received signal=SIGTERM" in path.read_bytes() else READY)
         return
     result = explain(_lines(path))
     if expected != "?":
@@ -117,7 +119,7 @@ def test_the_last_start_in_a_log_is_judged(tmp_path, capsys):
     (tmp_path / "fail-then-ready.log").write_bytes(failed + ready)
     (tmp_path / "ready-then-fail.log").write_bytes(ready + failed)
     code, out, _ = _explain_out(str(tmp_path / "fail-then-ready.log"), capsys=capsys)
-    assert code == 0 and out == READY
+    assert code == 0 and out == STOPPED_READY
     data = json.loads(_explain_out(str(tmp_path / "ready-then-fail.log"), "--json", capsys=capsys)[1])
     assert data["cause"] == "port_in_use" and data["starts"] == 2
 
@@ -168,3 +170,71 @@ def test_every_fix_names_r1_flags_and_commands_that_exist():
 def test_milestones_cover_every_stage():
     assert set(MILESTONES) == set(STAGE_KEYS)
     assert isinstance(explain([]).stage, (Stage, type(None)))
+
+
+# --- a stop asked for is not a failure (issue 32, item 4) -----------------------------------------------------
+# A foreground `r1 serve` Ctrl-C'd while vLLM starts: r1 sends SIGTERM to vLLM's process group. The engine logs
+# the signal (the real line of cpu-0.32-ready-demo.log, same pids as its start), and vLLM 0.32's API server,
+# told to stop before uvicorn took over its signals, raises KeyboardInterrupt("terminated") out of its
+# initialisation (launchers/api_server/entry.py `_interrupt_init`): a traceback. The traceback's frames are the
+# real ones of cpu-0.32-fail-engine-killed.log (its API server waiting for the engine), ending in that raise.
+# The processes write apart, so either may come first. A stop by hand (Ctrl-C on vLLM itself) is SIGINT.
+READY_DEMO = next(p for p in LOGS if p.name == "cpu-0.32-ready-demo.log")
+ENGINE_KILLED = next(p for p in LOGS if p.name == "cpu-0.32-fail-engine-killed.log")
+
+
+def _start_until_weights_loaded() -> list[str]:
+    lines = _lines(READY_DEMO)
+    return lines[: next(i for i, line in enumerate(lines) if "Loading weights took" in line) + 1]
+
+
+def _signal_line(name: str) -> str:
+    line = next(x for x in _lines(READY_DEMO) if "trigger received signal=SIGTERM" in x)
+    return line.replace("SIGTERM", name)
+
+
+def _api_server_interrupted(message: str) -> list[str]:
+    lines = _lines(ENGINE_KILLED)
+    first = lines.index("Traceback (most recent call last):")
+    frames = lines[first: next(i for i in range(first, len(lines)) if "in wait_for_engine_startup" in lines[i])]
+    return [*frames,
+            '  File "/opt/venv/lib/python3.11/site-packages/vllm/entrypoints/launchers/api_server/entry.py", '
+            'line 171, in _interrupt_init',
+            '    raise KeyboardInterrupt("terminated")' if message else "    time.sleep(poll)",
+            f"KeyboardInterrupt: {message}" if message else "KeyboardInterrupt"]
+
+
+STOPPED = {
+    "sigterm-engine-first": lambda: [*_start_until_weights_loaded(), _signal_line("SIGTERM"),
+                                     *_api_server_interrupted("terminated")],
+    "sigterm-api-server-first": lambda: [*_start_until_weights_loaded(), *_api_server_interrupted("terminated"),
+                                         _signal_line("SIGTERM")],
+    "sigint-by-hand": lambda: [*_start_until_weights_loaded(), _signal_line("SIGINT"), *_api_server_interrupted("")],
+}
+
+
+@pytest.mark.parametrize("case", STOPPED)
+def test_a_start_stopped_by_a_signal_is_not_a_failure(case, tmp_path, capsys):
+    log = tmp_path / "server.log"
+    log.write_text("\n".join(STOPPED[case]()) + "\n")
+    signal = "SIGINT" if case == "sigint-by-hand" else "SIGTERM"
+    code, out, _ = _explain_out(str(log), capsys=capsys)
+    assert (code, out) == (0, f"no failure found: stopped by a signal ({signal}); last stage reached: "
+                              "weights loaded (weights loaded in 0.00 s)\n")
+    code, out, _ = _explain_out(str(log), "--json", capsys=capsys)
+    data = json.loads(out)
+    assert code == 0 and (data["failed"], data["cause"], data["stopped_by"]) == (False, None, signal)
+
+
+def test_a_served_log_stopped_by_r1_stop_says_so():
+    result = explain(_lines(READY_DEMO))  # served, then `r1 stop`: SIGTERM
+    assert result.fatal is None and result.stopped_by == "SIGTERM" and result.stage.key == "app_started"
+
+
+@pytest.mark.parametrize("path", [p for p in LOGS if _expected_cause(p.name) not in (None, "?")], ids=_ids)
+def test_a_failure_before_the_stop_is_still_the_failure(path):
+    """r1 stops the tree (SIGTERM) after it saw a start fail: the failure came first, and it is the verdict."""
+    lines = _lines(path)
+    result = explain([*lines, _signal_line("SIGTERM")])
+    assert result.fatal is not None and result.fatal.cause == _expected_cause(path.name)
+    assert result.stopped_by is None
