@@ -260,9 +260,11 @@ def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log
         code = result.started.proc.wait()
     except KeyboardInterrupt:
         with process.signals_held():  # a second Ctrl-C must not cut the stop short
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                env.note(f"\nr1: {server_serve.stopping(record)}")  # at once: vLLM takes seconds to stop
             freed = process.stop_server(record)
-        with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
-            env.note(f"\nr1: stopped {record.served_name} ({len(freed.pids)} processes)")
+        with contextlib.suppress(OSError):
+            env.note(f"r1: stopped {record.served_name} ({len(freed.pids)} processes)")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     _exited(record, code)
 

@@ -390,6 +390,11 @@ def log_path_for(log_file: Path | None, port: int) -> Path:
     return path.parent.resolve() / path.name  # the last part is not followed (open_log refuses a link made meanwhile)
 
 
+def stopping(record: state.ServerRecord) -> str:
+    """What r1 says the moment it starts stopping a server it was asked to stop (Ctrl-C): vLLM takes seconds."""
+    return f"stopping vLLM (pid {record.pid})..."
+
+
 def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event,
           notify: Notify | None = None) -> ServeResult:
     """Spawn and wait for readiness (after `preflight`); on any failure nothing of the server is left running.
@@ -437,8 +442,10 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
             record.ready_at = time.time()
             state.save(record)
             process.mark_loaded(log_path, record.served_name)
-        except BaseException:  # a failure, Ctrl-C, SIGTERM or SIGHUP: nothing of the server may be left
+        except BaseException as exc:  # a failure, Ctrl-C, SIGTERM or SIGHUP: nothing of the server may be left
             with process.signals_held():
+                if notify is not None and isinstance(exc, KeyboardInterrupt):
+                    notify(stopping(record))  # at once: the stop may take seconds
                 process.stop_members(record, timeout=5)
                 state.remove(opts.port)
             raise

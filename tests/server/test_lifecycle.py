@@ -254,3 +254,98 @@ def test_kill9_of_the_r1_holding_a_watchdog_stops_the_server_it_was_starting(fak
         assert state.load(record.port) is None
     finally:
         reap(holder)
+
+
+# A server slow to stop, as vLLM is (its engine and workers shut down in turn): SIGTERM takes 1.5 s to end it.
+SLOW_TO_STOP = textwrap.dedent("""
+    import signal, sys, time
+    def bye(*_):
+        time.sleep(1.5)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, bye)
+    print("up", flush=True)
+    time.sleep(600)
+""")
+
+
+class _TimedStream:
+    """stderr that keeps when each line was written (seconds, from time.monotonic)."""
+
+    def __init__(self):
+        self.writes: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append((time.monotonic(), text))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def lines(self) -> list[tuple[float, str]]:
+        out, buf, at = [], "", 0.0
+        for when, text in self.writes:
+            for piece in text.splitlines(keepends=True):
+                at = at if buf else when
+                buf += piece
+                if buf.endswith("\n"):
+                    out.append((at, buf.strip()))
+                    buf = ""
+        return out
+
+
+def test_ctrl_c_of_a_foreground_serve_says_at_once_that_it_stops_vllm(tmp_path, monkeypatch):
+    """Issue 32, item 8: Ctrl-C on a foreground `r1 serve` once it serves. The stop takes seconds (vLLM's, 1.5 s
+    here): r1 says at once that it is stopping (the pid), then what it stopped. The code path is serve's own
+    (commands/serve.start), on a real tree; only vLLM's start is stood in for, and the Ctrl-C arrives while it
+    waits on the server, as the user's does."""
+    import io
+    from types import SimpleNamespace
+
+    from r1cli.commands import serve as serve_command
+    from r1cli.console import Environment
+    from r1cli.server import serve as server_serve
+
+    monkeypatch.setenv("R1_HOME", make_home(tmp_path)["R1_HOME"])
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    port = free_port()
+    log = state.logs_dir() / f"server-{port}.log"
+    proc = process.spawn(cmdline.Launch([sys.executable, "-c", SLOW_TO_STOP], {}), log, server_id="f00d")
+    try:
+        record = state.ServerRecord(
+            pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), port=port, host="127.0.0.1",
+            url=f"http://127.0.0.1:{port}/v1", model="m", served_name="m", log_path=str(log),
+            started_at=time.time(), backend="cpu", pgid=proc.pid, server_id="f00d")
+        state.save(record)
+        wait_for(lambda: "up" in log.read_text(), 30, "the slow server")
+
+        class CtrlCWhileServing:
+            def wait(self):
+                raise KeyboardInterrupt
+
+        started = SimpleNamespace(proc=CtrlCWhileServing(), watcher=SimpleNamespace(facts={}), seconds=1.0)
+        monkeypatch.setattr(server_serve, "preflight", lambda opts, **kw: opts)
+        monkeypatch.setattr(server_serve, "start",
+                            lambda opts, **kw: SimpleNamespace(record=record, started=started, warmup=None, watchdog=None))
+        err = _TimedStream()
+        env = Environment(_stdin=io.StringIO(), _stdout=io.StringIO(), _stderr=err)
+        with pytest.raises(SystemExit) as stopped:
+            serve_command.start(env, cmdline.ServeOptions(model="m", port=port), timeout=60, log_file=log,
+                                detach=False, json_out=False)
+        ended = time.monotonic()
+        assert stopped.value.code == 130
+        lines = err.lines()
+        interrupted = next(at for at, text in lines if text == "r1: serving; press Ctrl-C to stop")
+        at, text = lines[-2]
+        assert text == f"r1: stopping vLLM (pid {proc.pid})...", lines
+        assert at - interrupted < 0.5  # at once, not after the stop
+        last_at, last = lines[-1]
+        assert last == "r1: stopped m (1 processes)" and ended - at >= 1.4, lines
+        assert proc.poll() is not None and state.load(port) is None
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        kill_all([psutil.Process(p.pid) for p in _session(proc.pid)])
+        reap(proc)
