@@ -11,6 +11,7 @@ import typer
 
 from r1cli import completion, config, options
 from r1cli.console import Environment
+from r1cli.errors import HubError
 from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
@@ -44,8 +45,12 @@ def run(
         from r1cli.commands import serve as serve_cmd
 
         opts = cmdline.options_for(model, port=port)
-        record = serve_cmd.run(env, opts, timeout=timeout, log_file=None, detach=True, json_out=False,
-                               print_url=False)  # stdout is the answer's
+        try:
+            record = serve_cmd.run(env, opts, timeout=timeout, log_file=None, detach=True, json_out=False,
+                                   print_url=False)  # stdout is the answer's
+        except HubError as problem:
+            _unavailable(problem, words or [], model, question)
+            raise
     target = Target(record.url, config.env_str("R1_API_KEY"), record.served_name)
     if question is not None:
         text = ask_cmd.read_question(question, env.stdin, env.stdin_isatty)
@@ -53,6 +58,22 @@ def run(
                                                            show_thinking=show_thinking))
     settings = chat_cmd.Settings(sampling=chat_cmd.turn.Sampling(temperature=temperature))
     return chat_cmd.run(env, target, settings)
+
+
+def _unavailable(problem: "HubError", words: list[str], model: str, question: str | None) -> None:
+    """The model to serve cannot be had: when a first word that is no model was near one ('demoo'), it began
+    the question and the default was to be served: say so, and make the fix an `r1 run` of the model meant."""
+    from r1cli.commands import serve as serve_cmd
+    from r1cli.hub import cache
+
+    typo = words[0] if words and model == config.DEFAULT_MODEL and not is_model(words[0]) else None
+    near = cache.nearest(typo) if typo and not any(c.isspace() for c in typo) else None
+    if near is not None:
+        default = config.find_preset(config.DEFAULT_MODEL)[0]
+        problem.details.append(f"'{typo}' is not a model r1 knows, so it began the question and the default, "
+                               f"{default}, was to be served: did you mean {near}?")
+        question = " ".join(words[1:]).strip() or None
+    serve_cmd.fix_unavailable(problem, near=near, question=question, run=True)
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]*[A-Za-z][\w.-]*")

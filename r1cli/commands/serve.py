@@ -3,6 +3,7 @@
 
 import contextlib
 import json
+import shlex
 import signal
 import time
 from dataclasses import asdict
@@ -182,6 +183,7 @@ def pull_planned(env: Environment, model: str, would_fail: list) -> None:
     try:
         plan = hub.ensure_cached(None, model, dry_run=True)  # a dry run reports nothing through env
     except R1Error as problem:
+        fix_unavailable(problem, asked=model)
         would_fail.append(problem)
         return
     if plan is None:
@@ -200,11 +202,51 @@ def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> No
     from r1cli.hub import pull as hub
 
     title = opts.served_name or cmdline.short_name(model)
-    pulled = hub.ensure_cached(env, model, display=hub.display_for(env, label=f"{title}: downloading"))
+    try:
+        pulled = hub.ensure_cached(env, model, display=hub.display_for(env, label=f"{title}: downloading"))
+    except R1Error as problem:
+        fix_unavailable(problem, asked=model)
+        raise
     if pulled is not None and pulled.fetched:
         rate = pulled.fetched / pulled.seconds if pulled.seconds else 0.0
         env.note(f"r1: {title}: downloaded {hub.human(pulled.fetched)} in {pulled.seconds:.1f} s "
                  f"({hub.human(rate)}/s) into {pulled.snapshot}")
+
+
+def fix_unavailable(problem: R1Error, *, asked: str | None = None, near: str | None = None,
+                    question: str | None = "What is 2+3?", run: bool = False) -> None:
+    """What r1 says of a model it cannot have (the Hub has no such repo, or cannot be reached). ASKED, a name
+    that is no preset nor cached model: the one it was near ('demoo': demo), in a line of its own. The fix:
+    what can be had at once, a model r1 already serves (`r1 run demo 'What is 2+3?'`), else the model the
+    name was near (NEAR, else ASKED's). RUN: the fix is an `r1 run` with QUESTION, as the user's."""
+    from r1cli.errors import HubError
+    from r1cli.hub import cache
+
+    if not isinstance(problem, HubError) or problem.status not in (ExitStatus.NOT_FOUND, ExitStatus.NO_NETWORK):
+        return
+    if asked is not None and config.find_preset(asked) is None:
+        near = near or cache.nearest(asked)
+        problem.details.append(f"'{asked}' is not a preset or a cached model" + (f": did you mean {near}?" if near else ""))
+    ask = f" {shlex.quote(question)}" if question else ""
+    served = _served_word()
+    if served is not None:
+        problem.hint = f"r1 already serves {served}: r1 run {served}{ask}"
+    elif near is not None:
+        problem.hint = f"r1 run {near}{ask}" if run else f"r1 serve {near}"
+
+
+def _served_word() -> str | None:
+    """The model a live r1 server (of this state directory) serves, as `r1 run` names it: demo, a preset's
+    key, else its Hub id or folder; None when none runs."""
+    records, _ = state.load_all()
+    for record in sorted(records, key=lambda r: r.port):
+        if not state.is_alive(record):
+            continue
+        if record.model == str(config.demo_model_dir()):
+            return "demo"
+        found = config.find_preset(record.model)
+        return found[0] if found is not None and found[2] is None else record.model
+    return None
 
 
 def already_serving(env: Environment, record: "state.ServerRecord") -> None:

@@ -54,6 +54,24 @@ def preset_name(repo: str) -> str | None:
     return f"{key} {family}" if family else key
 
 
+def nearest(name: str, cache: Path | None = None) -> str | None:
+    """The preset, `demo` or cached model NAME was most likely meant as (a typo: 'demoo', '1.5', a repo id one
+    letter off), as `r1 serve` and `r1 run` take it; None when NAME is one of them, or near none. The one rule
+    for "did you mean" about models: difflib's closeness over the presets' keys and repos, and the cache's ids."""
+    import difflib
+
+    known = {"demo": "demo"}
+    for key, preset in config.PRESETS.items():
+        known[key] = known[preset.repo.lower()] = key
+    for model in cached_models(cache, served=set()):
+        known.setdefault(model.repo.lower(), model.repo)
+    wanted = name.strip().lower().rstrip("/")
+    if wanted in known:
+        return None
+    close = difflib.get_close_matches(wanted, known, n=1, cutoff=0.6)
+    return known[close[0]] if close else None
+
+
 def is_served(repo: str, snapshot: Path | str, served: set[str]) -> bool:
     # A server names what vLLM was given: the Hub id, or (served from the cache by path) the snapshot folder.
     return repo.lower() in served or str(snapshot).lower().rstrip("/") in served

@@ -265,7 +265,8 @@ def hub_error(exc: BaseException, repo: str, revision: str | None) -> R1Error | 
         return HubError(f"the Hub answered HTTP {_status_code(exc)} for {repo}: {str(exc).splitlines()[0]}",
                         hint="try again later; HF_ENDPOINT picks another endpoint or mirror")
     if isinstance(exc, errors.LocalEntryNotFoundError) or is_network_error(exc):
-        return HubError(f"the Hub ({endpoint}) cannot be reached: {first_line(exc)}", status=ExitStatus.NO_NETWORK,
+        return HubError(f"the Hub ({endpoint}) cannot be reached to fetch {repo}: {first_line(exc)}",
+                        status=ExitStatus.NO_NETWORK,
                         hint="check the network (a proxy: HTTPS_PROXY), or HF_ENDPOINT for a mirror")
     return None
 

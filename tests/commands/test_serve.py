@@ -104,7 +104,7 @@ def test_stop_leaves_no_process_of_the_tree(demo_server):
 
 @pytest.mark.parametrize("env, line", [
     ({"HF_ENDPOINT": "https://127.0.0.1"},  # a hub that refuses connections
-     "r1: error: the Hub (https://127.0.0.1) cannot be reached: "),
+     "r1: error: the Hub (https://127.0.0.1) cannot be reached to fetch nonexistent-org/no-such-model: "),
     ({"HF_HUB_OFFLINE": "1"},
      "r1: error: nonexistent-org/no-such-model is not in the cache and HF_HUB_OFFLINE forbids downloading it"),
 ])
