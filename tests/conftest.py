@@ -4,6 +4,7 @@ started through `r1 serve demo -d` once per session, never skipped: no vLLM is a
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -111,43 +112,77 @@ def metrics(root: str) -> dict[str, float]:
 
 
 class TcpRelay:
-    """Bytes between LISTEN_PORT and the server on TARGET_PORT, both ways, for as long as it runs: a server
-    r1 did not start (no record of the suite's names it, no process of the suite's owns its port) that
-    answers as the shared demo server does, without a vLLM start of its own."""
+    """Forwards 127.0.0.1:PORT (a free one unless given) to the server on TARGET_PORT while open; closed, the
+    port refuses connections. It keeps every completion request that passed through it (its JSON body), in
+    order: what the client really sent. In front of the shared demo server it is also a server r1 did not
+    start (no record names its port, no process of a server's tree owns it), without a vLLM start of its own."""
 
-    def __init__(self, listen_port: int, target_port: int):
-        self.target_port = target_port
-        self.listener = socket.create_server(("127.0.0.1", listen_port))
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(self, target_port: int, port: int | None = None):
+        self.port, self.target_port = port or free_port(), target_port
+        self.listener: socket.socket | None = None
+        self.conns: list[socket.socket] = []
+        self.sent: list[dict] = []  # the bodies of POST .../completions, as they went to the server
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def close(self) -> None:
-        self.listener.close()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        for conn in self.conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            conn.close()
+        self.conns.clear()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
-                client, _ = self.listener.accept()
+                client, _ = listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:
-                client.close()
-                continue
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self.conns += [client, upstream]
+            threading.Thread(target=self._pipe, args=(client, upstream, self._requests()), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    def _requests(self):
+        """A reader of one connection's client-to-server bytes (HTTP/1.1, Content-Length bodies, as r1 sends
+        them): each whole completion request's body goes to self.sent."""
+        buf = b""
+        while True:
+            buf += yield
+            while b"\r\n\r\n" in buf:
+                head, rest = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
+                length = int(fields.get("content-length", "0"))
+                if len(rest) < length:
+                    break
+                method, path = lines[0].split()[:2]
+                if method == "POST" and path.endswith("/completions"):
+                    self.sent.append(json.loads(rest[:length]))
+                buf = rest[length:]
 
     @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, reader=None) -> None:
+        if reader is not None:
+            next(reader)
         try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
+            while data := src.recv(65536):
+                if reader is not None:
+                    reader.send(data)
+                dst.sendall(data)
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
+            for s in (src, dst):
                 try:
-                    sock.shutdown(socket.SHUT_RDWR)
+                    s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 
@@ -175,14 +210,42 @@ def demo_server():
         err = home / f"serve-{reuse}.err"  # what its `r1 serve demo -d` printed, where the developer kept it
         yield DemoServer(int(reuse), f"http://127.0.0.1:{reuse}/v1", "r1-demo", err.read_text() if err.exists() else "")
         return
-    port = free_port()
+    start = _demo_start or DemoStart()  # started when the tests were collected, or now
     try:
-        proc = run_r1("serve", "demo", "--port", str(port), "-d", "--timeout", "400", timeout=450)
-        if proc.returncode != 0:
-            pytest.fail(f"r1 serve demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        yield DemoServer(port, proc.stdout.strip(), "r1-demo", proc.stderr)
+        code, out, err = start.result()
+        if code != 0:
+            pytest.fail(f"r1 serve demo failed ({code}):\n{err[-3000:]}")
+        yield DemoServer(start.port, out.strip(), "r1-demo", err)
     finally:  # also when the start timed out or the session was interrupted: its record names the tree
-        run_r1("stop", "--port", str(port), timeout=60)
+        start.stop()
+
+
+class DemoStart:
+    """`r1 serve demo -d` for the session's shared server, its output in files (no pipe to block on)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.out, self.err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "r1cli", "serve", "demo", "--port", str(self.port), "-d",
+                                      "--timeout", "400"], stdin=subprocess.DEVNULL, stdout=self.out, stderr=self.err,
+                                     cwd=ROOT)
+
+    def result(self, timeout: float = 450) -> tuple[int, str, str]:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            reap(self.proc)
+            code = -9
+        self.out.seek(0)
+        self.err.seek(0)
+        return code, self.out.read(), self.err.read()
+
+    def stop(self) -> None:
+        reap(self.proc)
+        run_r1("stop", "--port", str(self.port), timeout=120)
+
+
+_demo_start: DemoStart | None = None
 
 
 @pytest.fixture
@@ -319,12 +382,32 @@ class GenerationLoad:
 
 @pytest.hookimpl(trylast=True)  # after pytest's own -m selection
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `stops_demo_server` stop the shared server: they run after everything else.
+    """The order: modules without the shared demo server, while it starts; its users; the two modules with a
+    vLLM of their own (`own_vllm`); and last the tests marked `stops_demo_server`, which stop it.
 
     The GPU tier (tests/gpu, marked `gpu`; `gpu2`: two GPUs) runs only when -m names it (`pytest -m gpu`):
     elsewhere its tests are deselected, never skipped, so CI counts none of them. Asked for on a machine
     without NVML, the run stops with the reason; `gpu2` tests are deselected where fewer than 2 GPUs are."""
-    items.sort(key=lambda item: item.get_closest_marker("stops_demo_server") is not None)
+    _select_gpu_tier(config, items)
+    # Modules that need no shared demo server run first, while it starts (it is started here, once the
+    # selection is known: a minute of vLLM's loading on one core beside them, not before them); the modules
+    # that start a vLLM of their own come after the shared server's users; tests that stop it, last.
+    uses_demo = {item.module for item in items if "demo_server" in item.fixturenames}
+    own_vllm = {item.module for item in items if item.get_closest_marker("own_vllm")}
+    items.sort(key=lambda item: (2 if item.get_closest_marker("stops_demo_server")
+                                 else 1.5 if item.module in own_vllm else 1 if item.module in uses_demo else 0))
+    global _demo_start
+    if (uses_demo and not config.option.collectonly and not os.environ.get("R1_TEST_REUSE_PORT")
+            and importlib.util.find_spec("vllm") is not None):
+        _demo_start = DemoStart()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _demo_start is not None:  # also where no test asked for it after all (an interrupted run)
+        _demo_start.stop()
+
+
+def _select_gpu_tier(config, items) -> None:
     gpu_items = [item for item in items if item.get_closest_marker("gpu") or item.get_closest_marker("gpu2")]
     if not gpu_items:
         return

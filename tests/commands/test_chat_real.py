@@ -9,85 +9,9 @@ vLLM does not vanish and come back on demand, and stopping the shared one would 
 from __future__ import annotations
 
 import json
-import socket
-import threading
 
-from conftest import free_port, made_under_load
+from conftest import TcpRelay, made_under_load
 from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  # noqa: F401, F811 (chat: the fixture)
-
-
-class Relay:
-    """Forwards 127.0.0.1:PORT to the demo server while open; closed, the port refuses connections. It keeps
-    every completion request that passed through it (its JSON body), in order: what the client really sent."""
-
-    def __init__(self, target_port: int):
-        self.port, self.target_port = free_port(), target_port
-        self.listener: socket.socket | None = None
-        self.conns: list[socket.socket] = []
-        self.sent: list[dict] = []  # the bodies of POST .../completions, as they went to the server
-
-    def open(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def close(self) -> None:
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
-        for conn in self.conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            conn.close()
-        self.conns.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            self.conns += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, self._requests()), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
-
-    def _requests(self):
-        """A reader of one connection's client-to-server bytes (HTTP/1.1, Content-Length bodies, as r1 sends
-        them): each whole completion request's body goes to self.sent."""
-        buf = b""
-        while True:
-            buf += yield
-            while b"\r\n\r\n" in buf:
-                head, rest = buf.split(b"\r\n\r\n", 1)
-                lines = head.decode("latin-1").split("\r\n")
-                fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-                length = int(fields.get("content-length", "0"))
-                if len(rest) < length:
-                    break
-                method, path = lines[0].split()[:2]
-                if method == "POST" and path.endswith("/completions"):
-                    self.sent.append(json.loads(rest[:length]))
-                buf = rest[length:]
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, reader=None) -> None:
-        if reader is not None:
-            next(reader)
-        try:
-            while data := src.recv(65536):
-                if reader is not None:
-                    reader.send(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 def _saved(child, path) -> list[dict]:
@@ -102,7 +26,7 @@ SEED = ("--seed", "1")
 def test_retry_replaces_the_last_turn(chat, demo_server, tmp_path):
     """/retry sends the last question again, with the history before it and without its old answer: the
     relay between chat and the server sees that request go out (the seeded answer alone could be a reprint)."""
-    relay = Relay(demo_server.port)
+    relay = TcpRelay(demo_server.port)
     relay.open()
     try:
         child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1", *SEED)
@@ -142,7 +66,7 @@ def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_pat
 
 
 def test_a_server_that_goes_away_keeps_the_conversation(chat, demo_server, tmp_path):
-    relay = Relay(demo_server.port)
+    relay = TcpRelay(demo_server.port)
     relay.open()
     try:
         child = chat("--base-url", f"http://127.0.0.1:{relay.port}/v1", *SEED)

@@ -44,7 +44,8 @@ def foreign_server(demo_server):
     names on its own port only."""
     if not _port_free(FOREIGN_PORT):
         pytest.fail(f"port {FOREIGN_PORT} is taken: the foreign-server tests need it free (it is the client default)")
-    relay = TcpRelay(FOREIGN_PORT, demo_server.port)
+    relay = TcpRelay(demo_server.port, port=FOREIGN_PORT)
+    relay.open()
     try:
         yield relay
     finally:

@@ -29,6 +29,9 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import STOP_WAIT_S, reap
+from server.test_lifecycle import (
+    running,  # the processes of a list that still run (not zombies)
+)
 
 from hub.conftest import DEMO, REPO, free_port
 from hub.helpers import ROOT, r1_process
@@ -37,7 +40,7 @@ from r1cli.errors import ExitStatus
 from r1cli.hub.pull import human
 from r1cli.server import process
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.own_vllm]
 
 KEY = "sk-owned-server-7f3a9c"
 TOTAL = sum(f.stat().st_size for f in DEMO.iterdir() if f.name in WANTED)  # what a pull of r1test/demo fetches
@@ -105,17 +108,6 @@ class Life:
         return r1_process(*args, env={**self.env, **(env or {})}, timeout=timeout)
 
 
-def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    out = []
-    for proc in procs:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 @pytest.fixture(scope="module")
 def life(mirror, tmp_path_factory):
     base = tmp_path_factory.mktemp("owned")
@@ -137,7 +129,7 @@ def life(mirror, tmp_path_factory):
         tree = life.vllm_tree()
         reap(life.proc)
         r1_process("stop", "--all", env={"R1_HOME": str(home)}, timeout=120)
-        for proc in alive(tree):
+        for proc in running(tree):
             proc.kill()
         psutil.wait_procs(tree, timeout=STOP_WAIT_S)
 
@@ -156,7 +148,7 @@ def test_the_pull_comes_first_then_vllm_starts(life):
 
 def test_while_vllm_loads_no_argv_carries_the_key(life):
     end = time.monotonic() + 300
-    while not any(p.name() == "VLLM::EngineCore" for p in alive(life.vllm_tree())):  # loading
+    while not any(p.name() == "VLLM::EngineCore" for p in running(life.vllm_tree())):  # loading
         assert life.proc.poll() is None and time.monotonic() < end, life.stderr
         time.sleep(0.2)
     # `ps -eo args` for r1 (re-executed without it) and every process of vLLM's: no key anywhere.
@@ -234,7 +226,7 @@ def test_a_closed_terminal_stops_the_whole_tree(life):
     life.proc.send_signal(signal.SIGHUP)  # the terminal closed: handled as Ctrl-C is
     assert life.proc.wait(timeout=STOP_WAIT_S) == 130, life.stderr
     _, left = psutil.wait_procs(tree, timeout=STOP_WAIT_S)  # the watchdog too: r1 stopped the server itself
-    assert alive(left) == [], [p.name() for p in left]
+    assert running(left) == [], [p.name() for p in left]
     assert life.record() is None
     assert process.port_holder("127.0.0.1", life.port) is None
     code, _, why = life.r1("rm", REPO, "--yes")

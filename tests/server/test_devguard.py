@@ -20,7 +20,7 @@ from conftest import free_port, own_network_address, run_r1
 
 from r1cli.server import cmdline, devguard
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.own_vllm]
 
 
 # ------------------------------------------------------------------------------------------ the rule, pure
