@@ -61,21 +61,23 @@ def test_stream_gives_reasoning_then_answer_then_done(r1):
     assert done.answer == "17"
 
 
-def test_breaking_out_of_a_stream_closes_it(r1, demo_server):
-    """Leaving the loop early hangs up, and vLLM stops generating. "33333" at temperature 0 makes the demo
-    write 900 tokens; beside conftest.GenerationLoad's such requests that takes the server seconds, so a
-    stream left at its first event is aborted by vLLM (it never runs to its max_tokens, by vLLM's own
-    counter) and makes far fewer. A client that never hung up would make all 900 (its worker thread reads
+def test_breaking_out_of_a_stream_closes_it(demo_server, interrupted_in_flight):
+    """Leaving the loop early hangs up while the server still streams ("33333" at temperature 0: 900 tokens),
+    and the server runs nothing more. The stream goes through a relay (conftest.InFlight) that sees the client
+    close before the server's end of it. A client that never hung up would read on (its worker thread reads
     on): this can fail."""
-    from conftest import made_under_load
+    from r1cli import Client
 
-    def leave_at_the_first_event():
-        for _event in r1.stream("33333", max_tokens=900, temperature=0, math=False):
-            break
+    def leave_at_the_first_event(flight):
+        events = Client(base_url=flight.url).stream("33333", max_tokens=900, temperature=0, math=False)
+        next(events)
+        if flight.still_running():
+            events.close()  # what a `break` out of the loop does
+        else:
+            list(events)
 
-    made = made_under_load(demo_server.base_url, leave_at_the_first_event)
-    assert made.ran_to_max == 0, "the stream ran on to its 900 tokens after the loop was left"
-    assert 0 < made.tokens < 450, f"the stream made {made.tokens:.0f} of its 900 tokens after the loop was left"
+    made = interrupted_in_flight(demo_server.base_url, leave_at_the_first_event)
+    assert (made.streams, made.cut) == (1, 1), f"the stream was not hung up on before its end: {made}"
 
 
 def test_async_client_runs_eight_asks_at_once(demo_server):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import TcpRelay, made_under_load
+from conftest import TcpRelay
 from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  # noqa: F401, F811 (chat: the fixture)
 
 
@@ -45,20 +45,25 @@ def test_retry_replaces_the_last_turn(chat, demo_server, tmp_path):
         relay.close()
 
 
-def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_path):
-    child = chat()
-    command(child, "/set max_tokens 900")
-    command(child, "/set temperature 0")
+def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_path, interrupted_in_flight):
+    children = []
 
-    def interrupt_the_answer():  # beside a load, so that the 900 tokens take seconds
+    def interrupt_the_answer(flight):  # while the server still streams it (conftest.InFlight)
+        child = chat("--base-url", flight.url)
+        children[:] = [child]
+        command(child, "/set max_tokens 900")
+        command(child, "/set temperature 0")
         child.send("33333\r")
         child.expect_exact(ACCEPTED)
         child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # its reasoning streams
-        child.send("\x03")
-        child.expect_exact("[interrupted]", timeout=30)
+        if flight.still_running():
+            child.send("\x03")
+            child.expect_exact("[interrupted]", timeout=30)
         wait_prompt(child)
 
-    assert made_under_load(demo_server.base_url, interrupt_the_answer).ran_to_max == 0
+    made = interrupted_in_flight(demo_server.base_url, interrupt_the_answer)
+    assert made.cut == 1
+    child = children[0]
     turns = _saved(child, tmp_path / "c.json")
     assert len(turns) == 1 and turns[0]["user"] == "33333" and turns[0]["interrupted"] is True
     assert turns[0]["reasoning"]  # what had arrived is kept

@@ -218,37 +218,36 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
     assert lines[-1] == f"  fix: continue with `r1 eval --resume {out}` (0 of 18 samples are kept)"
 
 
-def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path):
-    """Ctrl-C hangs up on the requests in flight, and vLLM stops generating them. Each problem here ("33333"
-    at temperature 0) makes the demo write 900 tokens, beside a GenerationLoad that keeps the server busy
-    for as long as the test runs, so each takes seconds: the test signals only once vLLM's gauge shows
-    eval's requests running beside the load's, and then none may run to its 900 tokens (vLLM counts each
-    request that does as finished by "length"; an aborted one it does not count)."""
-    from conftest import made_under_load, running_at_least
-
-    problems, load = 8, 8
+def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path, interrupted_in_flight):
+    """Ctrl-C hangs up on every request in flight, and the server runs nothing more. Each problem here
+    ("33333" at temperature 0) makes the demo write 900 tokens. Eval reaches the server through a relay
+    (conftest.InFlight) that sees each stream begin and end: the test signals once all 8 have begun and none
+    has ended, and then eval must have hung up on each of the 8 before its end (one request left to run on
+    would end first: this can fail)."""
+    problems = 8
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n"
                             for i in range(problems)))
     codes, errs = [], []
 
-    def eval_then_ctrl_c():
+    def eval_then_ctrl_c(flight):
+        out = tmp_path / f"ev{len(codes)}"
         proc = subprocess.Popen([sys.executable, "-m", "r1cli", "eval", str(data), "--runs", "1", "--concurrency",
-                                 str(problems), "--temperature", "0", "--max-tokens", "900", "--out",
-                                 str(tmp_path / "ev"), "--base-url", demo_server.base_url],
+                                 str(problems), "--temperature", "0", "--max-tokens", "900", "--out", str(out),
+                                 "--base-url", flight.url],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         try:
             def still_running():
                 assert proc.poll() is None, proc.communicate()
 
-            running_at_least(demo_server.base_url, load + problems, 120, still_running)
-            proc.send_signal(signal.SIGINT)
-            errs.append(proc.communicate(timeout=STOP_WAIT_S)[1])
+            flight.relay.wait_streaming(problems, 120, still_running)
+            if flight.still_running():
+                proc.send_signal(signal.SIGINT)
+            errs[:] = [proc.communicate(timeout=STOP_WAIT_S)[1]]
         finally:
             reap(proc)
         codes.append(proc.returncode)
 
-    made = made_under_load(demo_server.base_url, eval_then_ctrl_c, requests=load)
-    assert codes == [130], errs
-    assert made.ran_to_max == 0, f"{made.ran_to_max} of eval's requests ran on to their 900 tokens after Ctrl-C"
-    assert 0 < made.tokens < problems * 900 / 2, f"eval's requests made {made.tokens:.0f} of {problems * 900} tokens"
+    made = interrupted_in_flight(demo_server.base_url, eval_then_ctrl_c)
+    assert codes[-1] == 130, errs
+    assert (made.streams, made.cut) == (problems, problems), f"eval did not hang up on each before its end: {made}"
