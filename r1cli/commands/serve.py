@@ -224,13 +224,19 @@ def fix_unavailable(problem: R1Error, *, asked: str | None = None, near: str | N
 
     if not isinstance(problem, HubError) or problem.status not in (ExitStatus.NOT_FOUND, ExitStatus.NO_NETWORK):
         return
+    typo = near is not None or (asked is not None and config.find_preset(asked) is None)
     if asked is not None and config.find_preset(asked) is None:
         near = near or cache.nearest(asked)
         problem.details.append(f"'{asked}' is not a preset or a cached model" + (f": did you mean {near}?" if near else ""))
     ask = f" {shlex.quote(question)}" if question else ""
     served = _served_word()
     if served is not None:
-        problem.hint = f"r1 already serves {served}: r1 run {served}{ask}"
+        at_once = f"r1 already serves {served}: r1 run {served}{ask}"
+        # A real model the Hub cannot give keeps the Hub's own fix (a mirror, HF_HUB_OFFLINE), then this one.
+        if typo or not problem.hint:
+            problem.hint = at_once  # the model meant cannot be had: what can, at once
+        elif at_once not in problem.hint:  # (run asks twice: serve's pull, then run for a word it took as a typo)
+            problem.hint = f"{problem.hint}; or, at once, {at_once}"  # a real model keeps the Hub's own fix first
     elif near is not None:
         problem.hint = f"r1 run {near}{ask}" if run else f"r1 serve {near}"
 
