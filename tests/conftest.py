@@ -407,7 +407,7 @@ def interrupted_in_flight():
     naming that. The relays close with the test (a caller may go on using the client it pointed at one)."""
     relays = []
 
-    def run(base_url: str, scenario, tries: int = 5) -> Made:
+    def run(base_url: str, scenario, tries: int = 8) -> Made:
         for _ in range(tries):
             flight = InFlight(base_url)
             relays.append(flight.relay)

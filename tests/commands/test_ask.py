@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_and_exit_2(stdin, message):
 
 def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server, interrupted_in_flight):
     """At temperature 0, "33333" makes the demo write 900 tokens (alone, about 1.3 s). The Ctrl-C comes once
-    the reasoning streams, while the server still sends it; r1 exits 130 with nothing on stdout, having hung
+    the stream has begun, while the server still sends it; r1 exits 130 with nothing on stdout, having hung
     up before the stream's end (the relay of conftest.InFlight sees it), and the server runs nothing more."""
     import signal
 
@@ -157,7 +157,11 @@ def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server, interrupt
             # (the relay is a server no record names: r1 says first that it uses one)
             assert within(120, proc.stderr.readline, "the note").startswith(b"r1: using http://127.0.0.1:")
             assert within(120, proc.stderr.readline, "the temperature warning").startswith(b"r1: warning: ")
-            assert within(120, lambda: proc.stderr.read(1), "reasoning")  # the request is being generated
+            # the stream has begun, as the relay sees it (r1 draws the reasoning a moment later: this is sooner)
+            def r1_runs():
+                assert proc.poll() is None, proc.communicate()
+
+            flight.relay.wait_streaming(1, 120, r1_runs)
             if flight.still_running():
                 proc.send_signal(signal.SIGINT)
             outputs[:] = proc.communicate(timeout=STOP_WAIT_S)
