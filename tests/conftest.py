@@ -118,8 +118,9 @@ class TcpRelay:
     order: what the client really sent. In front of the shared demo server it is also a server r1 did not
     start (no record names its port, no process of a server's tree owns it), without a vLLM start of its own."""
 
-    def __init__(self, target_port: int, port: int | None = None):
+    def __init__(self, target_port: int, port: int | None = None, rate: float | None = None):
         self.port, self.target_port = port or free_port(), target_port
+        self.rate = rate  # bytes a second to the client on each connection (None: as fast as they come)
         self.listener: socket.socket | None = None
         self.conns: list[socket.socket] = []
         self.sent: list[dict] = []  # the bodies of POST .../completions, as they went to the server
@@ -179,7 +180,8 @@ class TcpRelay:
             stream = {"ended": False, "cut": False}
             threading.Thread(target=self._pipe, args=(client, upstream, self._requests(), functools.partial(self._hung_up, stream)),
                              daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, self._watch(stream)), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, self._watch(stream), None, self.rate),
+                             daemon=True).start()
 
     def _watch(self, stream: dict):
         """A reader of one connection's server-to-client bytes: the stream counts once it begins, and ends at
@@ -221,14 +223,19 @@ class TcpRelay:
                 buf = rest[length:]
 
     @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket, reader=None, on_end=None) -> None:
+    def _pipe(src: socket.socket, dst: socket.socket, reader=None, on_end=None, rate: float | None = None) -> None:
         if reader is not None:
             next(reader)
+        step = 512 if rate else 65536
         try:
             while data := src.recv(65536):
-                if reader is not None:
-                    reader.send(data)
-                dst.sendall(data)
+                for at in range(0, len(data), step):
+                    piece = data[at:at + step]
+                    if reader is not None:
+                        reader.send(piece)
+                    dst.sendall(piece)
+                    if rate:
+                        time.sleep(len(piece) / rate)
         except OSError:
             pass
         finally:
@@ -382,7 +389,10 @@ class InFlight:
     def __init__(self, base_url: str):
         self.base_url, self.root = base_url, base_url[: -len("/v1")]
         self.before = wait_idle(base_url)
-        self.relay = TcpRelay(int(base_url.rsplit(":", 1)[1].split("/")[0]))
+        # The relay hands the stream on at 20 kB/s: the 900 tokens' ~150 kB take the client ~7 s to receive,
+        # however fast the server makes them, so a client that hangs up at once does it before the end (on two
+        # cores vLLM's engine can starve the client for a second or more; the stream then ended first).
+        self.relay = TcpRelay(int(base_url.rsplit(":", 1)[1].split("/")[0]), rate=20_000)
         self.relay.open()
         self.url = f"http://127.0.0.1:{self.relay.port}/v1"  # what the client under test is pointed at
         self.valid: bool | None = None
