@@ -387,7 +387,7 @@ class InFlight:
     counters'."""
 
     def __init__(self, base_url: str):
-        self.base_url, self.root = base_url, base_url[: -len("/v1")]
+        self.base_url = base_url
         self.before = wait_idle(base_url)
         # The relay hands the stream on at 20 kB/s: the 900 tokens' ~150 kB take the client ~7 s to receive,
         # however fast the server makes them, so a client that hangs up at once does it before the end (on two
