@@ -21,7 +21,7 @@ from r1cli.errors import ExitStatus, R1Error
 
 # Each name is a module of r1cli/commands/ holding a function of that name (eval's is `eval_`, Python's
 # eval being taken), and optionally CONTEXT_SETTINGS. The order is --help's.
-COMMANDS = ("serve", "run", "pull", "models", "rm", "stop", "sleep", "wake", "logs", "ask", "chat", "status", "eval", "bench", "doctor")
+COMMANDS = ("serve", "route", "run", "pull", "models", "rm", "stop", "sleep", "wake", "logs", "ask", "chat", "status", "eval", "bench", "doctor")
 
 HELP = ("Serve DeepSeek-R1 distills on vLLM and talk to them from a terminal or a pipeline.\n\n"
         "Exit statuses: " + ", ".join(f"{int(s)} {s.meaning}" for s in ExitStatus) + ".")

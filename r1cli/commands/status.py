@@ -157,6 +157,40 @@ def _server_head(s: dict) -> str:
     return "  ".join(parts)
 
 
+def _router_text(s: dict) -> str | None:
+    """A router's policy and workers (`r1 route`), or a worker's standing with its router."""
+    if s.get("router"):
+        workers = s["router"]["workers"]
+        ready = sum(w["state"] in ("ready", "asleep") for w in workers)
+        return f"router ({s['router']['policy']}), {ready} of {len(workers)} workers ready"
+    routed = s.get("routed")
+    if routed:
+        seen = "healthy" if routed["healthy"] else "unhealthy" if routed["healthy"] is False else "unknown"
+        return f"to the router: {seen}, load {routed['load']}"
+    return None
+
+
+def _plain_server(s: dict, gpus: list[dict], label: str = "server") -> list[str]:
+    lines = [("router " if s.get("router") else label + " ") + _server_head(s)]
+    routing = _router_text(s)
+    if routing:
+        lines.append(f"  {routing}")
+    load = _load_text(s)
+    if load:
+        lines.append(f"  load: {load}")
+    for name, text in _engine_texts(s):
+        lines.append(f"    {name}: {text}")
+    memory = _memory_text(s, gpus)
+    if memory:
+        lines.append(f"  memory: {memory}")
+    sleep = _sleep_text(s)
+    if sleep:
+        lines.append(f"  sleep: {sleep}")
+    if s["error"]:
+        lines.append(f"  {s['error']}")
+    return lines
+
+
 def render_plain(data: dict) -> str:
     """Plain lines, for a pipe or a file: no colour, no layout tricks."""
     lines = []
@@ -171,20 +205,9 @@ def render_plain(data: dict) -> str:
             for p in g["processes"]:
                 lines.append("    " + _process_line(p))
     for s in data["servers"]:
-        lines.append("server " + _server_head(s))
-        load = _load_text(s)
-        if load:
-            lines.append(f"  load: {load}")
-        for name, text in _engine_texts(s):
-            lines.append(f"    {name}: {text}")
-        memory = _memory_text(s, data["gpus"])
-        if memory:
-            lines.append(f"  memory: {memory}")
-        sleep = _sleep_text(s)
-        if sleep:
-            lines.append(f"  sleep: {sleep}")
-        if s["error"]:
-            lines.append(f"  {s['error']}")
+        lines.extend(_plain_server(s, data["gpus"]))
+        for w in (s.get("router") or {}).get("workers", []):
+            lines.extend("  " + line for line in _plain_server(w, data["gpus"], "worker"))
     for note in data.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines) + "\n"
@@ -224,7 +247,7 @@ def render_rich(data: dict):
                 parts.append(proc)
 
     for s in data["servers"]:
-        head = Text.assemble(("server ", "bold"), (f":{s['port']} ", "bold"),
+        head = Text.assemble(("router " if s.get("router") else "server ", "bold"), (f":{s['port']} ", "bold"),
                              (s["state"].replace("_", " "), STATE_STYLE.get(s["state"], "")))
         if s["models"]:
             head.append(f"  {_model_text(s)}")
@@ -253,6 +276,15 @@ def render_rich(data: dict):
         if s["error"]:
             grid.add_row("    why", Text(s["error"], style="red" if s["state"] in ("down", "dead", "unhealthy") else "yellow"))
         parts.append(grid)
+        if s.get("router"):
+            parts.append(Text("    " + _router_text(s), style="dim"))
+            for w in s["router"]["workers"]:
+                line = Text.assemble(("    worker ", "bold"), f":{w['port']} ",
+                                     (w["state"].replace("_", " "), STATE_STYLE.get(w["state"], "")), f"  {w['url']}")
+                line.append("  " + _router_text(w), style="dim")
+                parts.append(line)
+                for text in filter(None, [_load_text(w), w["error"]]):
+                    parts.append(Text("      " + text, style="red" if text == w["error"] else "dim"))
     for note in data.get("notes", []):
         parts.append(Text(f"note: {note}", style="dim"))
     return Group(*parts)

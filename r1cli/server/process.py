@@ -473,7 +473,8 @@ def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable
         on_gpus = gpu.freed_since(before, record.port)
         gpu_text = f"; GPU memory freed: {on_gpus}" if on_gpus else ""
         if alive:
-            yield (f"stopped {record.served_name} on port {record.port}: {len(freed.pids)} processes, "
+            what = f"the router of {record.served_name}" if record.backend == "router" else record.served_name
+            yield (f"stopped {what} on port {record.port}: {len(freed.pids)} processes, "
                    f"{mib:,.0f} MiB of memory freed{gpu_text}")
         elif freed.pids:
             count = f"{len(freed.pids)} process" + ("es" if len(freed.pids) != 1 else "")

@@ -296,6 +296,8 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
         server["cpu_rss_bytes"] = rss if isinstance(rss, int) else None
         if server["state"] in ("ready", "asleep") and t.record is not None:
             _check_listener(server, t)
+        if t.record is not None and t.record.backend == "router":
+            _router(server, t, api_key, connect_timeout, read_timeout, now)
         servers.append(server)
         if server["state"] == "dead" and _remove_dead(t.record):
             notes.append(f"the server on port {t.port} (pid {t.record.pid}) is gone; its record was removed")
@@ -480,6 +482,46 @@ def _supervisor_alive(rec) -> bool | None:
         return "r1cli.server.watchdog" in " ".join(psutil.Process(rec.supervisor_pid).cmdline())
     except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return False
+
+
+def _router(server: dict, t: _Target, api_key: str | None, connect_timeout: float, read_timeout: float,
+            now: float) -> None:
+    """A router of `r1 route`: its /version and /metrics were a worker's (the router hands them on), so they
+    go; in their place "router": its policy and each worker as the router sees it (healthy, load) beside
+    what the worker itself answers, probed as a server is (a worker gone is "down")."""
+    from r1cli.server import route
+
+    server["version"], server["metrics"] = None, empty_metrics()
+    argv = t.record.argv
+    policy = argv[argv.index("--policy") + 1] if "--policy" in argv[:-1] else None
+    server["router"] = {"policy": policy, "workers": []}
+    if not t.alive or server["health"] is None:
+        return
+    try:
+        listed = route.workers(t.root, timeout=connect_timeout + read_timeout)
+    except Exception as exc:  # noqa: BLE001 - the router's own view is missing: say so, keep the rest
+        server["error"] = getattr(exc, "message", str(exc))
+        return
+    headers = {}
+    if api_key:
+        from r1cli.client import http as r1http
+
+        headers = r1http.auth_headers(api_key)
+    jobs = {(i, name): (lambda url=w["url"] + path: probe(url, headers, connect_timeout=connect_timeout,
+                                                          read_timeout=read_timeout))
+            for i, w in enumerate(listed) for name, path in PROBES.items()}
+    results = _run_parallel(jobs, connect_timeout + read_timeout + 1.0)
+    for i, w in enumerate(listed):
+        root = w["url"].rstrip("/")
+        probes = {name: _as_probe(results.get((i, name))) for name in PROBES}
+        worker = _server(_Target(root + "/v1", _port_of(root)), probes, now, api_key)
+        worker["routed"] = {"healthy": w.get("is_healthy"), "load": w.get("load")}
+        worker["source"] = "router"  # named by the router: whether r1 started it is its own machine's to say
+        del worker["started_by_r1"]
+        server["router"]["workers"].append(worker)
+    down = [w["url"] for w in server["router"]["workers"] if w["state"] not in ("ready", "asleep")]
+    if down and not server["error"]:
+        server["error"] = f"{len(down)} of {len(listed)} workers cannot serve: {', '.join(down)}"
 
 
 def exit_status(data: dict) -> int:
