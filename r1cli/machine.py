@@ -58,11 +58,17 @@ def weight_bytes(model: str, quant: str | None) -> int | None:
 
 
 def hf_hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    return Path("~/.cache/huggingface/hub").expanduser()
+    """huggingface_hub's cache folder (its constants.HF_HUB_CACHE), read from the environment at each call with
+    its own rule, without importing it (r1 status stays fast): HF_HUB_CACHE, else the legacy
+    HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, HF_HOME defaulting to $XDG_CACHE_HOME/huggingface, then
+    ~/.cache/huggingface. vLLM, started with the same environment, reads the same folder.
+    tests/hub/test_cache_location.py compares it with huggingface_hub's for each variable."""
+    env = os.environ
+    home = os.path.expandvars(os.path.expanduser(
+        env.get("HF_HOME", os.path.join(env.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache")),
+                                        "huggingface"))))
+    legacy = env.get("HUGGINGFACE_HUB_CACHE", os.path.join(home, "hub"))
+    return Path(os.path.expandvars(os.path.expanduser(env.get("HF_HUB_CACHE", legacy))))
 
 
 def hf_offline_env() -> bool:

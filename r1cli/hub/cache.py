@@ -12,7 +12,8 @@ from pathlib import Path
 
 from r1cli import config, machine
 from r1cli.errors import ExitStatus, HubError
-from r1cli.hub.pull import WEIGHT_SUFFIXES, human
+from r1cli.hub import files
+from r1cli.hub.pull import human
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,8 @@ def scan(cache: Path | None = None):
 
 
 def servable(revision) -> bool:
-    """A revision vLLM can load: config.json and weights (a pull fetches config.json last: pull.LAST)."""
-    names = {f.file_name for f in revision.files}
-    return "config.json" in names and any(n.endswith(WEIGHT_SUFFIXES) for n in names)
+    """A revision vLLM can serve offline: the one rule (files.missing_to_serve), as serve and doctor ask it."""
+    return files.ready_to_serve(Path(revision.snapshot_path))
 
 
 def read_config(snapshot: Path) -> dict:

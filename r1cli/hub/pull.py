@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import re
+import threading
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,6 +19,12 @@ from pathlib import Path
 
 from r1cli import config, machine
 from r1cli.errors import ExitStatus, HubError, R1Error, UsageError
+from r1cli.hub import files, transfer
+from r1cli.hub.errors import first_line, is_network_error, status_code
+from r1cli.hub.transfer import Remote as RemoteFile
+from r1cli.hub.transfer import repo_folder
+
+__all__ = ["RemoteFile", "first_line", "is_network_error", "repo_folder"]  # evaluation/datasets.py, cache.py
 
 # Tests (and a user who knows better) set the free space the size check sees, in bytes.
 FREE_BYTES_OVERRIDE = "R1_FREE_BYTES_OVERRIDE"
@@ -86,40 +92,10 @@ def resolve_repo(model: str, quant: str | None = None) -> str:
     return checkpoint.repo
 
 
-# ------------------------------------------------------------------------------------------ which files
-# vLLM's order of preference for weights (its default load format): the first present wins, as it does.
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
-# What transformers and vLLM read beside the weights: config.json, generation_config.json, the tokenizer's
-# files (tokenizer.json, tokenizer_config.json, special tokens, vocab/merges, sentencepiece models), chat
-# templates and quantization configs. Top level only: subfolders hold other formats (Llama's original/).
-METADATA_SUFFIXES = (".json", ".txt", ".model", ".jinja", ".tiktoken")
-# Pulled last, so that a snapshot holding it is a complete pull (is_complete): a pull interrupted earlier
-# leaves no config.json, and `r1 serve` pulls again instead of handing vLLM half a model.
-LAST = "config.json"
-
-
-def vllm_files(names: list[str]) -> list[str]:
-    """The files of a repo that vLLM loads, in the order a pull fetches them (config.json last)."""
-    top = [n for n in names if "/" not in n]
-    weights: list[str] = []
-    for suffix in WEIGHT_SUFFIXES:
-        weights = [n for n in top if n.endswith(suffix)]
-        if weights:
-            break
-    chosen = weights[0].rsplit(".", 1)[-1] if weights else None
-    # An index belongs to one format: model.safetensors.index.json is no use when vLLM reads the .bin files.
-    meta = [n for n in top if n.endswith(METADATA_SUFFIXES)
-            and not (n.endswith(".index.json") and f".{chosen}." not in n)]
-    small = sorted(n for n in meta if n != LAST)
-    return small + sorted(weights) + ([LAST] if LAST in meta else [])
-
-
 # ------------------------------------------------------------------------------------------ the plan
-@dataclass(frozen=True)
-class RemoteFile:
-    name: str
-    size: int
-    etag: str  # its blob's name in the cache: the LFS sha256, else the git blob id
+# Files fetched at once (threads, each its own connection): huggingface_hub's own default for snapshot_download
+# and `hf download` (max_workers=8). `r1 pull --workers` changes it.
+WORKERS = 8
 
 
 @dataclass
@@ -134,6 +110,8 @@ class PullPlan:
     missing: list[str] = field(default_factory=list)  # files not yet in the commit's snapshot
     fetched: int = 0  # bytes this pull downloaded
     seconds: float = 0.0
+    # Small files read while planning (config.json, the weights index): written from here, not fetched again.
+    read: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def total(self) -> int:
@@ -153,56 +131,48 @@ class PullPlan:
 
     def as_json(self) -> dict:
         data = asdict(self)
+        data.pop("read")
         data.update(cache=str(self.cache), snapshot=str(self.snapshot), total=self.total, to_fetch=self.to_fetch)
         return data
 
 
-def repo_folder(cache: Path, repo: str) -> Path:
-    """The repo's folder in the cache, as huggingface_hub names it."""
-    return cache / ("models--" + repo.replace("/", "--"))
-
-
-def bytes_in_cache(folder: Path, file: RemoteFile) -> int:
+def bytes_in_cache(cache: Path, repo: str, file: RemoteFile) -> int:
     """How much of FILE the cache holds: all of it, or the part an interrupted download left to resume."""
-    blob = folder / "blobs" / file.etag
-    if blob.is_file():
+    if transfer.blob_path(cache, repo, file).is_file():
         return file.size
-    partial = folder / "blobs" / (file.etag + ".incomplete")
+    partial = transfer.part_path(cache, repo, file)
     return min(partial.stat().st_size, file.size) if partial.is_file() else 0
 
 
 def with_cache_state(plan: PullPlan) -> PullPlan:
     """PLAN with `have` and `missing` read from the cache as it is now."""
-    folder = repo_folder(plan.cache, plan.repo)
-    plan.have = sum(bytes_in_cache(folder, f) for f in plan.files)
+    plan.have = sum(bytes_in_cache(plan.cache, plan.repo, f) for f in plan.files)
     plan.missing = [f.name for f in plan.files if not (plan.snapshot / f.name).is_file()]
     return plan
 
 
-def is_complete(repo: str, revision: str | None = None, cache: Path | None = None) -> bool:
-    """Whether the cache holds a pulled snapshot of REPO (config.json comes last in a pull: see LAST)."""
+def snapshot_of(repo: str, revision: str | None = None, cache: Path | None = None) -> Path | None:
+    """The snapshot folder vLLM, offline, loads for REPO at REVISION (the commit refs/REVISION names, or
+    REVISION itself when it is a commit); None when the cache has none."""
     folder = repo_folder(cache or machine.hf_hub_cache(), repo)
     ref = folder / "refs" / (revision or "main")
     commit = ref.read_text().strip() if ref.is_file() else revision
-    if commit:
-        return _has_its_shards(folder / "snapshots" / commit)
-    return any(_has_its_shards(config.parent) for config in folder.glob(f"snapshots/*/{LAST}"))
+    if commit and (folder / "snapshots" / commit).is_dir():
+        return folder / "snapshots" / commit
+    return None
 
 
-def _has_its_shards(snapshot: Path) -> bool:
-    """SNAPSHOT has config.json and, where an index names the weights' shards, each of them: a download that
-    fetched config.json first (vLLM's own, `hf download` cut short) is not taken for a whole model."""
-    if not (snapshot / LAST).is_file():
-        return False
-    # The index of the format vLLM would load from what is there (as a pull chooses: vllm_files).
-    for name in [n for n in vllm_files([p.name for p in snapshot.iterdir()]) if n.endswith(".index.json")]:
-        try:
-            shards = set(json.loads((snapshot / name).read_text(encoding="utf-8")).get("weight_map", {}).values())
-        except (OSError, ValueError, AttributeError):
-            return False
-        if not all((snapshot / shard).is_file() for shard in shards):
-            return False
-    return True
+def missing_to_serve(repo: str, revision: str | None = None, cache: Path | None = None) -> list[str]:
+    """What the cache lacks for vLLM to serve REPO at REVISION offline ([]: ready). The one rule for "in the
+    cache" (files.missing_to_serve on the snapshot the ref names): serve, its --dry-run, doctor, models and rm
+    all ask it."""
+    snapshot = snapshot_of(repo, revision, cache)
+    return files.missing_to_serve(snapshot) if snapshot is not None else ["the snapshot " + (revision or "main") + " names"]
+
+
+def is_complete(repo: str, revision: str | None = None, cache: Path | None = None) -> bool:
+    """Whether vLLM can serve REPO at REVISION offline from the cache (missing_to_serve)."""
+    return not missing_to_serve(repo, revision, cache)
 
 
 # ------------------------------------------------------------------------------------------ disk space
@@ -256,13 +226,13 @@ def hub_error(exc: BaseException, repo: str, revision: str | None) -> R1Error | 
                         hint=_MODEL_HINT + "; a private repo needs a token that may read it (HF_TOKEN)")
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return _offline_error(repo)
-    if isinstance(exc, errors.HfHubHTTPError) and _status_code(exc) == 401:
+    if isinstance(exc, errors.HfHubHTTPError) and status_code(exc) == 401:
         return HubError("the Hub refused the token (HF_TOKEN or the saved login): invalid or expired",
                         status=ExitStatus.BAD_TOKEN,
                         hint="make a new read token on the Hub's settings page and export HF_TOKEN=hf_..., "
                              "or unset HF_TOKEN for public models")
     if isinstance(exc, errors.HfHubHTTPError):
-        return HubError(f"the Hub answered HTTP {_status_code(exc)} for {repo}: {str(exc).splitlines()[0]}",
+        return HubError(f"the Hub answered HTTP {status_code(exc)} for {repo}: {str(exc).splitlines()[0]}",
                         hint="try again later; HF_ENDPOINT picks another endpoint or mirror")
     if isinstance(exc, errors.LocalEntryNotFoundError) or is_network_error(exc):
         return HubError(f"the Hub ({endpoint}) cannot be reached to fetch {repo}: {first_line(exc)}",
@@ -275,24 +245,6 @@ def _offline_error(repo: str) -> HubError:
     return HubError(f"{repo} is not in the cache and HF_HUB_OFFLINE forbids downloading it",
                     status=ExitStatus.NO_NETWORK,
                     hint="unset HF_HUB_OFFLINE, or pull on a machine with a network and copy the cache (HF_HOME)")
-
-
-def _status_code(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    return getattr(response, "status_code", None)
-
-
-def is_network_error(exc: BaseException) -> bool:
-    # huggingface_hub raises its HTTP client's own transport errors (httpx's or httpx2's): tell them by name.
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    transport = {"ConnectError", "ConnectTimeout", "TimeoutException", "NetworkError", "TransportError",
-                 "RemoteProtocolError", "ProxyError"}
-    return bool(names & transport) or isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def _endpoint() -> str | None:
@@ -324,13 +276,53 @@ def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None)
             # Some mirrors (olah) answer an unknown revision as an unknown repo: the repo is there.
             error = hub_error(_RevisionMissing(), repo, revision)
         raise error from None
-    sized = {e.path: e for e in entries if getattr(e, "size", None) is not None and hasattr(e, "blob_id")}
-    names = vllm_files(list(sized))
-    if not any(n.endswith(WEIGHT_SUFFIXES) for n in names):
-        raise HubError(f"{repo} has no weights vLLM loads ({', '.join(WEIGHT_SUFFIXES)} files at its top level)",
+    listed = {e.path: _remote(e) for e in entries if getattr(e, "size", None) is not None and hasattr(e, "blob_id")}
+    plan = PullPlan(repo, revision or "main", info.sha, [], cache or machine.hf_hub_cache())
+    # What vLLM loads hangs on two small files: config.json (its auto_map asks for *.py) and the weights' index
+    # (its weight_map names the shards). Read now (a dry run too), written by the pull from memory.
+    for name in (files.CONFIG, files.index_name(listed)):
+        if name in listed:
+            blob = transfer.blob_path(plan.cache, repo, listed[name])
+            plan.read[name] = blob.read_bytes() if blob.is_file() else _read(repo, info.sha, listed[name])
+    config_json, index = (_json(plan.read.get(n)) for n in (files.CONFIG, files.index_name(listed)))
+    names = files.vllm_files(listed, config_json, (index or {}).get("weight_map"))
+    if not files.weight_files(names, (index or {}).get("weight_map")):
+        raise HubError(f"{repo} has no weights vLLM loads ({', '.join(files.WEIGHT_PATTERNS)} at its top level)",
                        status=ExitStatus.NOT_FOUND, hint="name a model repo with safetensors weights")
-    files = [RemoteFile(n, sized[n].size, sized[n].lfs.sha256 if sized[n].lfs else sized[n].blob_id) for n in names]
-    return with_cache_state(PullPlan(repo, revision or "main", info.sha, files, cache or machine.hf_hub_cache()))
+    absent = [n for n in names if n not in listed]
+    if absent:
+        raise HubError(f"{repo}'s {files.index_name(listed)} names files the repo does not have: {', '.join(absent[:3])}",
+                       status=ExitStatus.NOT_FOUND, hint="name another revision (--revision) or repo")
+    plan.files = [listed[n] for n in names]
+    return with_cache_state(plan)
+
+
+def _remote(entry) -> RemoteFile:
+    """A file as the Hub's tree lists it (huggingface_hub's RepoFile)."""
+    sha256 = entry.lfs.sha256 if entry.lfs else None
+    return RemoteFile(entry.path, entry.size, sha256 or entry.blob_id, sha256, bool(getattr(entry, "xet_hash", None)))
+
+
+def _read(repo: str, commit: str, file: RemoteFile) -> bytes:
+    try:
+        return transfer.get_bytes(_endpoint(), repo, commit, file)
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to one line, or raised as it was
+        error = hub_error(exc, repo, commit)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _json(data: bytes | None) -> dict | None:
+    import json
+
+    try:
+        value = json.loads(data) if data else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _exists(api, repo: str) -> bool:
@@ -396,6 +388,9 @@ class PlainDisplay:
     def file(self, file: RemoteFile) -> None:
         self.env.note(f"r1: fetching {file.name} ({human(file.size)})")
 
+    def finished(self, file: RemoteFile) -> None:
+        pass
+
     def advance(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
@@ -419,12 +414,14 @@ REFRESH_HZ = 4
 
 
 class RichDisplay:
-    """One Rich bar for the whole model on stderr: bytes, rate, ETA and the file being fetched, after the
-    repo's id (and LABEL before it: `r1 serve`'s stage, "NAME: downloading")."""
+    """One Rich bar for the whole model on stderr: bytes, rate, ETA and the files being fetched (the largest
+    in flight, and how many more), after the repo's id (and LABEL before it: `r1 serve`'s stage,
+    "NAME: downloading")."""
 
     def __init__(self, env, label: str | None = None):
         self.env, self.label = env, label
         self.progress = None
+        self.flying: list[RemoteFile] = []
 
     def start(self, plan: PullPlan) -> None:
         from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
@@ -438,7 +435,19 @@ class RichDisplay:
         self.progress.start()
 
     def file(self, file: RemoteFile) -> None:
-        self.progress.update(self.task, file=file.name)
+        self.flying.append(file)
+        self._show()
+
+    def finished(self, file: RemoteFile) -> None:
+        if file in self.flying:
+            self.flying.remove(file)
+        if self.flying:  # the last file's name stays drawn once all are in
+            self._show()
+
+    def _show(self) -> None:
+        largest = max(self.flying, key=lambda f: f.size)
+        more = f" +{len(self.flying) - 1}" if len(self.flying) > 1 else ""
+        self.progress.update(self.task, file=largest.name + more)
 
     def advance(self, n: int) -> None:
         self.progress.advance(self.task, n)
@@ -458,6 +467,7 @@ class NoDisplay:
 
     def start(self, plan): pass
     def file(self, file): pass
+    def finished(self, file): pass
     def advance(self, n): pass
     def grow(self, n): pass
     def stop(self): pass
@@ -473,103 +483,66 @@ def markup_escape(text: str) -> str:
     return escape(text)
 
 
-def _bar_class(plan: PullPlan, display):
-    """A stand-in for the tqdm class huggingface_hub draws each file's bar with: it feeds the one display."""
+def download(plan: PullPlan, display, workers: int = WORKERS) -> None:
+    """Fetch PLAN's missing files into the cache, WORKERS at once, feeding DISPLAY; config.json last, once
+    every other file is in (a pull cut short leaves no config.json: nothing looks servable). Each file lands
+    whole and verified (transfer.fetch) or stays an .incomplete part the next pull resumes. On Ctrl-C the
+    transfers stop within a chunk and keep what arrived."""
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
-    class Meter:
-        resume = 0  # bytes of the file already on disk when its download starts (fetch_blob sets it)
+    lock = threading.Lock()
+    stop = threading.Event()
 
-        def __init__(self, *args, initial: int = 0, **kwargs):
-            if initial < self.resume:
-                # The server ignored the Range (olah's local mirror does): huggingface_hub started the file
-                # over, so the part counted as in the cache is to be fetched again.
-                display.grow(self.resume - initial)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def update(self, n: int = 1) -> None:
-            if n > 0:
+    def on_bytes(n: int) -> None:
+        with lock:
+            if n < 0:  # a server that ignored the Range sends the file over: those bytes are to fetch again
+                display.grow(-n)
+            else:
                 plan.fetched += n
                 display.advance(n)
 
-        def close(self) -> None:
-            pass
+    def one(file: RemoteFile) -> None:
+        with lock:
+            display.file(file)
+        if file.name in plan.read:
+            if transfer.store_bytes(plan.cache, plan.repo, file, plan.read[file.name]):
+                on_bytes(file.size)
+        else:
+            transfer.fetch(plan.cache, plan.repo, plan.commit, file, endpoint=_endpoint(), on_bytes=on_bytes, stop=stop)
+        transfer.link(plan.cache, plan.repo, plan.commit, file)
+        with lock:
+            display.finished(file)
 
-        def __getattr__(self, name):  # set_description, refresh, ...: nothing to do
-            return lambda *args, **kwargs: None
-
-    return Meter
-
-
-# ------------------------------------------------------------------------------------------ pulling
-def download(plan: PullPlan, display) -> None:
-    """Fetch PLAN's missing files into the cache, feeding DISPLAY. Each file lands whole or stays an
-    .incomplete blob that the next pull resumes with a Range request (fetch_blob)."""
-    from huggingface_hub import hf_hub_download
-
-    meter = _bar_class(plan, display)
-    for file in plan.files:
-        if file.name not in plan.missing:
-            continue
-        display.file(file)
-        try:
-            fetch_blob(plan, file, meter)
-            # The blob is in place: this only links the snapshot to it, the cache's way (no byte fetched).
-            hf_hub_download(plan.repo, file.name, revision=plan.commit, cache_dir=plan.cache, endpoint=_endpoint())
-        except Exception as exc:  # noqa: BLE001 - mapped to one line, or raised as it was
-            error = hub_error(exc, plan.repo, plan.revision)
-            if error is None:
-                raise
-            raise error from None
-
-
-# http_get reads and writes in chunks of huggingface_hub's DOWNLOAD_CHUNK_SIZE (10 MB): the bar moves, and
-# the part on disk grows, by that much. 1 MiB: a Ctrl-C loses at most 1 MiB, and the bar moves smoothly even
-# on a slow link, for no measurable cost (benchmarks/pull_progress_cost.py).
-CHUNK = 1 << 20
+    todo = [f for f in plan.files if f.name in plan.missing]
+    last = [f for f in todo if f.name == files.CONFIG]
+    rest = sorted((f for f in todo if f.name != files.CONFIG), key=lambda f: -f.size)  # the longest first
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="r1-pull")
+    try:
+        for batch in (rest, last):
+            futures = [pool.submit(one, f) for f in batch]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                stop.set()
+                wait(futures)
+                _raise_mapped(failed.exception(), plan)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def fetch_blob(plan: PullPlan, file: RemoteFile, meter) -> None:
-    """Download FILE's blob into the cache, resuming the part an interrupted pull left.
-
-    Not hf_hub_download's own download: since huggingface_hub 2.x it writes each attempt to a file of its own
-    and deletes it on any failure, Ctrl-C included, so nothing is resumed across runs. Here the part stays
-    as blobs/<etag>.incomplete (the name huggingface_hub 1.x resumed from) and the next pull asks for the rest
-    (http_get's Range request), under huggingface_hub's per-blob lock, so no other writer (another pull,
-    vLLM) touches the blob meanwhile."""
-    from huggingface_hub import constants, file_download, get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import WeakFileLock, build_hf_headers
-
-    folder = repo_folder(plan.cache, plan.repo)
-    meta = get_hf_file_metadata(hf_hub_url(plan.repo, file.name, revision=plan.commit, endpoint=_endpoint()),
-                                endpoint=_endpoint())
-    etag = meta.etag or file.etag
-    blob = folder / "blobs" / etag
-    if blob.is_file():
-        return
-    lock = plan.cache / ".locks" / folder.name / f"{etag}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    with WeakFileLock(lock):
-        if blob.is_file():
-            return
-        part = blob.with_name(etag + ".incomplete")
-        chunk, constants.DOWNLOAD_CHUNK_SIZE = constants.DOWNLOAD_CHUNK_SIZE, CHUNK
-        try:
-            with open(part, "ab") as fh:
-                meter.resume = fh.tell()
-                file_download.http_get(meta.location, fh, resume_size=fh.tell(), headers=build_hf_headers(),
-                                       expected_size=meta.size, displayed_filename=file.name, tqdm_class=meter)
-        finally:
-            constants.DOWNLOAD_CHUNK_SIZE = chunk
-        os.replace(part, blob)
+def _raise_mapped(exc: BaseException, plan: PullPlan) -> None:
+    if isinstance(exc, R1Error):
+        raise exc
+    error = hub_error(exc, plan.repo, plan.revision)
+    if error is None:
+        raise exc
+    raise error from None
 
 
-def pull(env, repo: str, revision: str | None = None, *, display=None) -> PullPlan:
+def pull(env, repo: str, revision: str | None = None, *, display=None, workers: int = WORKERS) -> PullPlan:
     """Pull REPO (a Hub id) at REVISION into the Hugging Face cache; the plan, with what was fetched.
 
     Checks the space first, waits for another pull of the same model, and on Ctrl-C leaves what it fetched
@@ -589,7 +562,7 @@ def pull(env, repo: str, revision: str | None = None, *, display=None) -> PullPl
         display.start(plan)
         start = time.monotonic()
         try:
-            download(plan, display)
+            download(plan, display, workers)
         except KeyboardInterrupt:
             display.stop()
             with_cache_state(plan)
@@ -604,13 +577,12 @@ def pull(env, repo: str, revision: str | None = None, *, display=None) -> PullPl
 
 
 def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: bool = False,
-                  display=None) -> PullPlan | None:
+                  display=None, workers: int = WORKERS) -> PullPlan | None:
     """What `r1 serve` calls before starting vLLM: pull MODEL_ID unless the cache has it.
 
     MODEL_ID is what serve resolved (a Hub id, after --quant picked a checkpoint; a local path or the demo
-    need nothing). Returns None when nothing is to be done (a local path, or a complete snapshot in the
-    cache, the one refs/main or REVISION names: it holds config.json, which a pull fetches last, and every
-    shard its weights index names); otherwise the PullPlan: after a pull
+    need nothing). Returns None when nothing is to be done (a local path, or a snapshot vLLM can serve offline:
+    is_complete, the one rule); otherwise the PullPlan: after a pull
     (with the same progress as `r1 pull`), what it fetched (`plan.fetched` bytes, `plan.snapshot`); with
     DRY_RUN, what a pull would fetch (`plan.to_fetch` bytes of `plan.total`), nothing downloaded. DISPLAY:
     the progress display (default: display_for(env), as `r1 pull`'s).
@@ -626,4 +598,4 @@ def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: b
         plan = plan_pull(repo, check_revision(revision))
         check_space(plan)
         return plan
-    return pull(env, repo, revision, display=display)
+    return pull(env, repo, revision, display=display, workers=workers)

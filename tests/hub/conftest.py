@@ -137,8 +137,13 @@ class Relay:
             self.served, self.requests = 0, []
 
     def resolve_requests(self, name: str = "") -> list[str]:
+        """The GETs of files (NAME's, or every file's)."""
         return [r for r in self.requests if r.startswith("get ") and "/resolve/" in r.split("\r\n")[0]
-                and r.split("\r\n")[0].split(" ")[1].endswith("/" + name.lower())]
+                and (not name or r.split("\r\n")[0].split(" ")[1].endswith("/" + name.lower()))]
+
+    def fetched(self) -> set[str]:
+        """The names of the files GET asked for."""
+        return {r.split("\r\n")[0].split(" ")[1].rsplit("/", 1)[1] for r in self.resolve_requests()}
 
     def start(self) -> "Relay":
         self.server = socket.create_server(("127.0.0.1", self.port))

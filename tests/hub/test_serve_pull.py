@@ -5,7 +5,6 @@ vLLM offline on the cached files, `r1 models` and `r1 rm` while it serves) is te
 
 from __future__ import annotations
 
-import json
 import shlex
 
 import pytest
@@ -32,7 +31,7 @@ def test_dry_run_says_a_start_would_download_and_how_much_fetching_nothing(hub_e
             f"({len(WANTED)} files; ") in err and f"free in {hub_env}), then starts vLLM offline on them" in err
     words = shlex.split(out)
     assert "HF_HUB_OFFLINE=1" in words and words[words.index("--model") + 1] == REPO  # the command a start runs
-    assert not mirror.relay.resolve_requests()  # metadata asked, no file fetched
+    assert mirror.relay.fetched() == {"config.json"}  # metadata and config.json asked, no weights fetched
     assert_untouched(hub_env)
 
     assert r1_process("pull", REPO)[0] == 0
@@ -87,22 +86,37 @@ def test_the_downloading_stage_draws_r1_pulls_bar_under_the_servers_name(hub_env
     assert_pulled_whole(hub_env)
 
 
-def test_in_the_cache_means_the_snapshot_main_names_with_every_shard(tmp_path):
-    """What serve takes for a model in the cache (hub.pull.is_complete, as ensure_cached asks it): the snapshot
-    refs/main names, with config.json and each shard its index names; a download cut after config.json (as
-    vLLM's own or `hf download` may leave) is pulled again rather than handed to an offline vLLM."""
-    from r1cli.hub import pull as hub
+def test_a_snapshot_of_config_json_alone_is_not_in_the_cache_for_any_command(hub_env, mirror):
+    """What AutoConfig.from_pretrained (or a vLLM start cut short) leaves: refs/main and config.json. serve
+    --dry-run says a start downloads the rest, models lists nothing, doctor says not cached; serve's pull stage
+    fetches the rest; then all of them agree it is there (one rule: hub.files.missing_to_serve)."""
+    import io
+    import json
 
-    folder = tmp_path / "models--org--m"
-    snap = folder / "snapshots" / "abc"
-    snap.mkdir(parents=True)
-    (snap / "config.json").write_text("{}")
-    shards = [f"model-0000{i}-of-00002.safetensors" for i in (1, 2)]
-    (snap / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shards[0], "b": shards[1]}}))
-    (snap / shards[0]).write_bytes(b"x")
-    assert not hub.is_complete("org/m", "main", cache=tmp_path)  # no ref names it: vLLM offline would not find it
-    (folder / "refs").mkdir()
-    (folder / "refs" / "main").write_text("abc")
-    assert not hub.is_complete("org/m", "main", cache=tmp_path)  # a shard missing
-    (snap / shards[1]).write_bytes(b"x")
-    assert hub.is_complete("org/m", "main", cache=tmp_path)
+    from huggingface_hub import hf_hub_download
+
+    from hub.helpers import r1
+    from r1cli.commands import doctor
+    from r1cli.commands import serve as serve_cmd
+    from r1cli.console import Environment
+    from r1cli.server import cmdline
+
+    hf_hub_download(REPO, "config.json", cache_dir=hub_env, endpoint=mirror.endpoint)  # as AutoConfig does
+    assert (hub_env / "models--r1test--demo" / "refs" / "main").is_file()
+    config_size = (DEMO / "config.json").stat().st_size
+
+    status, _, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS)
+    assert status == 0, err
+    assert (f"r1: {REPO} is not in the Hugging Face cache: a start downloads {human(TOTAL - config_size)} of "
+            f"{human(TOTAL)} first ({len(WANTED) - 1} files; {human(config_size)} of it is there already") in err
+    assert json.loads(r1("models", "--json")[1]) == []
+    check = doctor.check_model(REPO, None, reachable=lambda: True)
+    assert check.status == doctor.OK and "not cached yet" in check.detail
+
+    serve_cmd.pull_first(Environment(_stderr=io.StringIO()), cmdline.options_for(REPO), REPO)
+    assert_pulled_whole(hub_env)
+    status, _, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS)
+    assert f"r1: {REPO} is in the Hugging Face cache: a start downloads nothing" in err
+    (listed,) = json.loads(r1("models", "--json")[1])
+    assert listed["repo"] == REPO and listed["refs"] == ["main"]
+    assert "is in the Hugging Face cache" in doctor.check_model(REPO, None, reachable=lambda: True).detail
