@@ -62,12 +62,6 @@ def _split(messages: list) -> tuple[list[dict], str, str | None]:
     return history[:-1], history[-1]["content"], system
 
 
-def _note(text: str) -> None:
-    import sys
-
-    sys.stderr.write(text + "\n")
-
-
 class Client:
     """A client for an R1 model served by vLLM (by `r1 serve` or any OpenAI-compatible vLLM).
 
@@ -80,10 +74,9 @@ class Client:
                  timeout: float = 300.0):
         from r1cli import config
 
-        self.target, record = locate.resolve(base_url or config.env_str("R1_BASE_URL"),
-                                             api_key or config.env_str("R1_API_KEY"), model)
-        if record is not None:
-            locate.wake_if_asleep(record, _note)  # later sleeps: the server's supervisor wakes it
+        # A sleeping server needs no wake from here: r1's middleware in it wakes it on the request itself.
+        self.target, _ = locate.resolve(base_url or config.env_str("R1_BASE_URL"),
+                                        api_key or config.env_str("R1_API_KEY"), model)
         self.timeout = timeout
 
     def __repr__(self) -> str:  # never the API key

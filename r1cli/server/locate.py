@@ -66,19 +66,4 @@ def target_for(env, base_url: str | None, api_key: str | None, model: str | None
     target, record = resolve(base_url, api_key, model, port)
     if record is None:
         env.note(f"r1: using {target.base_url}, a server {NOT_OURS} (no record of it in {config.state_dir()})")
-    else:
-        wake_if_asleep(record, env.note)
     return target
-
-
-def wake_if_asleep(record, note) -> None:
-    """Before a client sends (and `r1 serve` finds its model already served): wake the user's own server
-    if its record says it sleeps, saying so through NOTE in one line (`r1: woke the server on port 8000 in
-    0.5 s`). Sleep's module is imported only then: the client's start stays light."""
-    if record.asleep_level is None:
-        return
-    from r1cli.server.sleep import wake
-
-    done = wake(record)
-    if not done.already:
-        note(f"r1: woke the server on port {record.port} in {done.seconds:.1f} s")

@@ -402,6 +402,7 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
     The server comes with a watchdog that stops it if this process dies without doing so (kill -9): a
     foreground server belongs to its r1, a detached one until it is ready and `result.watchdog` released.
     """
+    from r1cli.server.sleep import middleware_env
     from r1cli.server.watchdog import Watchdog
 
     import secrets
@@ -417,6 +418,9 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
         offset = log_path.stat().st_size if log_path.exists() else 0
         started_at = time.time()
         server_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(24)  # r1's control routes in the server (server/devguard.py)
+        weights_bytes = _weight_bytes(opts, model_config(opts.model))
+        launch.env.update(middleware_env(opts, secret, weights_bytes))
         proc = process.spawn(launch, log_path, server_id=server_id)
         record = state.ServerRecord(
             pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(), port=opts.port, host=opts.host,
@@ -424,8 +428,7 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
             served_name=opts.served_name or cmdline.short_name(opts.model), log_path=str(log_path),
             started_at=started_at, argv=cmdline.redact(launch.argv), backend="cpu" if opts.cpu else "gpu",
             api_key=bool(opts.api_key), pgid=proc.pid, server_id=server_id, sleep_mode=opts.sleep_mode,
-            idle_sleep_s=opts.idle_sleep_s, weights_bytes=_weight_bytes(opts, model_config(opts.model)),
-            replicas=opts.dp or 1)
+            idle_sleep_s=opts.idle_sleep_s, weights_bytes=weights_bytes, replicas=opts.dp or 1, secret=secret)
         try:
             state.save(record)  # before readiness, so `r1 stop` can stop a server that is still starting
             log_fd = process.open_log(log_path)  # the watchdog says there what it did
@@ -433,8 +436,6 @@ def start(opts: ServeOptions, *, timeout: float, log_file: Path | None, on_event
                 watchdog = Watchdog(record, log_fd)
             finally:
                 os.close(log_fd)
-            if opts.sleep_mode:
-                record.supervisor_pid = watchdog.proc.pid  # saved with ready_at
             deadline = time.monotonic() + timeout
             started = process.wait_ready(proc, log_path, process.local_url(opts.host, opts.port),
                                          deadline, on_event, offset=offset, record=record)

