@@ -98,5 +98,11 @@ class StartFailedError(R1Error):
     status = ExitStatus.START_FAILED
 
 
+class Interrupted(R1Error):
+    """A Ctrl-C that r1 answers with what it kept (eval's samples, bench's finished requests) and where."""
+
+    status = ExitStatus.INTERRUPTED
+
+
 class HubError(R1Error):
     """What the Hugging Face Hub answered to a pull (or that it could not be asked): the status says which."""

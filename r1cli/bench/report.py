@@ -93,11 +93,46 @@ def slo_line(doc: dict) -> str | None:
     return f"SLO {bounds}: the highest concurrency with {share} meeting it is {best}"
 
 
+BURSTY = 0.5  # a level whose gaps between tokens are mostly bursts (metrics.BURST_GAP_S) gets a note
+
+
+def notes(doc: dict) -> list[str]:
+    """What the figures cannot say by themselves: levels whose tokens came in bursts, a run a Ctrl-C cut."""
+    def mean(level: dict, key: str) -> float:
+        return (level["summary"].get(key) or {}).get("mean") or 0.0
+
+    out = []
+    bursty = [lv for lv in doc["levels"] if mean(lv, "burst_share") > BURSTY]
+    if bursty:
+        levels = ",".join(str(lv["concurrency"]) for lv in bursty)
+        gaps = min(mean(lv, "burst_share") for lv in bursty)
+        ttft = min((mean(lv, "mean_ttft_ms") / mean(lv, "mean_e2el_ms") for lv in bursty if mean(lv, "mean_e2el_ms")),
+                   default=0.0)  # the worst case: every token in one burst at the end
+        first = f", TTFT {ttft:.0%} of the end-to-end latency" if ttft >= 0.5 else ""
+        out.append(f"note: at concurrency {levels} the server sent the tokens in bursts (at least {gaps:.0%} of the "
+                   f"gaps between tokens under 0.1 ms{first}): ITL and TPOT time its bursts, not the model's "
+                   "decoding; the throughput and end-to-end latency hold")
+    if doc.get("interrupted"):
+        line = f"note: interrupted at {doc['interrupted']}"
+        for lv in doc["levels"]:
+            complete = lv.get("complete_runs", len(lv["runs"]))
+            if complete < len(lv["runs"]):
+                cut = lv["runs"][-1]
+                ended = f"{cut['completed'] + cut['failed']} requests of its cut run that ended"
+                line += (f": concurrency {lv['concurrency']} shows its {complete} complete run"
+                         f"{'s' if complete > 1 else ''} (the {ended} are kept with the rest)" if complete
+                         else f": concurrency {lv['concurrency']} shows the {ended}")
+        out.append(line)
+    return out
+
+
 def show(env, doc: dict) -> None:
     env.out.print(table(doc))
     line = slo_line(doc)
     if line:
         env.out.print(line, markup=False)
+    for line in notes(doc):
+        env.out.print(line, markup=False, highlight=False)
 
 
 def write_json(stream, doc: dict) -> None:
@@ -185,6 +220,10 @@ class ProgressView:
 
     def stats(self, text: str) -> None:
         self._progress.update(self._task, stats=text)
+
+    def resize(self, total: int) -> None:
+        """A new count of all requests (the quick set left levels out after its warm-up)."""
+        self._progress.update(self._task, total=total)
 
     def stop(self) -> None:
         self._progress.stop()

@@ -5,6 +5,12 @@ serve --max-concurrency C` does with its default infinite request rate, and is t
 the first request to after the last answer. Requests go through the turn engine as they are
 (AsyncClient.raw, no prompt rules) with the arrival time of every streamed token recorded.
 Every run gets prompts of its own (no run reuses another's from the prefix cache).
+
+Two sizes (issue 32): the full set (`--full`: 5 runs of 4 x C requests, at least 32, per level, as vLLM's
+guides run it; tens of minutes on a CPU) and, by default, a quick one scaled to the server: 2 runs of C
+requests (at least 4) per level, and where the warm-up shows the server too slow for the default levels
+to end in about QUICK_BUDGET_S, the highest levels are left out (and said so).
+A Ctrl-C keeps what finished: the complete runs and the finished requests of the run it cut.
 """
 
 from __future__ import annotations
@@ -21,12 +27,17 @@ from r1cli.errors import NoServerError, R1Error, UsageError
 
 Progress = Callable[[str], None]
 
+DEFAULT_LEVELS = (1, 16, 64)
+QUICK_BUDGET_S = 100.0  # the quick set's measured runs as estimate_s errs (long); the warm-up and prompts come on top
+
 
 @dataclass
 class BenchOptions:
     concurrency: list[int]
     requests: int | None = None  # per run; None: requests_for(concurrency)
     runs: int = 5
+    full: bool = False  # the full set's requests per run; else the quick set's
+    budget: float | None = None  # seconds: leave out the highest levels the warm-up says would not fit
     warmup: int = 4
     input_len: int = 256
     output_len: int | None = 512
@@ -52,8 +63,31 @@ class BenchOptions:
         return self.warmup + sum(self.runs * self.requests_for(c) for c in self.concurrency)
 
     def requests_for(self, concurrency: int) -> int:
-        """--requests, else 4 per slot and at least 32: enough that most of a run is at full concurrency."""
-        return self.requests if self.requests is not None else max(32, 4 * concurrency)
+        """--requests, else (--full) 4 per slot and at least 32: enough that most of a run is at full
+        concurrency; else (quick) one per slot and at least 4: every slot busy once."""
+        if self.requests is not None:
+            return self.requests
+        return max(32, 4 * concurrency) if self.full else max(4, concurrency)
+
+    def fit(self, tokens_per_s: float, warm_concurrency: int) -> list[int]:
+        """The levels left out to keep the runs within the budget, given the output tokens/s the warm-up
+        made at its concurrency (estimate_s says how); the lowest level always stays."""
+        dropped: list[int] = []
+        if self.budget is None or self.output_len is None or tokens_per_s <= 0:
+            return dropped
+        while len(self.concurrency) > 1 and self.estimate_s(tokens_per_s, warm_concurrency) > self.budget:
+            dropped.insert(0, self.concurrency.pop())
+        return dropped
+
+    def estimate_s(self, tokens_per_s: float, warm_concurrency: int) -> float:
+        """The runs' time at the warm-up's rate, erring long: a level at or above the warm-up's concurrency
+        makes tokens no faster than it did, one below it in proportion to its slots (one stream alone is
+        in fact faster than its share of a batch)."""
+        seconds = 0.0
+        for c in self.concurrency:
+            rate = tokens_per_s * min(c, warm_concurrency) / warm_concurrency
+            seconds += self.runs * self.requests_for(c) * self.output_len / rate
+        return seconds
 
 
 @dataclass
@@ -61,9 +95,14 @@ class Level:
     concurrency: int
     runs: list[dict]  # metrics.run_metrics of each run
     records: list[list[RequestRecord]]  # each run's requests, in the order they were made
+    cut: bool = False  # its last run was cut by a Ctrl-C: its figures are over the requests that finished
+
+    def complete_runs(self) -> list[dict]:
+        return self.runs[:-1] if self.cut else self.runs
 
     def summary(self) -> dict:
-        return metrics.across_runs(self.runs)
+        """Over the complete runs; a level cut in its first run, over what of that run finished."""
+        return metrics.across_runs(self.complete_runs() or self.runs)
 
     def attainment(self, slo: SLO) -> float | None:
         return metrics.pooled_attainment([r for run in self.records for r in run], slo) if slo else None
@@ -76,12 +115,17 @@ class BenchResult:
     load: dict  # what the load was (random lengths or dataset, and the request fields)
     levels: list[Level]
     started: str  # ISO time
+    left_out: list[int] = field(default_factory=list)  # levels the quick set left out (QUICK_BUDGET_S)
+    interrupted: str | None = None  # where a Ctrl-C stopped it: "concurrency 16, run 2/2", "the warm-up"
 
     def best_concurrency(self) -> int | None:
         if not self.options.slo:
             return None
         return metrics.best_concurrency({lv.concurrency: lv.attainment(self.options.slo) for lv in self.levels},
                                         self.options.attainment)
+
+    def finished_requests(self) -> int:
+        return sum(len(run) for lv in self.levels for run in lv.records)
 
     def to_dict(self) -> dict:
         from r1cli import __version__
@@ -93,9 +137,11 @@ class BenchResult:
                    "best_concurrency": self.best_concurrency()}
         return {
             "r1_version": __version__, "started": self.started, "server": self.server, "load": self.load,
+            "set": "full" if o.full else "quick", "left_out": self.left_out, "interrupted": self.interrupted,
             "requests": o.requests, "runs": o.runs, "warmup": o.warmup, "seed": o.seed,
             "percentiles": list(o.percentiles), "slo": slo,
             "levels": [{"concurrency": lv.concurrency, "requests": o.requests_for(lv.concurrency), "summary": lv.summary(),
+                        "complete_runs": len(lv.complete_runs()),
                         "slo_attainment": lv.attainment(o.slo), "runs": lv.runs} for lv in self.levels],
         }
 
@@ -115,26 +161,29 @@ def record_of(answer) -> RequestRecord:
                                      answer_index=t.answer_index, finish_reason=answer.finish_reason)
 
 
-async def run_once(aclient, shapes: list[Shape], concurrency: int,
-                   done: Callable[[], None] = lambda: None) -> tuple[list[RequestRecord], float]:
+async def run_once(aclient, shapes: list[Shape], concurrency: int, done: Callable[[], None] = lambda: None,
+                   finished: dict[int, RequestRecord] | None = None) -> tuple[list[RequestRecord], float]:
     """All shapes sent at once behind a semaphore; the records in order, and the run's wall time.
-    done() is called as each request ends (the progress display)."""
+    done() is called as each request ends (the progress display); `finished` gets each record by its
+    index as it ends, so a run cut short still has the ones that did."""
     semaphore = asyncio.Semaphore(concurrency)
+    finished = {} if finished is None else finished
 
-    async def one(shape: Shape) -> RequestRecord:
+    async def one(index: int, shape: Shape) -> RequestRecord:
         async with semaphore:
             try:
                 answer = await aclient.raw(shape.messages, shape.params, record_times=True)
+                record = record_of(answer)
             except NoServerError:
                 raise  # the server is gone: no later request can succeed
             except R1Error as exc:  # an HTTP error or a cut stream: a failed request, as vLLM counts it
-                done()
-                return RequestRecord(False, time.perf_counter(), error=exc.message)
+                record = RequestRecord(False, time.perf_counter(), error=exc.message)
+        finished[index] = record
         done()
-        return record_of(answer)
+        return record
 
     start = time.perf_counter()
-    records = await asyncio.gather(*(one(s) for s in shapes))
+    records = await asyncio.gather(*(one(i, s) for i, s in enumerate(shapes)))
     return list(records), time.perf_counter() - start
 
 
@@ -147,8 +196,9 @@ def make_load(target, opts: BenchOptions):
 
 
 def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, view=None) -> BenchResult:
-    """The whole benchmark against one server (blocking; Ctrl-C cancels the requests in flight).
-    `progress` gets a line per run; `view` (report.ProgressView, on a terminal) each request and stage."""
+    """The whole benchmark against one server (blocking). A Ctrl-C cancels the requests in flight and
+    returns what finished, with `interrupted` saying where. `progress` gets a line per run; `view`
+    (report.ProgressView, on a terminal) each request and stage."""
     import datetime
 
     from r1cli.library import AsyncClient
@@ -162,11 +212,21 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, vi
                          f"context window of {window} tokens", hint="make them shorter")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     workload = make_load(aclient.target, opts)
-    levels: list[Level] = []
+    result = BenchResult(opts, {"base_url": aclient.target.base_url, "model": aclient.target.model,
+                                "max_model_len": window}, workload.describe(), [], started)
+    where = ["the warm-up"]  # what runs now, for a Ctrl-C
+    current: dict[int, RequestRecord] = {}  # the requests of the run under way that have ended
+    run_start = [0.0]
 
     def done() -> None:
         if view is not None:
             view.advance()
+
+    def say(line: str) -> None:
+        if view is not None:
+            view.line(line)
+        else:
+            progress(line)
 
     async def main() -> None:
         try:
@@ -176,15 +236,25 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, vi
                     view.stage(f"warm-up, concurrency {warm}")
                 else:
                     progress(f"warm-up: {opts.warmup} requests at concurrency {warm}")
-                await run_once(aclient, workload.take(opts.warmup), warm, done)
+                records, duration = await run_once(aclient, workload.take(opts.warmup), warm, done)
+                made = sum(r.output_tokens for r in records if r.success)
+                result.left_out = opts.fit(made / duration, warm)
+                if result.left_out:
+                    say(left_out_line(result.left_out, made / duration, warm, opts))
+                    if view is not None:
+                        view.resize(opts.total_requests())
             for c in opts.concurrency:
                 level = Level(c, [], [])
-                levels.append(level)
+                result.levels.append(level)
                 for i in range(opts.runs):
+                    where[0] = f"concurrency {c}, run {i + 1}/{opts.runs}"
                     if view is not None:
-                        view.stage(f"concurrency {c}, run {i + 1}/{opts.runs}")
+                        view.stage(where[0])
                     shapes = await asyncio.to_thread(workload.take, opts.requests_for(c))
-                    records, duration = await run_once(aclient, shapes, c, done)
+                    current.clear()
+                    run_start[0] = time.perf_counter()
+                    records, duration = await run_once(aclient, shapes, c, done, current)
+                    current.clear()
                     if not any(r.success for r in records):
                         first = next(r.error for r in records)
                         raise R1Error(f"every request failed at concurrency {c}: {first}",
@@ -193,17 +263,41 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, vi
                     level.runs.append(figures)
                     level.records.append(records)
                     line = run_line(c, i, opts.runs, figures, [r.error for r in records if not r.success])
+                    say(line)
                     if view is not None:
-                        view.line(line)
                         view.stats(f"{figures['output_throughput']:,.0f} output tok/s")
-                    else:
-                        progress(line)
         finally:
             await aclient.aclose()
 
-    asyncio.run(main())
-    return BenchResult(opts, {"base_url": aclient.target.base_url, "model": aclient.target.model,
-                              "max_model_len": window}, workload.describe(), levels, started)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        # asyncio.run cancelled every request in flight (their connections closed, so vLLM aborts them)
+        result.interrupted = where[0]
+        keep_cut_run(result, [current[i] for i in sorted(current)], time.perf_counter() - run_start[0])
+    return result
+
+
+def keep_cut_run(result: BenchResult, records: list[RequestRecord], duration: float) -> None:
+    """The run a Ctrl-C cut, over the requests of it that ended (its time up to the Ctrl-C); a level
+    with nothing finished is dropped."""
+    if not result.levels:
+        return
+    level = result.levels[-1]
+    if records:
+        level.runs.append(metrics.run_metrics(records, duration, percentiles=result.options.percentiles,
+                                              slo=result.options.slo))
+        level.records.append(records)
+        level.cut = True
+    elif not level.runs:
+        result.levels.pop()
+
+
+def left_out_line(left_out: list[int], tokens_per_s: float, warm: int, opts: BenchOptions) -> str:
+    levels = ",".join(map(str, left_out))
+    return (f"r1: bench: the warm-up made {tokens_per_s:,.0f} output tokens/s at concurrency {warm}: concurrency "
+            f"{levels} would take the quick run past about 2 minutes, left out "
+            f"(`--full` or `-c` runs them)")
 
 
 def run_line(concurrency: int, index: int, runs: int, m: dict, errors: list[str] = ()) -> str:

@@ -8,7 +8,7 @@ import typer
 
 from r1cli import completion, options
 from r1cli.console import Environment
-from r1cli.errors import UsageError
+from r1cli.errors import Interrupted, UsageError
 
 
 def bench(
@@ -16,14 +16,19 @@ def bench(
     dataset: Annotated[Optional[str], typer.Argument(
         metavar="[DATASET]", show_default=False, autocompletion=completion.datasets,
         help=f"Real R1 prompts ({options.DATASETS_TEXT}, or a file), as eval takes them; none: random prompts.")] = None,
-    concurrency: Annotated[str, typer.Option("--concurrency", "-c", metavar="C[,C2...]",
-                                             help="Concurrency levels: requests in flight at once.")] = "1,16,64",
+    concurrency: Annotated[Optional[str], typer.Option("--concurrency", "-c", metavar="C[,C2...]", show_default=False,
+                                                       help="Concurrency levels: requests in flight at once [default: 1,16,64; "
+                                                            "the quick set leaves out those the warm-up says would not fit its 2 minutes].")] = None,
+    full: Annotated[bool, typer.Option("--full", help="The full set: 5 runs of 4 x C requests (at least 32) per level, "
+                                                      "as vLLM's guides run it (tens of minutes on a CPU). Without it, a quick set: "
+                                                      "2 runs of C requests (at least 4), about 2 minutes.")] = False,
     requests: Annotated[Optional[int], typer.Option("--requests", min=1, show_default=False,
-                                                    help="Requests per run (default: 4 x the level's concurrency, at least 32; no -n: that is `r1 logs -n`).")] = None,
+                                                    help="Requests per run (default: the level's concurrency, at least 4; --full: 4 x it, at least 32; no -n: that is `r1 logs -n`).")] = None,
     input_len: Annotated[Optional[int], typer.Option("--input-len", min=1, help="Random prompts of this many tokens (default 256).")] = None,
     output_len: Annotated[Optional[int], typer.Option("--output-len", min=1,
                                                       help="Random prompts: exactly this many output tokens (default 512); with DATASET: max_tokens.")] = None,
-    runs: Annotated[int, typer.Option("--runs", "-r", min=1, help="Runs per level: mean ± std over them.")] = 5,
+    runs: Annotated[Optional[int], typer.Option("--runs", "-r", min=1, show_default=False,
+                                                help="Runs per level: mean ± std over them [default: 2; --full: 5].")] = None,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Requests sent first and not measured.")] = 4,
     slo_ttft: Annotated[Optional[float], typer.Option("--slo-ttft", metavar="MS", min=0.0, help="Goodput: time to first token at most MS.")] = None,
     slo_tpot: Annotated[Optional[float], typer.Option("--slo-tpot", metavar="MS", min=0.0, help="Goodput: time per output token at most MS.")] = None,
@@ -50,8 +55,11 @@ def bench(
     dataset = dataset if dataset is not None else dataset_option
     if dataset is not None and input_len is not None:
         raise UsageError("--input-len is for random prompts; a DATASET brings its own", hint="drop one of them")
+    quick = not full and concurrency is None  # the levels are r1's to choose: fit them to the server
     opts = runner.BenchOptions(
-        concurrency=runner.parse_levels(concurrency), requests=requests, runs=runs, warmup=warmup,
+        concurrency=runner.parse_levels(concurrency) if concurrency else list(runner.DEFAULT_LEVELS),
+        requests=requests, runs=runs or (5 if full else 2), full=full,
+        budget=runner.QUICK_BUDGET_S if quick else None, warmup=warmup,
         input_len=input_len or 256, output_len=output_len if dataset is not None else (output_len or 512),
         dataset=dataset, seed=seed, slo=metrics.SLO(slo_ttft, slo_tpot), attainment=slo_attainment, timeout=timeout)
     opts.check()
@@ -75,8 +83,9 @@ def plan_line(opts) -> str:
     levels = ",".join(map(str, opts.concurrency))
     per = "/".join(str(opts.requests_for(c)) for c in opts.concurrency)
     what = f"dataset {opts.dataset}" if opts.dataset else f"random prompts of {opts.input_len} tokens, {opts.output_len} out"
-    return (f"r1: bench: concurrency {levels} x {opts.runs} runs of {per} requests, {opts.warmup} warm-up: "
-            f"{opts.total_requests():,} requests ({what})")
+    size = "the full set" if opts.full else "quick set" + (", at most about 2 minutes" if opts.budget else "")
+    return (f"r1: bench ({size}): concurrency {levels} x {opts.runs} runs of {per} requests, {opts.warmup} warm-up: "
+            f"{opts.total_requests():,} requests ({what})" + ("" if opts.full else "; --full for the full set"))
 
 
 def run(env: Environment, target, opts, *, json_out: bool = False, out: Path | None = None, plot: Path | None = None) -> int:
@@ -99,22 +108,41 @@ def run(env: Environment, target, opts, *, json_out: bool = False, out: Path | N
     finally:
         if view is not None:
             view.stop()
+    if result.interrupted and not result.levels:
+        raise Interrupted(f"interrupted at {result.interrupted}, before any measured request ended: nothing to keep")
     doc = result.to_dict()
+    if result.interrupted and out is None:
+        out = default_folder()  # what finished is kept somewhere, and said where
     if out is not None:
         folder = out.expanduser()
         try:
-            folder.mkdir(exist_ok=True)
+            folder.mkdir(parents=result.interrupted is not None, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot make --out {out}: {exc.strerror or exc}") from None
         n = report.write_records(folder / "requests.jsonl", result.request_rows())
         with open(folder / "summary.json", "w", encoding="utf-8") as f:
             report.write_json(f, doc)
-        env.note(f"wrote {n} request records and the summary to {out} (requests.jsonl, summary.json)")
+        if not result.interrupted:
+            env.note(f"wrote {n} request records and the summary to {out} (requests.jsonl, summary.json)")
     if plot is not None:
         report.plot(plot, doc)
         env.note(f"wrote the plot to {plot}")
     if json_out:
         report.write_json(env.stdout, doc)
+        for line in report.notes(doc):
+            env.note(line)
     else:
         report.show(env, doc)
+    if result.interrupted:
+        raise Interrupted(f"interrupted at {result.interrupted}: wrote the {result.finished_requests()} requests that "
+                          f"ended and their summary to {out} (requests.jsonl, summary.json)")
     return 0
+
+
+def default_folder() -> Path:
+    """Where an interrupted bench without --out keeps what finished: under R1_HOME, as eval's folders."""
+    import time
+
+    from r1cli import config
+
+    return config.state_dir() / "bench" / time.strftime("%Y%m%d-%H%M%S")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1cli import rules
-from r1cli.errors import ExitStatus, R1Error, UsageError
+from r1cli.errors import Interrupted, R1Error, UsageError
 from r1cli.evaluation.datasets import Dataset, Problem, open_dataset
 
 SETTINGS_FILE = "eval.json"
@@ -313,10 +313,6 @@ class Outcome:
     concurrency: int
     started_at: float
     finished_at: float
-
-
-class Interrupted(R1Error):
-    status = ExitStatus.INTERRUPTED
 
 
 def evaluate(client, settings: Settings, units: list[Unit], folder: Path, concurrency: int, *,

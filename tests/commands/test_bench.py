@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -205,3 +206,81 @@ def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server)
     made_after = ended["vllm:generation_tokens_total"] - at_ctrl_c["vllm:generation_tokens_total"]
     assert left > full / 2, f"only {left:.0f} of {full} tokens were left at the Ctrl-C: it came too late to tell"
     assert made_after < left / 4, f"bench's requests made {made_after:.0f} tokens after Ctrl-C (of {left:.0f} left)"
+
+
+@pytest.mark.timeout(300)
+def test_ctrl_c_keeps_the_requests_that_ended_and_says_where(demo_server, tmp_path):
+    """Issue 32, item 7: a Ctrl-C once some requests have ended (vLLM's own count of requests run to their
+    max_tokens) and others still run keeps the ended ones: requests.jsonl and summary.json in a folder under
+    R1_HOME (no --out given), the partial table on stdout, the folder named on stderr, exit 130."""
+    from conftest import LENGTH, metrics, wait_idle
+
+    root = demo_server.base_url[: -len("/v1")]
+    before = wait_idle(demo_server.base_url)[LENGTH]
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", "2", "--requests", "60", "-r", "1",
+                             "--warmup", "0", "--input-len", "32", "--output-len", "256",
+                             "--base-url", demo_server.base_url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "R1_HOME": str(home)},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while (ended := metrics(root)[LENGTH] - before) < 4:
+            assert proc.poll() is None, f"bench ended before 4 of its 60 requests did: {proc.communicate()}"
+            assert time.monotonic() < deadline, f"only {ended:g} of bench's requests ended in 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=STOP_WAIT_S)
+    finally:
+        reap(proc)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    folders = list((home / "bench").iterdir())
+    assert len(folders) == 1, folders
+    rows = [json.loads(line) for line in (folders[0] / "requests.jsonl").read_text().splitlines()]
+    summary = json.loads((folders[0] / "summary.json").read_text())
+    assert f"r1: error: interrupted at concurrency 2, run 1/1: wrote the {len(rows)} requests that ended and their " \
+           f"summary to {folders[0]} (requests.jsonl, summary.json)" in err
+    # what ended by the server's count at the Ctrl-C, and no more than ended in all (the cancelled ones never
+    # do): the Ctrl-C cut the run
+    assert ended <= len(rows) <= metrics(root)[LENGTH] - before < 60
+    assert all(r["success"] and r["output_tokens"] == 256 for r in rows)
+    assert summary["interrupted"] == "concurrency 2, run 1/1"
+    [level] = summary["levels"]
+    assert (level["concurrency"], level["complete_runs"], level["runs"][0]["completed"]) == (2, 0, len(rows))
+    assert "requests/s" in out and "TTFT mean ms" in out  # the partial table
+    assert f"note: interrupted at concurrency 2, run 1/1: concurrency 2 shows the {len(rows)} requests of its cut run" in out
+
+
+@pytest.mark.timeout(300)
+def test_plain_bench_is_a_quick_set_scaled_to_the_server(demo_server):
+    """Issue 32, item 7: plain `r1 bench` queued 1,764 requests of 512 tokens (15-25 minutes on the demo). Now it
+    is a quick set: 2 runs of C requests per level, the levels the warm-up says would not fit in about 2
+    minutes left out (and said so), and it says how to get the full set. Its time is a property a user
+    notices, so it is asserted, with room: the plan aims at ~100 s of estimate, which errs long."""
+    started = time.monotonic()
+    proc = run_r1("bench", "--json", "--base-url", demo_server.base_url, timeout=240)
+    took = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert "r1: bench (quick set, at most about 2 minutes): concurrency 1,16,64 x 2 runs of 4/16/64 requests, " \
+           "4 warm-up: 172 requests (random prompts of 256 tokens, 512 out); --full for the full set" in proc.stderr
+    kept = [lv["concurrency"] for lv in doc["levels"]]
+    assert kept == [1, 16, 64][:len(kept)] and doc["set"] == "quick" and doc["runs"] == 2
+    assert doc["left_out"] == [1, 16, 64][len(kept):]
+    if doc["left_out"]:
+        assert f"concurrency {','.join(map(str, doc['left_out']))} would take the quick run past about 2 minutes" in proc.stderr
+    for level in doc["levels"]:
+        assert [run["completed"] for run in level["runs"]] == [max(4, level["concurrency"])] * 2
+    assert took < 120, f"the quick set took {took:.0f} s"
+
+
+@pytest.mark.parametrize("args, plan", [
+    (["--full"], "r1: bench (the full set): concurrency 1,16,64 x 5 runs of 32/64/256 requests, 4 warm-up: 1,764 requests"),
+    (["-c", "1,64"], "r1: bench (quick set): concurrency 1,64 x 2 runs of 4/64 requests, 4 warm-up: 140 requests"),
+    (["-c", "8", "--full", "-r", "2"], "r1: bench (the full set): concurrency 8 x 2 runs of 32 requests, 4 warm-up: 68 requests"),
+])
+def test_the_plan_line_says_the_set(args, plan):
+    """The plan line comes before anything is sent: with no server the command says it, then fails (exit 3)."""
+    proc = run_r1("bench", *args, "--base-url", f"127.0.0.1:{free_port()}", timeout=60)
+    assert proc.returncode == 3 and plan in proc.stderr, proc.stderr
