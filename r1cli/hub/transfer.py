@@ -29,7 +29,7 @@ from pathlib import Path
 from r1cli.errors import ExitStatus, HubError
 from r1cli.hub.errors import first_line, is_network_error, status_code
 
-# Bytes read and written at a time: a Ctrl-C or a stop loses at most this much, and the bar moves smoothly.
+# Bytes read at a time from a part already on disk (to hash it before resuming).
 CHUNK = 1 << 20
 # A transfer that breaks (a dropped connection, a 5xx) is resumed from where it stopped this many times
 # running without a byte arriving, waiting RETRY_WAIT seconds, doubled each time, before the next try.
@@ -210,7 +210,7 @@ def _stream(address: str, fh, have: int, digest, fresh, on_bytes, stop: threadin
             fh.seek(0)
             on_bytes(-have)
             digest = fresh()
-        for chunk in response.iter_bytes(chunk_size=CHUNK):
+        for chunk in response.iter_bytes():  # as they arrive: a chunk size would hold back what a break then loses
             if stop.is_set():
                 raise Stopped
             fh.write(chunk)

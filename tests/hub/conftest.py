@@ -131,10 +131,14 @@ class Relay:
     rate: float | None = None  # bytes per second served, None for as fast as it goes
     requests: list[str] = field(default_factory=list)  # each request's head, lowercased
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Faults for the GETs of one file (fault_file), one per GET in order: ("cut", N) hangs up after N bytes of
+    # the body, ("status", CODE) answers CODE instead of the file, ("corrupt", N) flips the body's byte N.
+    fault_file: str = ""
+    faults: list[tuple[str, int]] = field(default_factory=list)
 
     def reset(self) -> None:
         with self.lock:
-            self.served, self.requests = 0, []
+            self.served, self.requests, self.faults = 0, [], []
 
     def resolve_requests(self, name: str = "") -> list[str]:
         """The GETs of files (NAME's, or every file's)."""
@@ -178,13 +182,22 @@ class Relay:
             if f"bearer {BAD_TOKEN}" in text:
                 client.sendall(_CANNED["token"])
                 return
-            port = self.files_port if "/resolve/" in text.split("\r\n")[0] else self.api_port
+            fault = None
+            first = text.split("\r\n")[0]
+            if self.faults and "/resolve/" in first and first.startswith("get ") \
+                    and first.split(" ")[1].endswith("/" + self.fault_file.lower()):
+                with self.lock:
+                    fault = self.faults.pop(0) if self.faults else None
+            if fault and fault[0] == "status":
+                client.sendall(f"HTTP/1.1 {fault[1]} Failing\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                return
+            port = self.files_port if "/resolve/" in first else self.api_port
             head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head)
             head = head.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
             with socket.create_connection(("127.0.0.1", port)) as upstream:
                 upstream.sendall(head)
                 threading.Thread(target=self._pipe_up, args=(client, upstream), daemon=True).start()
-                self._pipe_down(upstream, client)
+                self._pipe_down(upstream, client, fault)
 
     def _pipe_up(self, client: socket.socket, upstream: socket.socket) -> None:
         try:
@@ -193,14 +206,32 @@ class Relay:
         except OSError:
             pass
 
-    def _pipe_down(self, upstream: socket.socket, client: socket.socket) -> None:
+    def _pipe_down(self, upstream: socket.socket, client: socket.socket, fault=None) -> None:
+        # With a fault, the answer's head is gathered first; then BODY is where the chunk passed on starts in the
+        # body (negative while the chunk still holds the head).
+        head, body, in_head = b"", 0, fault is not None
         try:
             while chunk := upstream.recv(16384):
                 if self.rate:
                     time.sleep(len(chunk) / self.rate)
+                if in_head:
+                    head += chunk
+                    if b"\r\n\r\n" not in head:
+                        continue
+                    chunk, body, in_head = head, -(head.index(b"\r\n\r\n") + 4), False
+                if fault and fault[0] == "corrupt" and body <= fault[1] < body + len(chunk):
+                    at = fault[1] - body
+                    chunk = chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1:]
+                cut = fault is not None and fault[0] == "cut" and body + len(chunk) >= fault[1]
+                if cut:
+                    chunk = chunk[:fault[1] - body]
                 client.sendall(chunk)
+                body += len(chunk)
                 with self.lock:
                     self.served += len(chunk)
+                if cut:  # hang up mid-file (shutdown: a close alone leaves the socket open under _pipe_up's recv)
+                    client.shutdown(socket.SHUT_RDWR)
+                    return
         except OSError:
             pass
 
