@@ -9,6 +9,7 @@ import typer
 
 from r1cli import completion, config, options
 from r1cli.console import Environment
+from r1cli.hub.pull import WORKERS
 
 # Not options.ModelArg: a local path has nothing to pull. R1_MODEL_PATH as serve's: `r1 pull` fetches what
 # `r1 serve` would serve.
@@ -16,6 +17,7 @@ ModelArg = Annotated[str, typer.Argument(help="Hugging Face id or a preset: " + 
                                          envvar="R1_MODEL_PATH", autocompletion=completion.models)]
 PullQuant = Annotated[Optional[str], typer.Option("--quant", "-q", help="awq or gptq: pull the preset's pre-quantized checkpoint (the one `r1 serve MODEL --quant` serves).")]
 Revision = Annotated[Optional[str], typer.Option("--revision", help="Branch, tag or commit [default: main].")]
+Workers = Annotated[int, typer.Option("--workers", min=1, max=64, help="Files downloaded at once (as `hf download --max-workers`).")]
 
 
 def pull(
@@ -24,9 +26,10 @@ def pull(
     revision: Revision = None,
     quant: PullQuant = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be fetched (files, bytes, free space) and fetch nothing.")] = False,
+    workers: Workers = WORKERS,
     json_: options.Json = False,
 ) -> int:
-    """Download a model into the Hugging Face cache (resumable; what vLLM loads, not the whole repo)."""
+    """Download a model into the Hugging Face cache (what vLLM loads, not the whole repo; parallel, verified, resumable)."""
     from r1cli.hub import pull as hub
 
     env: Environment = ctx.obj
@@ -39,7 +42,7 @@ def pull(
         _print_result(env, plan, json_)
         hub.check_space(plan)
         return 0
-    plan = hub.pull(env, repo, revision)
+    plan = hub.pull(env, repo, revision, workers=workers)
     if plan.fetched or plan.seconds:
         rate = plan.fetched / plan.seconds if plan.seconds else 0.0
         env.note(f"r1: pulled {repo}@{plan.commit[:7]}: {hub.human(plan.fetched)} in {plan.seconds:.1f} s "
