@@ -1,14 +1,14 @@
-"""Keep-alive on a GPU (issue 21): what a request pays when the server sleeps, against a cold start.
+"""Keep-alive on a GPU (issues 21, 29): what a request pays when the server sleeps, against a cold start.
 
     source benchmarks/gpu/env.sh && python3 benchmarks/gpu/keepalive.py [--runs 5] [--out results.json]
 
 On the lent GPU (../shared/gpu/README.md) with the 1.5B's shape. In one run:
 - cold: `r1 serve MODEL -d` from nothing, then the first request's first token (one sample: a start is minutes);
 - time to first token of a streamed request sent to a sleeping server (level 1 and level 2, RUNS samples
-  each), woken by r1's supervisor as any client's request wakes it; and, as the anchor, of the same request
-  to the awake server;
-- output tokens/s of a c=64 burst (256 tokens each, ignore_eos) on the awake server before any sleep, and
-  right after a wake (RUNS samples each).
+  each), woken by r1's middleware inside the server on the request itself; and, as the anchor, of the same
+  request to the awake server;
+- output tokens/s of a c=64 burst (256 tokens each, ignore_eos) on the awake server before any sleep, right
+  after a wake (`r1 wake`), and sent to the sleeping server (the burst wakes it) (RUNS samples each).
 Prints mean ± std and writes every sample as JSON.
 """
 
@@ -105,12 +105,16 @@ def main() -> int:
                 slept = json.loads(r1("sleep", "--port", str(PORT), "--level", str(level), "--json").stdout)
                 samples[f"level{level}_sleep_s"].append(slept["servers"][0]["seconds"])
                 assert asleep()
-                samples[key].append(first_token_s())  # the supervisor wakes it on this request
+                samples[key].append(first_token_s())  # r1's middleware wakes it on this request
         samples["c64_tok_s_right_after_wake"] = []
         for _ in range(args.runs):
             r1("sleep", "--port", str(PORT), "--level", "1")
             r1("wake", "--port", str(PORT))
             samples["c64_tok_s_right_after_wake"].append(burst())
+        samples["c64_tok_s_sent_while_asleep"] = []
+        for _ in range(args.runs):
+            r1("sleep", "--port", str(PORT), "--level", "1")
+            samples["c64_tok_s_sent_while_asleep"].append(burst())
     finally:
         r1("stop", "--port", str(PORT))
     with open(args.out, "w") as fh:

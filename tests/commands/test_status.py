@@ -33,7 +33,7 @@ SERVER_KEYS = {"port", "url", "source", "started_by_r1", "pid", "create_time", "
                "sleep"}  # issue 21: sleep mode
 METRIC_KEYS = {"running", "waiting", "kv_cache_usage_pct", "prompt_tokens_total", "generation_tokens_total",
                "ttft_mean_s", "sleep_level", "engines"}
-NO_SLEEP = {"mode": False, "idle_sleep_s": None, "asleep": False, "level": None, "since": None, "supervisor_alive": None}
+NO_SLEEP = {"mode": False, "idle_sleep_s": None, "asleep": False, "level": None, "since": None, "idle_for_s": None, "timer": None}
 
 
 NVML_WORKS = real_nvml_works()

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from conftest import STOP_WAIT_S, free_port, own_network_address, run_r1
+
 from r1cli.server import devguard, keepalive, sleep, state
 
 pytestmark = pytest.mark.timeout(180)
@@ -75,9 +75,11 @@ class StandIn:
                     keepalive.CONFIG_ENV: json.dumps(config), **{k: str(v) for k, v in env.items()}}
         self.ports = [free_port() for _ in range(processes)]
         self.port = self.ports[0]
-        self.procs = [subprocess.Popen([sys.executable, str(HERE / "sleeping_vllm.py"), str(port), *args],
-                                       env=proc_env, start_new_session=True, stderr=open(tmp_path / f"{port}.err", "wb"))
-                      for port in self.ports]
+        self.procs = []
+        for port in self.ports:
+            with open(tmp_path / f"{port}.err", "wb") as err:  # the child keeps its own copy
+                self.procs.append(subprocess.Popen([sys.executable, str(HERE / "sleeping_vllm.py"), str(port), *args],
+                                                   env=proc_env, start_new_session=True, stderr=err))
         for port in self.ports:
             wait_for("the stand-in listens", lambda port=port: self._up(port))
         self.record = state.ServerRecord(
@@ -280,7 +282,7 @@ def test_a_failing_idle_timer_restarts_and_status_says_so(stand_in):
     server = stand_in(1.0, STANDIN_FAIL_SLEEP="cannot allocate host memory")
     wait_for("the timer fails and restarts",
              lambda: server.control("GET", "/state")[1]["timer"]["restarts"] >= 1, 30)
-    status, body = server.control("GET", "/state")
+    _, body = server.control("GET", "/state")
     assert body["timer"]["running"] is True and "cannot allocate host memory" in body["timer"]["error"]
     text = server.r1("status", "--port", str(server.port)).stdout
     assert "idle timer failed" in text and "cannot allocate host memory" in text and "r1 logs" in text, text
