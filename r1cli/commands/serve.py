@@ -162,7 +162,7 @@ def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
     try:
         opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"),
                                       on_plan=lambda chosen: show_plan(env, chosen),
-                                      pull=lambda model: pull_planned(env, model, would_fail))
+                                      pull=lambda model: pull_planned(env, model, would_fail, opts.extra))
     except server_serve.AlreadyServing as held:
         env.note(f"r1: already serving {held.record.served_name} on port {held.record.port}: "
                  f"a start would print its URL ({held.record.url}) and return")
@@ -173,43 +173,99 @@ def show_dry_run(env: Environment, opts: "cmdline.ServeOptions") -> None:
         raise problem
 
 
-def pull_planned(env: Environment, model: str, would_fail: list) -> None:
-    """The dry run's "downloading" stage: whether a start would download MODEL, and how much; it fetches
-    nothing. A model the hub cannot give (or the disk cannot hold) is the error a start would stop with,
-    put in WOULD_FAIL (the dry run prints the command, then that error)."""
+# vLLM flags that name another Hub model than MODEL: each is pulled too (vLLM runs offline), as
+# (flag, its revision flag, tokenizer files only).
+_MODEL_FLAGS = {"--tokenizer": ("--tokenizer-revision", True)}
+_SPECULATIVE_FLAGS = ("--speculative-config", "-sc")
+
+
+def _flag_values(extra: list[str]) -> dict[str, str]:
+    """The last value of each `--flag value` or `--flag=value` in EXTRA."""
+    found = {}
+    for i, arg in enumerate(extra):
+        if not arg.startswith("-"):
+            continue
+        name, eq, value = arg.partition("=")
+        if eq:
+            found[name] = value
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("-"):
+            found[name] = extra[i + 1]
+    return found
+
+
+def models_to_pull(model: str, extra: list[str]) -> list[tuple[str, str | None, bool, str | None]]:
+    """What a start pulls before vLLM runs offline: (Hub id or path, revision, tokenizer files only, the flag
+    that named it): MODEL at --revision, then what --tokenizer (at --tokenizer-revision) and a speculative
+    model (--speculative-config's "model", at its "revision") name. A JSON that does not parse names nothing
+    here: vLLM says what is wrong with it."""
+    values = _flag_values(extra)
+    found = [(model, values.get("--revision"), False, None)]
+    for flag, (revision_flag, tokenizer_only) in _MODEL_FLAGS.items():
+        if values.get(flag):
+            found.append((values[flag], values.get(revision_flag), tokenizer_only, flag))
+    for flag in _SPECULATIVE_FLAGS:
+        try:
+            speculative = json.loads(values.get(flag) or "null")
+        except ValueError:
+            continue
+        draft = speculative.get("model") if isinstance(speculative, dict) else None
+        if isinstance(draft, str) and "/" in draft:  # a Hub id or a path; not a method's name (ngram)
+            found.append((draft, speculative.get("revision"), False, flag))
+    return found
+
+
+def _flagged(problem: R1Error, flag: str | None, name: str) -> R1Error:
+    if flag is not None:
+        problem.message = f"{flag} {name}: {problem.message}"
+    return problem
+
+
+def pull_planned(env: Environment, model: str, would_fail: list, extra: list[str] = ()) -> None:
+    """The dry run's "downloading" stage: whether a start would download MODEL (and what the vLLM flags in
+    EXTRA name: models_to_pull), and how much; it fetches nothing. A model the hub cannot give (or the disk
+    cannot hold) is the error a start would stop with, put in WOULD_FAIL (the dry run prints the command, then
+    that error)."""
     from r1cli.hub import pull as hub
 
-    try:
-        plan = hub.ensure_cached(None, model, dry_run=True)  # a dry run reports nothing through env
-    except R1Error as problem:
-        fix_unavailable(problem, asked=model)
-        would_fail.append(problem)
-        return
-    if plan is None:
-        env.note(f"r1: {model} is in the Hugging Face cache: a start downloads nothing")
-        return
-    already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
-    env.note(f"r1: {model} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
-             f"{hub.human(plan.total)} first ({len(plan.missing)} files{already}; {hub.human(hub.free_bytes(plan.cache))} "
-             f"free in {plan.cache}), then starts vLLM offline on them")
+    for name, revision, tokenizer_only, flag in models_to_pull(model, list(extra)):
+        try:
+            # A dry run reports nothing through env.
+            plan = hub.ensure_cached(None, name, revision, dry_run=True, tokenizer_only=tokenizer_only)
+        except R1Error as problem:
+            if flag is None:
+                fix_unavailable(problem, asked=name)
+            would_fail.append(_flagged(problem, flag, name))
+            return
+        what = f"{name} ({flag})" if flag else name
+        if plan is None:
+            env.note(f"r1: {what} is in the Hugging Face cache: a start downloads nothing")
+            continue
+        already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
+        env.note(f"r1: {what} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
+                 f"{hub.human(plan.total)} first ({len(plan.missing)} files{already}; {hub.human(hub.free_bytes(plan.cache))} "
+                 f"free in {plan.cache}), then starts vLLM offline on them")
 
 
 def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> None:
     """The start's "downloading" stage, before vLLM's: MODEL pulled into the cache unless it is there, as
     `r1 pull` does it (one Rich bar on a terminal, plain lines when piped; the space check first; its
-    errors and exit statuses), under the stage's name. vLLM then loads the cached files offline."""
+    errors and exit statuses), under the stage's name; then what vLLM flags name (models_to_pull: --revision,
+    --tokenizer, a speculative model). vLLM then loads the cached files offline."""
     from r1cli.hub import pull as hub
 
     title = opts.served_name or cmdline.short_name(model)
-    try:
-        pulled = hub.ensure_cached(env, model, display=hub.display_for(env, label=f"{title}: downloading"))
-    except R1Error as problem:
-        fix_unavailable(problem, asked=model)
-        raise
-    if pulled is not None and pulled.fetched:
-        rate = pulled.fetched / pulled.seconds if pulled.seconds else 0.0
-        env.note(f"r1: {title}: downloaded {hub.human(pulled.fetched)} in {pulled.seconds:.1f} s "
-                 f"({hub.human(rate)}/s) into {pulled.snapshot}")
+    for name, revision, tokenizer_only, flag in models_to_pull(model, opts.extra):
+        try:
+            pulled = hub.ensure_cached(env, name, revision, display=hub.display_for(env, label=f"{title}: downloading"),
+                                       tokenizer_only=tokenizer_only)
+        except R1Error as problem:
+            if flag is None:
+                fix_unavailable(problem, asked=name)
+            raise _flagged(problem, flag, name)
+        if pulled is not None and pulled.fetched:
+            rate = pulled.fetched / pulled.seconds if pulled.seconds else 0.0
+            env.note(f"r1: {title}: downloaded {hub.human(pulled.fetched)} in {pulled.seconds:.1f} s "
+                     f"({hub.human(rate)}/s) into {pulled.snapshot}")
 
 
 def fix_unavailable(problem: R1Error, *, asked: str | None = None, near: str | None = None,

@@ -91,6 +91,13 @@ def vllm_files(names, config: dict | None = None, weight_map: dict | None = None
     return small + weight_files(names, weight_map) + ([CONFIG] if CONFIG in top else [])
 
 
+def tokenizer_files(names, config: dict | None = None) -> list[str]:
+    """The files a tokenizer-only repo (vLLM's --tokenizer) is loaded from: vllm_files without the weights
+    and their index."""
+    return [n for n in vllm_files(names, config) if not fnmatch.filter([n], weight_pattern(names) or "")
+            and not n.endswith(".index.json")]
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -136,6 +143,13 @@ def missing_to_serve(folder: Path) -> list[str]:
     wanted |= set(remote_code_files(config))
     missing += sorted(n for n in wanted if n not in names)
     return missing
+
+
+def missing_for_tokenizer(folder: Path) -> list[str]:
+    """What FOLDER lacks to load a tokenizer from (vLLM's --tokenizer): one of TOKENIZER_FILES."""
+    if any((folder / t).is_file() for t in TOKENIZER_FILES):
+        return []
+    return ["a tokenizer (" + " or ".join(TOKENIZER_FILES[:2]) + ")"]
 
 
 def ready_to_serve(folder: Path) -> bool:

@@ -162,17 +162,21 @@ def snapshot_of(repo: str, revision: str | None = None, cache: Path | None = Non
     return None
 
 
-def missing_to_serve(repo: str, revision: str | None = None, cache: Path | None = None) -> list[str]:
+def missing_to_serve(repo: str, revision: str | None = None, cache: Path | None = None, *,
+                     tokenizer_only: bool = False) -> list[str]:
     """What the cache lacks for vLLM to serve REPO at REVISION offline ([]: ready). The one rule for "in the
     cache" (files.missing_to_serve on the snapshot the ref names): serve, its --dry-run, doctor, models and rm
-    all ask it."""
+    all ask it. TOKENIZER_ONLY: REPO is vLLM's --tokenizer (files.missing_for_tokenizer)."""
     snapshot = snapshot_of(repo, revision, cache)
-    return files.missing_to_serve(snapshot) if snapshot is not None else ["the snapshot " + (revision or "main") + " names"]
+    if snapshot is None:
+        return ["the snapshot " + (revision or "main") + " names"]
+    return files.missing_for_tokenizer(snapshot) if tokenizer_only else files.missing_to_serve(snapshot)
 
 
-def is_complete(repo: str, revision: str | None = None, cache: Path | None = None) -> bool:
+def is_complete(repo: str, revision: str | None = None, cache: Path | None = None, *,
+                tokenizer_only: bool = False) -> bool:
     """Whether vLLM can serve REPO at REVISION offline from the cache (missing_to_serve)."""
-    return not missing_to_serve(repo, revision, cache)
+    return not missing_to_serve(repo, revision, cache, tokenizer_only=tokenizer_only)
 
 
 # ------------------------------------------------------------------------------------------ disk space
@@ -254,7 +258,8 @@ def _endpoint() -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ asking the Hub
-def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None) -> PullPlan:
+def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None, *,
+              tokenizer_only: bool = False) -> PullPlan:
     """What pulling REPO at REVISION fetches: the commit, the files vLLM loads with their sizes (the Hub's
     metadata: nothing is downloaded), and what the cache has of them."""
     if machine.hf_offline_env():
@@ -280,11 +285,14 @@ def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None)
     plan = PullPlan(repo, revision or "main", info.sha, [], cache or machine.hf_hub_cache())
     # What vLLM loads hangs on two small files: config.json (its auto_map asks for *.py) and the weights' index
     # (its weight_map names the shards). Read now (a dry run too), written by the pull from memory.
-    for name in (files.CONFIG, files.index_name(listed)):
+    for name in (files.CONFIG, None if tokenizer_only else files.index_name(listed)):
         if name in listed:
             blob = transfer.blob_path(plan.cache, repo, listed[name])
             plan.read[name] = blob.read_bytes() if blob.is_file() else _read(repo, info.sha, listed[name])
     config_json, index = (_json(plan.read.get(n)) for n in (files.CONFIG, files.index_name(listed)))
+    if tokenizer_only:  # vLLM's --tokenizer: its files alone
+        plan.files = [listed[n] for n in files.tokenizer_files(listed, config_json)]
+        return with_cache_state(plan)
     names = files.vllm_files(listed, config_json, (index or {}).get("weight_map"))
     if not files.weight_files(names, (index or {}).get("weight_map")):
         raise HubError(f"{repo} has no weights vLLM loads ({', '.join(files.WEIGHT_PATTERNS)} at its top level)",
@@ -542,12 +550,13 @@ def _raise_mapped(exc: BaseException, plan: PullPlan) -> None:
     raise error from None
 
 
-def pull(env, repo: str, revision: str | None = None, *, display=None, workers: int = WORKERS) -> PullPlan:
+def pull(env, repo: str, revision: str | None = None, *, display=None, workers: int = WORKERS,
+         tokenizer_only: bool = False) -> PullPlan:
     """Pull REPO (a Hub id) at REVISION into the Hugging Face cache; the plan, with what was fetched.
 
     Checks the space first, waits for another pull of the same model, and on Ctrl-C leaves what it fetched
     (a HubError with status INTERRUPTED saying how much, so the next pull resumes)."""
-    plan = plan_pull(repo, check_revision(revision))
+    plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only)
     check_space(plan)
     if not plan.needed:
         write_ref(plan)
@@ -577,7 +586,7 @@ def pull(env, repo: str, revision: str | None = None, *, display=None, workers: 
 
 
 def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: bool = False,
-                  display=None, workers: int = WORKERS) -> PullPlan | None:
+                  display=None, workers: int = WORKERS, tokenizer_only: bool = False) -> PullPlan | None:
     """What `r1 serve` calls before starting vLLM: pull MODEL_ID unless the cache has it.
 
     MODEL_ID is what serve resolved (a Hub id, after --quant picked a checkpoint; a local path or the demo
@@ -585,17 +594,18 @@ def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: b
     is_complete, the one rule); otherwise the PullPlan: after a pull
     (with the same progress as `r1 pull`), what it fetched (`plan.fetched` bytes, `plan.snapshot`); with
     DRY_RUN, what a pull would fetch (`plan.to_fetch` bytes of `plan.total`), nothing downloaded. DISPLAY:
-    the progress display (default: display_for(env), as `r1 pull`'s).
+    the progress display (default: display_for(env), as `r1 pull`'s). TOKENIZER_ONLY: MODEL_ID is vLLM's
+    --tokenizer (its tokenizer's files alone).
     Raises HubError (status NO_SPACE, NO_NETWORK, NOT_FOUND, GATED, BAD_TOKEN, BAD_REVISION, INTERRUPTED)
     or UsageError, each with its one line and fix."""
     if machine.is_local_path(model_id) or Path(model_id) == config.demo_model_dir():
         return None
     repo = check_repo_id(model_id)
     # By the ref vLLM reads (main unless a revision is given): a snapshot the ref does not name is no use offline.
-    if is_complete(repo, revision or "main"):
+    if is_complete(repo, revision or "main", tokenizer_only=tokenizer_only):
         return None
     if dry_run:
-        plan = plan_pull(repo, check_revision(revision))
+        plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only)
         check_space(plan)
         return plan
-    return pull(env, repo, revision, display=display, workers=workers)
+    return pull(env, repo, revision, display=display, workers=workers, tokenizer_only=tokenizer_only)

@@ -120,3 +120,40 @@ def test_a_snapshot_of_config_json_alone_is_not_in_the_cache_for_any_command(hub
     (listed,) = json.loads(r1("models", "--json")[1])
     assert listed["repo"] == REPO and listed["refs"] == ["main"]
     assert "is in the Hugging Face cache" in doctor.check_model(REPO, None, reachable=lambda: True).detail
+
+
+# ------------------------------------------------------------------------------------------ what vLLM flags name
+@pytest.mark.parametrize("extra, expected", [
+    ([], [("m/x", None, False, None)]),
+    (["--revision", "v2"], [("m/x", "v2", False, None)]),
+    (["--tokenizer=org/tok", "--tokenizer-revision", "abc"], [("m/x", None, False, None), ("org/tok", "abc", True, "--tokenizer")]),
+    (["--speculative-config", '{"model": "org/draft", "num_speculative_tokens": 3, "revision": "r"}'],
+     [("m/x", None, False, None), ("org/draft", "r", False, "--speculative-config")]),
+    (["-sc", '{"method": "ngram", "num_speculative_tokens": 3}'], [("m/x", None, False, None)]),
+    (["--speculative-config", "{not json"], [("m/x", None, False, None)]),
+    (["--enforce-eager", "--tokenizer", "/local/tok"], [("m/x", None, False, None), ("/local/tok", None, True, "--tokenizer")]),
+])
+def test_models_to_pull_reads_what_vllm_flags_name(extra, expected):
+    from r1cli.commands.serve import models_to_pull
+
+    assert models_to_pull("m/x", extra) == expected
+
+
+def test_dry_run_says_what_the_tokenizer_flag_downloads_and_refuses_a_revision_the_repo_lacks(hub_env, mirror):
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS, "--",
+                                  "--tokenizer", REPO)
+    assert status == 0, err
+    tokenizer = TOTAL - (DEMO / "model.safetensors").stat().st_size
+    assert (f"r1: {REPO} (--tokenizer) is not in the Hugging Face cache: a start downloads {human(tokenizer)} of "
+            f"{human(tokenizer)} first ({len(WANTED) - 1} files;") in err
+    assert "--tokenizer r1test/demo" in out  # handed to vLLM as given
+
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS, "--",
+                                  "--revision", "no-such-branch")
+    assert status == ExitStatus.BAD_REVISION, err
+    assert "a start would fail: r1test/demo has no revision 'no-such-branch'" in one_error_line(err)
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS, "--",
+                                  "--tokenizer", "r1test/no-such-model")
+    assert status == ExitStatus.NOT_FOUND, err
+    assert "a start would fail: --tokenizer r1test/no-such-model: no model r1test/no-such-model" in one_error_line(err)
+    assert_untouched(hub_env)
