@@ -88,10 +88,10 @@ def link(cache: Path, repo: str, commit: str, file: Remote) -> Path:
     target = repo_folder(cache, repo) / "snapshots" / commit / file.name
     target.parent.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(blob_path(cache, repo, file), target.parent)
+    if target.is_symlink() and os.readlink(target) == relative:
+        return target
     if target.is_symlink() or target.exists():
-        if os.readlink(target) == relative if target.is_symlink() else False:
-            return target
-        target.unlink()
+        target.unlink()  # a link to another blob (the file changed at this commit's name), or a copy
     os.symlink(relative, target)
     return target
 
