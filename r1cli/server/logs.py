@@ -6,6 +6,7 @@ Nothing here does I/O; it is on the CLI's startup path, so stdlib only and regex
 
 from __future__ import annotations
 
+import ast
 import collections
 import re
 from collections.abc import Callable, Iterable
@@ -435,16 +436,10 @@ class LogWatcher:
             return
         args: dict = {}
         for key, raw in _ARG_ITEM.findall(m.group(1)):
-            value: object = raw.strip("'")
-            if raw[0] != "'" and raw[0] != "[":
-                try:
-                    value = int(raw)
-                except ValueError:
-                    try:
-                        value = float(raw)
-                    except ValueError:
-                        value = {"True": True, "False": False, "None": None}.get(raw, raw)
-            args[key] = value
+            try:  # vLLM logs the dict's repr: strings, numbers, booleans, None, lists ('served_model_name': ['x'])
+                args[key] = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):  # a repr that is no literal: kept as written
+                args[key] = raw
         self.facts["args"] = args
         if isinstance(args.get("port"), int):
             self.facts["port"] = args["port"]

@@ -196,6 +196,9 @@ def test_ready_log_facts_and_labels():
     assert f["url"] == "http://0.0.0.0:8011"
     assert f["api_pid"] == 11723
     assert f["port"] == 8011
+    # vLLM's non-default args as values (issue 32: --json showed "served_model_name": "['tiny']", a string)
+    assert f["args"] == {"port": 8011, "model": "/models/tiny-r1", "dtype": "bfloat16", "max_model_len": 1024,
+                         "served_model_name": ["tiny"], "reasoning_parser": "deepseek_r1", "gpu_memory_utilization": 0.3}
     labels = {e.key: e.label for e in events if isinstance(e, Stage)}  # the last label of each stage
     assert labels["kv_cache"] == "KV cache: 2,116,096 tokens, max concurrency 2066.5x"
     assert labels["api_server"] == "API server listening on http://0.0.0.0:8011"
