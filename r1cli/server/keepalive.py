@@ -135,6 +135,7 @@ class KeepAlive:
         self.timer_error: str | None = None  # the last failure of the timer (it restarts)
         self.timer_restarts = 0
         self.sleeps = self.wakes = 0  # done by this process
+        clock.touch()  # the server has just come up: the idle time counts from here, not from the start of its load
 
     # ---------------------------------------------------------------------------------------- requests
     async def admit(self) -> None:
