@@ -61,8 +61,8 @@ def serve(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once ready, leaving the server running.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="With -d: print the server record as JSON on stdout.")] = False,
     idle_sleep: Annotated[Optional[str], typer.Option("--idle-sleep", envvar="R1_IDLE_SLEEP", metavar="DURATION|manual|off", show_default=False,
-                                                      help="Give the GPU back after this long without requests (vLLM sleep mode: 10m, 1h, 90s) and wake on the next request "
-                                                           "from any client; manual: only `r1 sleep`; GPU and 127.0.0.1 only [default: off].")] = None,
+                                                      help="Give the GPU back after this long without inference requests (vLLM sleep mode: 10m, 1h, 90s) and wake on the next one "
+                                                           "from any client; manual: only `r1 sleep`; GPU only [default: off].")] = None,
 ) -> None:
     """Start vLLM and follow it to readiness (extra vLLM flags go after --)."""
     from r1cli.server import apikey
