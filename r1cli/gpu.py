@@ -322,12 +322,16 @@ def memory_freed(before: NvmlReport, after: NvmlReport, held: dict[int, float], 
     return out
 
 
+def size_text(mib: float) -> str:
+    """`65.4 GiB`, `912 MiB`, `2.5 MiB`: GiB from 1 GiB up, else MiB (never `0.0 GiB` for a small model)."""
+    if mib >= 1024:
+        return f"{mib / 1024:.1f} GiB"
+    return f"{mib:.1f} MiB" if mib < 10 else f"{mib:.0f} MiB"
+
+
 def describe_freed(freed: list[tuple[int, float]]) -> str:
     """`GPU 0: 65.4 GiB, GPU 1: 65.4 GiB`."""
-    def size(mib: float) -> str:
-        return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
-
-    return ", ".join(f"GPU {index}: {size(mib)}" for index, mib in freed)
+    return ", ".join(f"GPU {index}: {size_text(mib)}" for index, mib in freed)
 
 
 def wait_released(before: NvmlReport, held: dict[int, float], timeout: float = 5.0, query_fn=None) -> NvmlReport:

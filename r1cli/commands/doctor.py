@@ -261,15 +261,16 @@ def check_memory(weight_bytes: int | None, report: "gpu.NvmlReport", gpu_mem: fl
     if weight_bytes is None:
         return Check(name, OK, "unknown size: skipped")
     need = weight_bytes / GIB
+    weights = f"weights about {gpu.size_text(weight_bytes / 2**20)}"
     if not report.available or not report.gpus:
-        return Check(name, OK, f"weights about {need:.1f} GiB; no GPU (CPU serving uses system memory)")
+        return Check(name, OK, f"{weights}; no GPU (CPU serving uses system memory)")
     best = max(report.gpus, key=lambda g: _free_mib(g))
     free = _free_mib(best) / 1024
     total = best.memory_total_mib / 1024
     budget = min(free, total * gpu_mem)
     where = f"GPU {best.index}: {free:.1f} GiB free of {total:.1f} GiB"
     if need > free:
-        return Check(name, FAIL, f"weights about {need:.1f} GiB do not fit: {where}",
+        return Check(name, FAIL, f"{weights} do not fit: {where}",
                      "free GPU memory (`r1 status` and nvidia-smi show who holds it; `r1 stop` frees r1's), "
                      "use a smaller preset, or quantize (--quant awq or --quant fp8)")
     reserve = total * gpu_mem
@@ -283,10 +284,10 @@ def check_memory(weight_bytes: int | None, report: "gpu.NvmlReport", gpu_mem: fl
         return Check(name, FAIL, f"--gpu-mem {gpu_mem:g} reserves {reserve:.1f} GiB but {where}", fix)
     if need > 0.8 * budget:
         return Check(name, WARN,
-                     f"weights about {need:.1f} GiB leave little KV cache within {gpu_mem:.0%} of the GPU ({where})",
+                     f"{weights} leave little KV cache within {gpu_mem:.0%} of the GPU ({where})",
                      f"use a smaller --max-model-len, a higher --gpu-mem (now {gpu_mem:g}) or a quantized model "
                      "(--quant awq or --quant fp8)")
-    return Check(name, OK, f"weights about {need:.1f} GiB; {where}")
+    return Check(name, OK, f"{weights}; {where}")
 
 
 def _free_mib(gpu) -> float:

@@ -193,6 +193,15 @@ def test_memory_check_takes_the_gpu_mem_serve_will_use(gpu_mem, status):
         assert c.fix.startswith("use --gpu-mem 0.45 or lower")
 
 
+@pytest.mark.parametrize("weight_bytes, text", [
+    (machine.weight_bytes(str(config.demo_model_dir()), None), "weights about 2.5 MiB"),  # issue 32: said 0.0 GiB
+    (900 * 2**20, "weights about 900 MiB"),
+    (int(3.55 * 2**30), "weights about 3.5 GiB"),
+])
+def test_memory_check_says_the_weights_in_a_unit_that_shows_them(weight_bytes, text):
+    assert doctor.check_memory(weight_bytes, NO_GPU).detail.startswith(text + ";")
+
+
 def test_doctor_command_takes_gpu_mem(capsys):
     from r1cli.cli import run
 
