@@ -13,7 +13,7 @@ from r1cli.errors import ExitStatus, UsageError
 # Not options.ModelArg: that one reads R1_MODEL_PATH, and a variable left in the environment must not pick
 # what rm deletes.
 ModelArg = Annotated[str, typer.Argument(help="Hugging Face id or a preset: " + " ".join(config.PRESETS) + ".",
-                                         autocompletion=completion.models, show_default=False)]
+                                         autocompletion=completion.cached_models, show_default=False)]
 
 
 def rm(

@@ -119,3 +119,21 @@ def test_preset_name():
     assert cache.preset_name("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B") == "1.5b"
     assert cache.preset_name("casperhansen/deepseek-r1-distill-qwen-7b-awq") == "7b awq"
     assert cache.preset_name("someone/model") is None
+
+
+def test_rm_completes_the_cached_models_not_the_presets(pulled):
+    """Issue 32, item 10: `r1 rm <TAB>` offered the presets (none of them cached here) and not the model that is.
+    Completion as bash asks it, in a process of its own, over the cache the pull filled."""
+    import subprocess
+    import sys
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        proc = subprocess.run([sys.executable, "-m", "r1cli"], capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "_R1_COMPLETE": "complete_bash", "COMP_WORDS": line,
+                                   "COMP_CWORD": str(len(words) - 1)})
+        return proc.stdout.split()
+
+    assert complete("r1 rm ") == [REPO]
+    assert complete("r1 rm r1t") == [REPO] and complete("r1 rm 1.5") == []
+    assert "1.5b" in complete("r1 serve ")  # serve still offers the presets: it can pull them
