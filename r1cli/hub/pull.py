@@ -529,11 +529,12 @@ def download(plan: PullPlan, display, workers: int = WORKERS) -> None:
         for batch in (rest, last):
             futures = [pool.submit(one, f) for f in batch]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
-            if failed is not None:
+            if any(f.exception() is not None for f in done):
                 stop.set()
                 wait(futures)
-                _raise_mapped(failed.exception(), plan)
+                # The failure itself, not a transfer it stopped.
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                _raise_mapped(next((e for e in errors if not isinstance(e, transfer.Stopped)), errors[0]), plan)
     except BaseException:
         stop.set()
         raise

@@ -117,13 +117,18 @@ def test_ctrl_c_keeps_what_was_fetched_and_the_next_pull_resumes_it(hub_env, mir
 
 
 def test_two_pulls_of_one_model_wait_for_each_other_and_fetch_it_once(hub_env, mirror):
-    mirror.relay.rate = 2_000_000
+    mirror.relay.rate = 50_000  # the first pull crawls until the second is seen waiting for it
     first = spawn("pull", REPO)
-    while mirror.relay.served < 300_000 and first.poll() is None:
+    while mirror.relay.served < 100_000 and first.poll() is None:
         time.sleep(0.02)
     second = spawn("pull", REPO)
+    seen = ""
+    while "waiting" not in seen and (line := second.stderr.readline()):
+        seen += line
+    mirror.relay.rate = None
     out1, err1 = first.communicate(timeout=60)
     out2, err2 = second.communicate(timeout=60)
+    err2 = seen + err2
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     assert "another pull of r1test/demo is running: waiting" in err2
     assert "nothing to fetch" in err2 or "pulled" in err2
