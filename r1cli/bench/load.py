@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from r1cli import rules
-from r1cli.client import http as r1http, sync, turn
+from r1cli.client import http as r1http, stream, sync, turn
 from r1cli.client.target import Target
-from r1cli.errors import NoServerError, R1Error, UsageError
+from r1cli.errors import R1Error, UsageError
 
 # Common English words: with any real tokenizer about one token each, so prompts read like text.
 _WORD_TEXT = (
@@ -75,7 +75,7 @@ def detokenize(target: Target, tokens: list[int], timeout: float = 30.0) -> str:
         resp = r1http.request("POST", target.root + "/detokenize", body={"model": target.model, "tokens": tokens},
                               headers=target.headers, timeout=timeout)
     except r1http.Unreachable as exc:
-        raise NoServerError(f"no server answers at {target.base_url} ({exc})", hint="start one with `r1 serve`") from None
+        raise stream.unreachable(target, str(exc)) from None
     if resp.status != 200:
         raise R1Error(f"the server's /detokenize answered {resp.status}",
                       hint="random prompts need vLLM's /tokenize and /detokenize; use --dataset instead")

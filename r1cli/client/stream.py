@@ -20,7 +20,12 @@ OnPiece = Callable[[str, str], None]  # (channel, text): channel is "reasoning" 
 
 
 def unreachable(target: Target, why: str) -> NoServerError:
-    return NoServerError(f"no server answers at {target.base_url} ({why})", hint="start one with `r1 serve`")
+    from urllib.parse import urlsplit
+
+    from r1cli import machine
+
+    return NoServerError(f"no server answers at {target.base_url} ({why})",
+                         hint=machine.serve_fix(urlsplit(target.base_url).port))
 
 
 def http_error(target: Target, status: int, body: bytes, headers: dict[str, str] | None = None) -> R1Error:

@@ -48,9 +48,11 @@ def logs(
 def _last_log(env: Environment, port: int | None) -> Path:
     found = state.last_log(port)
     if found is None:
+        from r1cli import machine
+
         where = f" on port {port}" if port is not None else ""
         raise NoServerError(f"no r1 server is recorded{where}, and r1 has kept no server log",
-                            hint="start one with `r1 serve`")
+                            hint=machine.serve_fix(port))
     path, who = found
     env.note(f"r1: no r1 server is running; the log of the last one, {who or 'the newest r1 kept'}: {path}")
     return path

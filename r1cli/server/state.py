@@ -313,7 +313,9 @@ def pick(port: int | None) -> ServerRecord:
         records = [r for r in records if r.port == port]
     if not records:
         where = f" on port {port}" if port is not None else ""
-        raise NoServerError(f"no r1 server is recorded{where}", hint="start one with `r1 serve`")
+        from r1cli import machine
+
+        raise NoServerError(f"no r1 server is recorded{where}", hint=machine.serve_fix(port))
     if len(records) > 1:
         raise UsageError(f"{len(records)} servers are running (ports {', '.join(str(r.port) for r in records)})",
                          hint="pick one with --port")

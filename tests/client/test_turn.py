@@ -157,7 +157,7 @@ def test_a_port_that_never_answers_ends_the_ask_with_exit_3():
         proc = run_r1("ask", "What is 2+3?", "--timeout", "3", "--base-url", f"127.0.0.1:{port}")
     assert proc.returncode == 3 and "Traceback" not in proc.stderr
     assert proc.stderr.splitlines()[-2:] == [f"r1: error: no server answers at http://127.0.0.1:{port}/v1 (timed out)",
-                                             "  fix: start one with `r1 serve`"]
+                                             f"  fix: start one with `r1 serve demo --port {port}`"]
 
 
 def test_a_dead_r1_server_is_named_with_its_url(tmp_path):

