@@ -142,3 +142,28 @@ def test_huggingface_hub_finds_what_r1_pulled(hub_env, mirror):
     (repo,) = info.repos
     (revision,) = repo.revisions
     assert revision.refs == frozenset({"main"}) and {f.file_name for f in revision.files} == WANTED
+
+
+def test_a_xet_backed_file_goes_through_hf_hub_download_and_is_checked_after(hub_env, mirror):
+    """A file the tree lists with a xet hash is fetched by hf_hub_download (hf_xet where the Hub serves Xet;
+    olah does not, so huggingface_hub falls back to HTTP here), its bytes counted, then its blob checked."""
+    import threading
+
+    status, out, err = r1("pull", REPO, "--dry-run", "--json")
+    assert status == 0, err
+    plan = json.loads(out)
+    listed = next(f for f in plan["files"] if f["name"] == "model.safetensors")
+    file = transfer.Remote(listed["name"], listed["size"], listed["etag"], xet=True)
+    counted = []
+    transfer.fetch(hub_env, REPO, plan["commit"], file, endpoint=mirror.endpoint, on_bytes=counted.append,
+                   stop=threading.Event())
+    assert transfer.blob_path(hub_env, REPO, file).read_bytes() == WEIGHTS.read_bytes()
+    assert sum(counted) == WEIGHTS.stat().st_size
+
+    transfer.blob_path(hub_env, REPO, file).unlink()
+    wrong = transfer.Remote(listed["name"], listed["size"], listed["etag"], sha256="0" * 64, xet=True)
+    with pytest.raises(transfer.Corrupt, match="model.safetensors of r1test/demo arrived corrupt: its sha256"):
+        transfer.fetch(hub_env, REPO, plan["commit"], wrong, endpoint=mirror.endpoint, on_bytes=counted.append,
+                       stop=threading.Event())
+    assert not transfer.blob_path(hub_env, REPO, wrong).exists()
+    assert not (hub_env / "models--r1test--demo" / "snapshots" / plan["commit"] / "model.safetensors").exists()
