@@ -68,7 +68,9 @@ def table(doc: dict):
     runs = "1 run" if doc["runs"] == 1 else f"{doc['runs']} runs (mean ± std)"
     counts = sorted({level["requests"] for level in doc["levels"]})
     requests = f"{counts[0]}" if len(counts) == 1 else "/".join(str(level["requests"]) for level in doc["levels"])
-    title = f"{doc['server']['model']}: {what}; {requests} requests per run, {runs}"
+    from r1cli.server.route import target_text
+
+    title = f"{doc['server']['model']}{target_text(doc['server'].get('router_workers'))}: {what}; {requests} requests per run, {runs}"
     t = Table(title=title, title_justify="left")
     t.add_column("concurrency")
     for level in doc["levels"]:

@@ -212,8 +212,11 @@ def bench(target, opts: BenchOptions, progress: Progress = lambda line: None, vi
                          f"context window of {window} tokens", hint="make them shorter")
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     workload = make_load(aclient.target, opts)
+    from r1cli.server import route
+
     result = BenchResult(opts, {"base_url": aclient.target.base_url, "model": aclient.target.model,
-                                "max_model_len": window}, workload.describe(), [], started)
+                                "max_model_len": window, "router_workers": route.worker_count(aclient.target.root)},
+                         workload.describe(), [], started)
     where = ["the warm-up"]  # what runs now, for a Ctrl-C
     current: dict[int, RequestRecord] = {}  # the requests of the run under way that have ended
     run_start = [0.0]

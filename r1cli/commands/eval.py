@@ -138,6 +138,9 @@ def server_facts(target, model: str) -> dict:
         if resp.status == 200:
             body = resp.body.decode("utf-8", "replace")
             facts[key] = json.loads(body).get("version") if key == "vllm_version" else body
+    from r1cli.server import route
+
+    facts["router_workers"] = route.worker_count(target.root)  # None: a server, not a router
     record = _server_record(target.base_url)
     if record is not None:
         facts["quantization"] = _flag(record.argv, "--quantization") or "none"

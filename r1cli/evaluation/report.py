@@ -229,6 +229,7 @@ def provenance(target, server: dict, datasets: list[dict], started_at: float, fi
         "quantization": server.get("quantization"),
         "max_model_len": server.get("max_model_len"),
         "backend": server.get("backend"),
+        "router_workers": server.get("router_workers"),  # workers behind a vllm-router; None: a server
         "seeds_sent": server.get("seeds_sent"),
         "gpu": {"names": names, "count": len(report.gpus), "driver": report.driver_version,
                 "nvml_error": report.error},
@@ -302,9 +303,12 @@ def _tok(d: dict) -> str:
 def render_table(summary: dict):
     from rich.table import Table
 
+    from r1cli.server.route import target_text  # a router's workers, named after its URL
+
     headers, rows = table_rows(summary)
     prov = summary["provenance"]
-    table = Table(title=f"r1 eval: {prov.get('served_name') or prov.get('model')}", title_justify="left")
+    table = Table(title=f"r1 eval: {prov.get('served_name') or prov.get('model')}{target_text(prov.get('router_workers'))}",
+                  title_justify="left")
     table.add_column("metric", style="bold")
     for h in headers:
         table.add_column(h, justify="right")
@@ -314,10 +318,12 @@ def render_table(summary: dict):
 
 
 def render_markdown(summary: dict) -> str:
+    from r1cli.server.route import target_text  # a router's workers, named after its URL
+
     headers, rows = table_rows(summary)
     prov = summary["provenance"]
     s = summary["settings"]
-    out = [f"# r1 eval: {prov.get('served_name') or prov.get('model')}", ""]
+    out = [f"# r1 eval: {prov.get('served_name') or prov.get('model')}{target_text(prov.get('router_workers'))}", ""]
     out += ["| metric | " + " | ".join(headers) + " |", "|---|" + "---:|" * len(headers)]
     for name, values in rows:
         out.append(f"| {name} | " + " | ".join(v.replace("|", "\\|") for v in values) + " |")
@@ -343,7 +349,8 @@ def render_markdown(summary: dict) -> str:
     model_line = (f"- model {prov.get('model')} served as {prov.get('served_name')}, quantization "
                   f"{prov.get('quantization') or 'unknown'}, max model len {prov.get('max_model_len')}")
     out += ["", "## Settings", "", settings_line, "", "## Provenance", "",
-            f"- r1 {prov['r1_version']}, vLLM {prov.get('vllm_version') or 'unknown'} at {prov['base_url']}",
+            f"- r1 {prov['r1_version']}, vLLM {prov.get('vllm_version') or 'unknown'} at {prov['base_url']}"
+            + target_text(prov.get("router_workers")),
             model_line, gpus, f"- from {prov['started_at']} to {prov['finished_at']}"]
     for d in prov["datasets"]:
         out.append(f"- dataset {d['name']}: {d['source']}, revision {d.get('revision') or '-'}, "

@@ -288,3 +288,19 @@ def _change(root: str, path: str, worker: str, timeout: float) -> None:
     if resp.status != 200:
         text = resp.body.decode("utf-8", "replace").strip()[:200]
         raise StartFailedError(f"the router refused {path.strip('/').replace('_', ' ')} {worker}: {resp.status} {text}")
+
+
+def worker_count(root: str, timeout: float = 3.0) -> int | None:
+    """How many workers the vllm-router at ROOT routes to (its /workers), so that eval and bench can say what
+    they measured; None for a server (no /workers: vLLM answers 404) or no answer."""
+    try:
+        resp = http.request("GET", root + "/workers", timeout=timeout)
+        items = resp.json().get("workers") if resp.status == 200 else None
+    except (http.Unreachable, ValueError, AttributeError):
+        return None
+    return len(items) if isinstance(items, list) else None
+
+
+def target_text(workers: int | None) -> str:
+    """' (a router of N workers)' after a target's URL, or nothing for a server."""
+    return "" if workers is None else f" (a router of {workers} worker{'s' if workers != 1 else ''})"

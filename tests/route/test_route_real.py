@@ -124,6 +124,13 @@ def test_route_checks_each_worker_then_spreads_requests_over_both(local_worker, 
         # ask, unchanged, through the router (the key from R1_API_KEY, as for a server)
         asked = router.r1("ask", "--port", str(router.port), "What is 2+3?")
         assert asked.returncode == 0 and asked.stdout.strip() == "5", asked.stderr
+        # bench and eval name what they measured: a router and its workers
+        bench = router.r1("bench", "--port", str(router.port), "-c", "2", "--requests", "2", "--input-len", "16",
+                          "--output-len", "8", "--warmup", "0", "-r", "1")
+        assert bench.returncode == 0 and "r1-demo (a router of 2 workers): random prompts" in bench.stdout, bench.stderr
+        graded = router.r1("eval", "demo", "--port", str(router.port), "--runs", "1", "--json")
+        assert graded.returncode == 0, graded.stderr
+        assert json.loads(graded.stdout)["provenance"]["router_workers"] == 2
         status = router.status()
         assert (status["state"], status["backend"], status["router"]["policy"]) == ("ready", "router", "round_robin")
         assert [(w["url"], w["state"], w["models"][0]["id"], w["routed"]["healthy"])
