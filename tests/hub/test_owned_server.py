@@ -44,9 +44,9 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.own_vllm]
 
 KEY = "sk-owned-server-7f3a9c"
 TOTAL = sum(f.stat().st_size for f in DEMO.iterdir() if f.name in WANTED)  # what a pull of r1test/demo fetches
-# The mirror's repo is the demo's files under a Hub id, so it gets the demo's CPU settings by hand: the demo's
-# defaults (cmdline.DEMO_DEFAULTS) and KV cache size apply to the embedded demo alone.
-CPU_FLAGS = ["--dtype", "bfloat16", "--gpu-mem", "0.3", "--max-model-len", "1024", "--no-warmup"]
+# The mirror's repo is the demo's files under a Hub id: the demo's defaults (cmdline.DEMO_DEFAULTS) apply to the
+# embedded demo alone, so its window is given; its KV cache is r1's CPU default for any model (issue 32).
+CPU_FLAGS = ["--dtype", "bfloat16", "--max-model-len", "1024", "--no-warmup"]
 
 
 @dataclass
@@ -113,11 +113,12 @@ def life(mirror, tmp_path_factory):
     base = tmp_path_factory.mktemp("owned")
     home, hf = base / "r1-home", base / "hf"
     home.mkdir(mode=0o700)
-    env = {"R1_HOME": str(home), "HF_HOME": str(hf), "HF_ENDPOINT": mirror.endpoint, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    env = {"R1_HOME": str(home), "HF_HOME": str(hf), "HF_ENDPOINT": mirror.endpoint}
     mirror.relay.rate = None
     mirror.relay.reset()
     life = Life(home, free_port(), {**env, "R1_API_KEY": KEY}, hf / "hub", mirror)
     full_env = {**os.environ, **env}
+    full_env.pop("VLLM_CPU_KVCACHE_SPACE", None)  # r1's own sizing is what is shown
     life.proc = subprocess.Popen([sys.executable, "-m", "r1cli", "serve", REPO, "--port", str(life.port),
                                   "--api-key", KEY, *CPU_FLAGS],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -190,6 +191,17 @@ def test_ready_it_answers_without_asking_the_hub(life):
     # vLLM ran offline on the cached files: since its launch it asked the mirror nothing.
     assert life.requests_at_launch is not None
     assert life.mirror.relay.requests[life.requests_at_launch:] == []
+
+
+def test_its_kv_cache_is_four_sequences_not_a_share_of_ram(life):
+    """Issue 32: vLLM's CPU default gave this 2.6 MB model an 18 GiB KV cache (0.8 of a 23 GiB machine's RAM). r1
+    gives it 4 sequences of its 1,024-token window, says so in its plan line, and vLLM holds what was planned."""
+    life.wait_line("r1: ready in")
+    assert "r1: plan: CPU, context window 1,024, KV cache 4 MiB (4,096 tokens)" in life.lines, life.stderr
+    assert any(line.endswith("] KV cache: 4,096 tokens, max concurrency 4x") for line in life.lines), life.stderr
+    assert "KV cache 4,096 tokens" in life.wait_line("r1: ready in")
+    argv = psutil.Process(life.record()["pid"]).cmdline()
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == str(4 * 2**20)
 
 
 def test_without_the_key_the_api_refuses(life):

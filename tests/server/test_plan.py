@@ -154,3 +154,44 @@ def test_describe_gives_the_figures_the_reasons_and_the_idle_gpus():
     assert lines[2].startswith("  the weights (3.5 GiB) fit one GPU: replicas, not tensor parallel")
     assert lines[-1] == ("  note: 1 more GPU(s) sit idle: `--gpus all` would run 2 replicas (about 2x the throughput "
                          "at high concurrency)")
+
+
+# --- the CPU: a KV cache of a few full-length sequences, not vLLM's share of RAM (issue 32) ---------------------
+# The demo's config.json (r1cli/demo_model): 2 layers, 1 KV head of 128: 1 KiB per token in bf16.
+DEMO = {"hidden_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "max_position_embeddings": 4096}
+
+
+@pytest.mark.parametrize("cfg, window, size, head", [
+    # r1test/demo on the CPU took 18 GiB of a 23 GiB machine at vLLM's default; 16 MiB now.
+    (DEMO, 4096, 16 * 2**20, "plan: CPU, context window 4,096, KV cache 16 MiB (16,384 tokens)"),
+    (DEMO, 1024, 4 * 2**20, "plan: CPU, context window 1,024, KV cache 4 MiB (4,096 tokens)"),
+    (QWEN_1_5B, 4096, 448 * 2**20, "plan: CPU, context window 4,096, KV cache 448 MiB (16,384 tokens)"),
+    (QWEN_32B, 32_768, 32 * GiB, "plan: CPU, context window 32,768, KV cache 32.0 GiB (131,072 tokens)"),
+])
+def test_the_cpu_kv_cache_holds_four_full_length_sequences(cfg, window, size, head):
+    from r1cli.server.plan import cpu_plan, describe
+
+    chosen = cpu_plan(ModelShape.from_config(cfg, 0).kv_bytes_per_token, window)
+    assert chosen.kv_cache_bytes == size and chosen.kv_tokens == 4 * window
+    lines = describe(chosen)
+    assert lines[0] == head
+    assert lines[1].startswith(f"  KV cache for 4 full-length sequences of {window:,} tokens at ")
+    assert lines[1].endswith("not vLLM's share of RAM (--gpu-mem F reserves that fraction instead)")
+
+
+def test_the_cpu_kv_cache_rounds_up_to_whole_mib():
+    from r1cli.server.plan import cpu_plan
+
+    assert cpu_plan(1000.0, 1000).kv_cache_bytes == 4 * 2**20  # 4,000,000 bytes: 3.8 MiB, rounded up
+
+
+def test_a_users_own_sizing_is_left_to_vllm_and_named():
+    from r1cli.server.plan import cpu_plan, describe
+
+    chosen = cpu_plan(1024.0, 4096, sized_by="as VLLM_CPU_KVCACHE_SPACE=2 sets it", sized_bytes=2 * GiB)
+    assert chosen.kv_cache_bytes is None
+    assert describe(chosen) == ["plan: CPU, context window 4,096, KV cache 2.0 GiB (2,097,152 tokens)",
+                                "  KV cache as VLLM_CPU_KVCACHE_SPACE=2 sets it"]
+    unknown = cpu_plan(None, 4096)  # config.json not on disk yet (a dry run before the pull)
+    assert unknown.kv_cache_bytes is None and describe(unknown)[0] == "plan: CPU, context window 4,096"

@@ -113,14 +113,57 @@ def test_a_cached_checkpoint_is_measured_not_estimated(tmp_path, monkeypatch):
     assert (opts.tp, opts.dp) == (4, 2) and chosen.kv_tokens_per_replica > 16 * 32_768
 
 
-def test_no_plan_on_the_cpu_keeps_todays_window():
-    opts = cmdline.options_for("7b")
-    notes: list[str] = []
-    assert serve.lay_out(opts, None, None, notes.append) is None
+@pytest.fixture
+def other_model(tmp_path):
+    """The demo's config.json in a folder of its own: another model, as r1test/demo (the demo's files under a Hub
+    id) is, without the demo's defaults."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    (folder / "config.json").write_bytes((config.demo_model_dir() / "config.json").read_bytes())
+    return str(folder)
+
+
+def test_on_the_cpu_the_plan_is_the_kv_cache_of_four_sequences(other_model, monkeypatch):
+    """The demo's files as another model (r1test/demo's case): 16 MiB for 4 sequences of 4,096 tokens, given to
+    vLLM as --kv-cache-memory-bytes, where vLLM's CPU default took --gpu-mem 0.8 of RAM (18 of 23 GiB)."""
+    monkeypatch.delenv(cmdline.KV_SPACE_ENV, raising=False)
+    opts = cmdline.options_for(other_model)
+    cfg = serve.model_config(opts.model)
+    chosen, notes = lay_out(opts, cfg, None)
+    assert (chosen.max_model_len, chosen.kv_cache_bytes, opts.kv_cache_bytes) == (4096, 16 * MIB, 16 * MIB)
     assert opts.max_model_len == config.DEFAULT_MAX_MODEL_LEN and notes == []
+    args = cmdline.vllm_argv(opts, has_vllm_cli=False)
+    assert args[args.index("--kv-cache-memory-bytes") + 1] == str(16 * MIB)
+    float32 = cmdline.options_for(opts.model, dtype="float32", max_model_len=1024)
+    assert lay_out(float32, cfg, None)[0].kv_cache_bytes == 8 * MIB  # 2 KiB a token in float32
+
+
+@pytest.mark.parametrize("how, reason", [
+    ({"env": "2"}, "  KV cache as VLLM_CPU_KVCACHE_SPACE=2 sets it"),
+    ({"gpu_mem": 0.5}, "  KV cache vLLM's own: what --gpu-mem 0.5 of RAM leaves after the weights"),
+    ({"extra": ["--kv-cache-memory-bytes", "1G"]}, "  KV cache as given after `--` (--kv-cache-memory-bytes)"),
+])
+def test_on_the_cpu_the_users_own_sizing_wins(how, reason, other_model, monkeypatch):
+    from r1cli.server.plan import describe
+
+    monkeypatch.delenv(cmdline.KV_SPACE_ENV, raising=False)
+    if "env" in how:
+        monkeypatch.setenv(cmdline.KV_SPACE_ENV, how["env"])
+    opts = cmdline.options_for(other_model, gpu_mem=how.get("gpu_mem"), extra=how.get("extra"))
+    chosen, _ = lay_out(opts, serve.model_config(opts.model), None)
+    assert opts.kv_cache_bytes is None and describe(chosen)[1] == reason
+    assert "--kv-cache-memory-bytes" not in cmdline.vllm_argv(opts, has_vllm_cli=False)[:-2]
+
+
+def test_the_demo_keeps_its_1_gib_and_says_so(monkeypatch):
+    from r1cli.server.plan import describe
+
+    monkeypatch.delenv(cmdline.KV_SPACE_ENV, raising=False)
     demo = cmdline.options_for("demo")
-    serve.lay_out(demo, None, None, notes.append)
-    assert demo.max_model_len == 1024
+    chosen, _ = lay_out(demo, serve.model_config(demo.model), None)
+    assert demo.max_model_len == 1024 and demo.kv_cache_bytes is None
+    assert describe(chosen) == ["plan: CPU, context window 1,024, KV cache 1.0 GiB (1,048,576 tokens)",
+                                "  KV cache as VLLM_CPU_KVCACHE_SPACE=1 sets it (the demo's)"]
 
 
 def test_no_nvml_means_no_plan_and_says_why(model_1_5b):
@@ -189,3 +232,17 @@ def test_what_fits_starts(used_gib, gpu_mem):
 def test_every_gpu_of_the_plan_is_checked():
     problem = serve.memory_problem([h100(0), h100(1, used_gib=40)], 0.8, 3.45 * 2**30)
     assert "on GPU 1" in problem.message
+
+
+def test_the_readme_shows_the_cpu_plan_line_r1_prints(other_model, monkeypatch):
+    """README's CPU plan line is r1test/demo's (the demo's config.json), at the default window; 448 MiB the 1.5B's."""
+    from conftest import ROOT
+
+    from r1cli.server.plan import ModelShape, cpu_plan, describe
+
+    monkeypatch.delenv(cmdline.KV_SPACE_ENV, raising=False)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    opts = cmdline.options_for(other_model)
+    chosen, _ = lay_out(opts, serve.model_config(opts.model), None)
+    assert f"`r1: {describe(chosen)[0]}` for `r1test/demo` (448 MiB for the 1.5B)" in readme
+    assert cpu_plan(ModelShape.from_config(QWEN_1_5B, 0).kv_bytes_per_token, 4096).kv_cache_bytes == 448 * MIB
