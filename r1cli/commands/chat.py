@@ -3,6 +3,7 @@ the turn engine and the renderer together, on a terminal or over piped stdin."""
 
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Optional
@@ -203,7 +204,8 @@ class Chat:
             hint = "raise --max-tokens (or /set max_tokens), or set --think-budget"
         else:
             why = f"the model ended without answer text (finish reason {answer.finish_reason})"
-            hint = "/retry asks again (for a pipeline, `r1 ask` answers one question afresh)"
+            # A pipe has no later /retry to type: the fix is the question asked afresh, on its own.
+            hint = "/retry asks again" if self.interactive else f"ask it afresh, on its own: r1 ask {shlex.quote(question)}"
         if self.settings.answer_only:
             self.env.stdout.write("\n")
             self.env.stdout.flush()
@@ -218,7 +220,11 @@ class Chat:
         self.say(f"r1: {message}")
         if hint:
             self.say(f"  fix: {hint}")
-        self.say("r1: the conversation is kept; send a message (or /retry) to try again")
+        if self.interactive:
+            self.say("r1: the conversation is kept; send a message (or /retry) to try again")
+        else:
+            self.say(f"r1: the conversation is kept; the next line goes on from it (exit status "
+                     f"{int(self.last_error.status)} at the end)")
 
     # -- commands
     def command(self, cmd: "slash.Command") -> bool:

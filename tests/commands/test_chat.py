@@ -389,3 +389,18 @@ def test_chat_history_file_is_private(tmp_path, monkeypatch):
     monkeypatch.setenv("R1_HOME", str(tmp_path / "home"))
     path = chat.history_path()
     assert path.exists() and stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_piped_turn_without_answer_text_offers_r1_ask_not_retry(monkeypatch):
+    """A turn that ends without answer text (finish reason stop): a fake client, as no real server ends so on
+    demand. A pipe has no later /retry to type (issue 32): the fix is the question asked afresh, the next line
+    goes on, and the run's exit status is 4."""
+    chat, sent, out, err = _chat(monkeypatch, [("hmm", ""), ("r2", "A two")])
+    chat.handle("What's 9+8?")
+    chat.handle("Q2")
+    assert "r1: no answer to \"What's 9+8?\": the model ended without answer text (finish reason stop)" in err.getvalue()
+    assert "  fix: ask it afresh, on its own: r1 ask 'What'\"'\"'s 9+8?'" in err.getvalue()
+    assert "r1: the conversation is kept; the next line goes on from it (exit status 4 at the end)" in err.getvalue()
+    assert "/retry" not in err.getvalue()
+    assert [t.user for t in chat.conversation.turns] == ["Q2"]
+    assert int(chat.last_error.status) == 4
