@@ -268,17 +268,17 @@ def majority_vote(answers: list[str]) -> tuple[str | None, dict[str, int]]:
     """
     reps: list[str] = []
     counts: dict[str, int] = {}
+    placed: dict[str, str] = {}  # a spelling seen before: its group (runs repeat spellings; math-verify is slow)
     for ans in answers:
         if not isinstance(ans, str) or not ans.strip():
             continue
         ans = ans.strip()
-        for rep in reps:
-            if rep == ans or equivalent(rep, ans):
-                counts[rep] += 1
-                break
-        else:
-            reps.append(ans)
-            counts[ans] = 1
+        if ans not in placed:
+            placed[ans] = next((rep for rep in reps if rep == ans or equivalent(rep, ans)), ans)
+            if placed[ans] == ans and ans not in counts:
+                reps.append(ans)
+                counts[ans] = 0
+        counts[placed[ans]] += 1
     if not reps:
         return None, {}
     winner = reps[0]

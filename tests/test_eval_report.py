@@ -146,10 +146,10 @@ def test_open_r1_s_reproduction_stands_beside_deepseek_s_figure(tmp_path, datase
     assert _unit(DEMO, DEMO_IDS, 5)["reproduced"] is None  # the demo: nothing published
 
 
-def _summary(tmp_path):
+def _summary(tmp_path, records=DEMO, runs=5):
     units = [runner.Unit(Dataset("demo", [Problem(i, "q", "r") for i in DEMO_IDS], "builtin", None, "0.1.0", "0" * 64), None)]
-    settings = runner.Settings(datasets=["demo"], runs=5)
-    outcome = runner.Outcome(tmp_path, units, DEMO, 8, 0.0, 1.0)
+    settings = runner.Settings(datasets=["demo"], runs=runs)
+    outcome = runner.Outcome(tmp_path, units, records, 8, 0.0, 1.0)
     prov = {"r1_version": "0.1.0", "vllm_version": "0.32.0", "base_url": "http://127.0.0.1:8100/v1", "model": "m",
             "served_name": "r1-demo", "quantization": None, "max_model_len": 1024,
             "gpu": {"names": [], "count": 0, "driver": None, "nvml_error": "none"},
@@ -178,6 +178,32 @@ def test_the_terminal_table_names_files_by_their_name(tmp_path):
     text = console.export_text()
     assert "gsm8k-test-first50.jsonl" in text and "/some/where" not in text
     assert "pass@1 %" in text
+
+
+def _table_lines(summary: dict) -> list[str]:
+    from rich.console import Console
+
+    with open(os.devnull, "w") as sink:
+        console = Console(width=100, record=True, file=sink)
+        console.print(report.render_table(summary))
+    return console.export_text().splitlines()
+
+
+def test_the_table_stays_its_size_with_many_runs(tmp_path):
+    """Issue 32, item 10: `--runs 300` made the table 50 rows tall (each run's pass@1 and the agreement counts
+    listed). The fixture's 5 real runs, 60 times over as 300 runs: one line a row, as with 5; past 10 runs
+    the rows give the spread (min / median / max) and none / some / all (summary.json keeps every run)."""
+    many = [{**r, "run": r["run"] + 5 * copy} for copy in range(60) for r in DEMO]
+    few_lines, many_lines = _table_lines(_summary(tmp_path)), _table_lines(_summary(tmp_path, many, runs=300))
+    assert len(many_lines) == len(few_lines)
+    res = _unit(many, DEMO_IDS, 300)
+    per_run = res["pass@1"]["per_run"]
+    assert len(per_run) == 300
+    row = next(line for line in many_lines if "pass@1 % per run (min / median / max)" in line)
+    assert f"{min(per_run):.1f} / {statistics.median(per_run):.1f} / {max(per_run):.1f}" in row
+    counts = list(res["agreement"]["runs_correct"].values())
+    row = next(line for line in many_lines if "problems right in no / some / all 300 runs" in line)
+    assert f"{counts[0]} / {sum(counts[1:-1])} / {counts[-1]}" in row and sum(counts) == 9
 
 
 @pytest.mark.parametrize("value,pct", [(25, 25.0), (0.25, 25.0), (1, 100.0), (83.9, 83.9)])

@@ -260,6 +260,24 @@ def _label(res: dict) -> str:
     return name if res["budget"] is None else f"{name} @{res['budget']}"
 
 
+LISTED = 10  # a row lists each run's figure up to this many runs; past it, their spread (summary.json has them all)
+
+
+def per_run_text(values: list[float]) -> str:
+    """Each run's pass@1, or past LISTED runs min / median / max: a row stays one line (--runs 300 made 50)."""
+    if len(values) <= LISTED:
+        return " ".join(f"{x:.1f}" for x in values) or "-"
+    return f"{min(values):.1f} / {stats.percentile(values, 50):.1f} / {max(values):.1f}"
+
+
+def agreement_text(runs_correct: dict[str, int]) -> str:
+    """How many problems were right in k runs, k = 0..runs; past LISTED runs: in none / in some / in all."""
+    counts = list(runs_correct.values())
+    if len(counts) <= LISTED + 1:
+        return " ".join(str(v) for v in counts)
+    return f"{counts[0]} / {sum(counts[1:-1])} / {counts[-1]}"
+
+
 def table_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
     """Column headers and (metric, values per result) rows, shared by the terminal table and report.md."""
     results = summary["results"]
@@ -271,12 +289,14 @@ def table_rows(summary: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
 
     row("problems x runs", lambda r: f"{r['problems']} x {r['runs']}" + ("" if r["complete"] else f" ({r['samples']} done)"))
     row(f"pass@1 % (mean ± std, {runs} runs)", lambda r: _pm(r["pass@1"]))
-    row("pass@1 % per run", lambda r: " ".join(f"{x:.1f}" for x in r["pass@1"]["per_run"]) or "-")
+    many = runs > LISTED
+    row("pass@1 % per run" + (" (min / median / max)" if many else ""), lambda r: per_run_text(r["pass@1"]["per_run"]))
     row("95% interval (bootstrap)", lambda r: f"{r['interval95'][0]:.1f}-{r['interval95'][1]:.1f}" if r["interval95"] else "-")
     row(f"cons@{runs} %", lambda r: "-" if r[f"cons@{runs}"] is None else f"{r[f'cons@{runs}']:.1f}")
     if runs > 1:
         row(f"pass@{runs} % (unbiased)", lambda r: "-" if r[f"pass@{runs}"] is None else f"{r[f'pass@{runs}']:.1f}")
-    row("problems right in k runs (k=0..)", lambda r: " ".join(str(v) for v in r["agreement"]["runs_correct"].values()))
+    row(f"problems right in no / some / all {runs} runs" if many else "problems right in k runs (k=0..)",
+        lambda r: agreement_text(r["agreement"]["runs_correct"]))
     row("truncated % (max_tokens reached)", lambda r: _pm(r["truncated"]))
     row("no \\boxed{} %", lambda r: _pm(r["no_box"]))
     row("reasoning tokens, right (mean/p50/p90)", lambda r: _tok(r["reasoning_tokens"]["correct"]))
