@@ -44,6 +44,7 @@ PUBLIC_PATHS = ("/v1", "/v2", "/health", "/ping", "/metrics", "/version", "/load
 PROBES = ("/health", "/metrics", "/v1/models", "/version", "/load", "/ping", "/tokenize", "/detokenize", "/ready",
           "/readyz", "/docs", "/openapi.json", "/redoc", "/tokenizer_info", "/is_scaling_elastic_ep",
           "/fault_tolerance/status")
+QUIET_METHODS = ("OPTIONS", "HEAD")  # a browser's CORS preflight, a HEAD: no inference, no wake
 FORWARDING_HEADERS = (b"x-forwarded-for", b"forwarded", b"x-real-ip")
 REFUSAL = {"error": {"message": "this route answers only r1 on the server's own machine (it needs the server's "
                                 "secret, which r1 keeps in the server's record)", "type": "Forbidden", "code": 403}}
@@ -182,7 +183,7 @@ class Guard:
         path = route_path(scope)
         keeper = self._keeper(scope)
         if path == CONTROL or path.startswith(CONTROL + "/"):
-            if not is_r1(scope, self.secret):
+            if scope["type"] != "http" or not is_r1(scope, self.secret):
                 await _refuse(scope, send, 403, REFUSAL)
             else:
                 await self._control(path, scope, send, keeper)
@@ -193,7 +194,8 @@ class Guard:
             else:
                 await _refuse(scope, send, 403, REFUSAL)
             return
-        if keeper is None or is_probe(path) or not _authorized(scope, self.api_key):
+        if (keeper is None or is_probe(path) or scope.get("method") in QUIET_METHODS
+                or not _authorized(scope, self.api_key)):
             await self.app(scope, receive, send)
             return
         try:

@@ -167,6 +167,9 @@ def test_keep_alive_scrapes_and_polls_never_wake_it(stand_in):
             assert status == 200 and models["data"][0]["id"] == "stand-in"
             time.sleep(1.0)
         assert send(server.port, "POST", "/tokenize", body=b"{}", conn=poller)[0] == 200
+        # a browser's CORS preflight of a completion is no completion
+        send(server.port, "OPTIONS", "/v1/chat/completions", conn=poller,
+             headers={"Origin": "http://example.test", "Access-Control-Request-Method": "POST"})
     finally:
         scraper.close()
         poller.close()
