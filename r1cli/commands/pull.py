@@ -9,6 +9,7 @@ import typer
 
 from r1cli import completion, config, options
 from r1cli.console import Environment
+from r1cli.errors import R1Error
 from r1cli.hub.pull import WORKERS
 
 # Not options.ModelArg: a local path has nothing to pull. R1_MODEL_PATH as serve's: `r1 pull` fetches what
@@ -34,6 +35,20 @@ def pull(
 
     env: Environment = ctx.obj
     repo = hub.resolve_repo(model, quant)
+    try:
+        return _pull(env, hub, repo, revision, dry_run, workers, json_)
+    except R1Error as problem:
+        from r1cli.commands import serve  # item 2's rule for a name that is no model; loaded only then
+
+        if config.find_preset(model) is None and serve.unavailable(problem):  # a typo ends as a Hub error
+            near = serve.say_not_a_model(problem, model)
+            if near is not None:
+                problem.hint = "r1 serve demo (the demo ships inside r1: nothing to pull)" if near == "demo" \
+                    else f"r1 pull {near}"
+        raise
+
+
+def _pull(env: Environment, hub, repo: str, revision: str | None, dry_run: bool, workers: int, json_: bool) -> int:
     if dry_run:
         plan = hub.plan_pull(repo, hub.check_revision(revision))
         free = hub.free_bytes(plan.cache)

@@ -274,15 +274,11 @@ def fix_unavailable(problem: R1Error, *, asked: str | None = None, near: str | N
     that is no preset nor cached model: the one it was near ('demoo': demo), in a line of its own. The fix:
     what can be had at once, a model r1 already serves (`r1 run demo 'What is 2+3?'`), else the model the
     name was near (NEAR, else ASKED's). RUN: the fix is an `r1 run` with QUESTION, as the user's."""
-    from r1cli.errors import HubError
-    from r1cli.hub import cache
-
-    if not isinstance(problem, HubError) or problem.status not in (ExitStatus.NOT_FOUND, ExitStatus.NO_NETWORK):
+    if not unavailable(problem):
         return
     typo = near is not None or (asked is not None and config.find_preset(asked) is None)
     if asked is not None and config.find_preset(asked) is None:
-        near = near or cache.nearest(asked)
-        problem.details.append(f"'{asked}' is not a preset or a cached model" + (f": did you mean {near}?" if near else ""))
+        near = say_not_a_model(problem, asked, near)
     ask = f" {shlex.quote(question)}" if question else ""
     served = _served_word()
     if served is not None:
@@ -294,6 +290,23 @@ def fix_unavailable(problem: R1Error, *, asked: str | None = None, near: str | N
             problem.hint = f"{problem.hint}; or, at once, {at_once}"  # a real model keeps the Hub's own fix first
     elif near is not None:
         problem.hint = f"r1 run {near}{ask}" if run else f"r1 serve {near}"
+
+
+def unavailable(problem: R1Error) -> bool:
+    """The Hub has no such repo, or cannot be reached: the errors a mistyped model name ends in."""
+    from r1cli.errors import HubError
+
+    return isinstance(problem, HubError) and problem.status in (ExitStatus.NOT_FOUND, ExitStatus.NO_NETWORK)
+
+
+def say_not_a_model(problem: R1Error, asked: str, near: str | None = None) -> str | None:
+    """ASKED, no preset nor cached model, in a line of its own under PROBLEM, with the one it was near
+    (hub/cache.nearest: "'demoo' is not a preset or a cached model: did you mean demo?"); returns that one."""
+    from r1cli.hub import cache
+
+    near = near or cache.nearest(asked)
+    problem.details.append(f"'{asked}' is not a preset or a cached model" + (f": did you mean {near}?" if near else ""))
+    return near
 
 
 def _served_word() -> str | None:

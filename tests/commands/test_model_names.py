@@ -60,3 +60,28 @@ def test_serve_of_a_typo_while_the_demo_serves_names_the_demo_as_the_fix(demo_se
     assert "cannot be reached to fetch 7bb: " in error
     assert detail == "  | '7bb' is not a preset or a cached model: did you mean 7b?"
     assert fix == "  fix: r1 already serves demo: r1 run demo 'What is 2+3?'"
+
+
+@pytest.mark.parametrize("args, detail, fix", [
+    (["demoo"], "'demoo' is not a preset or a cached model: did you mean demo?",
+     "r1 serve demo (the demo ships inside r1: nothing to pull)"),
+    (["1.5", "--dry-run"], "'1.5' is not a preset or a cached model: did you mean 1.5b?", "r1 pull 1.5b"),
+    (["deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5"],
+     "'deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5' is not a preset or a cached model: did you mean 1.5b?", "r1 pull 1.5b"),
+])
+def test_pull_of_a_typo_names_the_model_it_was_near(no_hub, tmp_path, args, detail, fix):
+    """`r1 pull demoo` said only that the Hub cannot be reached: item 2's rule applies to pull too, and its fix is
+    the pull of the near preset (the demo has nothing to pull: serve it)."""
+    proc = run_r1("pull", *args, env={**no_hub, "R1_HOME": str(tmp_path / "home")}, timeout=60)
+    assert proc.returncode == ExitStatus.NO_NETWORK, proc.stderr
+    error, said, hint = proc.stderr.splitlines()[-3:]
+    assert error.startswith(f"r1: error: the Hub ({no_hub['HF_ENDPOINT']}) cannot be reached to fetch {args[0]}: "), error
+    assert (said, hint) == (f"  | {detail}", f"  fix: {fix}")
+
+
+def test_pull_of_a_real_repo_keeps_the_hubs_own_fix(no_hub, tmp_path):
+    """A real preset the Hub cannot give is no typo: no did-you-mean line, the network fix stays."""
+    proc = run_r1("pull", "1.5b", env={**no_hub, "R1_HOME": str(tmp_path / "home")}, timeout=60)
+    assert proc.returncode == ExitStatus.NO_NETWORK, proc.stderr
+    assert "is not a preset" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == "  fix: check the network (a proxy: HTTPS_PROXY), or HF_ENDPOINT for a mirror"
