@@ -32,7 +32,11 @@
                   "level": 1|2|null, "since": float|null (epoch seconds), "idle_for_s": float|null,
                   "timer": {"running": bool, "restarts": int, "error": str|null}|null (the idle timer in
                   the API server process that answered; null: not asked)},
-        "error": str|null (one line: why it is not ready)
+        "error": str|null (one line: why it is not ready),
+        "router": {"policy": str|null, "workers": [server objects as above, "source": "router", no
+                   "started_by_r1", plus "routed": {"healthy": bool|null, "load": int|null} (the router's
+                   own view of it)]} (only for a router of `r1 route`, backend "router"; its "version" and
+                   "metrics" are then empty: the router hands those paths on to a worker)
       }],
       "notes":   [str]  (things status did or could not do: a dead record removed, an unreadable one)
     }
