@@ -210,7 +210,7 @@ def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server)
 
 @pytest.mark.timeout(300)
 def test_ctrl_c_keeps_the_requests_that_ended_and_says_where(demo_server, tmp_path):
-    """Issue 32, item 7: a Ctrl-C once some requests have ended (vLLM's own count of requests run to their
+    """Issue 32, item 7: a Ctrl-C once some requests have ended (6 by vLLM's own count of requests run to their
     max_tokens) and others still run keeps the ended ones: requests.jsonl and summary.json in a folder under
     R1_HOME (no --out given), the partial table on stdout, the folder named on stderr, exit 130."""
     from conftest import LENGTH, metrics, wait_idle
@@ -225,8 +225,8 @@ def test_ctrl_c_keeps_the_requests_that_ended_and_says_where(demo_server, tmp_pa
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
-        while (ended := metrics(root)[LENGTH] - before) < 4:
-            assert proc.poll() is None, f"bench ended before 4 of its 60 requests did: {proc.communicate()}"
+        while (ended := metrics(root)[LENGTH] - before) < 6:
+            assert proc.poll() is None, f"bench ended before 6 of its 60 requests did: {proc.communicate()}"
             assert time.monotonic() < deadline, f"only {ended:g} of bench's requests ended in 120 s"
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
@@ -241,9 +241,9 @@ def test_ctrl_c_keeps_the_requests_that_ended_and_says_where(demo_server, tmp_pa
     summary = json.loads((folders[0] / "summary.json").read_text())
     assert f"r1: error: interrupted at concurrency 2, run 1/1: wrote the {len(rows)} requests that ended and their " \
            f"summary to {folders[0]} (requests.jsonl, summary.json)" in err
-    # what ended by the server's count at the Ctrl-C, and no more than ended in all (the cancelled ones never
-    # do): the Ctrl-C cut the run
-    assert ended <= len(rows) <= metrics(root)[LENGTH] - before < 60
+    # what ended by the server's count at the Ctrl-C (less the 2 in flight, which the server may have ended
+    # before bench read their last chunk), and no more than ended in all: the Ctrl-C cut the run
+    assert ended - 2 <= len(rows) <= metrics(root)[LENGTH] - before < 60
     assert all(r["success"] and r["output_tokens"] == 256 for r in rows)
     assert summary["interrupted"] == "concurrency 2, run 1/1"
     [level] = summary["levels"]
