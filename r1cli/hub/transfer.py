@@ -18,6 +18,7 @@ build_hf_headers; hf_raise_for_status for the Hub's errors).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -146,6 +147,18 @@ def fetch(cache: Path, repo: str, commit: str, file: Remote, *, endpoint: str | 
     if file.xet:
         return _fetch_through_hub(cache, repo, commit, file, endpoint=endpoint, on_bytes=on_bytes)
     part = part_path(cache, repo, file)
+    try:
+        _fetch_part(part, cache, repo, commit, file, endpoint=endpoint, on_bytes=on_bytes, stop=stop)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if part.stat().st_size == 0:  # stopped before its first byte: nothing to keep
+                part.unlink()
+        raise
+    os.replace(part, blob)
+
+
+def _fetch_part(part: Path, cache: Path, repo: str, commit: str, file: Remote, *, endpoint, on_bytes, stop) -> None:
+    """FILE's bytes into PART (resumed from what it holds), checked: fetch's transfer."""
     address = url(endpoint, repo, commit, file.name)
     with open(part, "ab+") as fh:
         fh.seek(0)
@@ -179,7 +192,6 @@ def fetch(cache: Path, repo: str, commit: str, file: Remote, *, endpoint: str | 
     if digest.hexdigest() != expected(file) or os.path.getsize(part) != file.size:
         part.unlink(missing_ok=True)
         raise _corrupt(file, repo)
-    os.replace(part, blob)
 
 
 def _retry(exc: BaseException, file: Remote, fails: int) -> int:
