@@ -55,11 +55,13 @@ def bench(
     dataset = dataset if dataset is not None else dataset_option
     if dataset is not None and input_len is not None:
         raise UsageError("--input-len is for random prompts; a DATASET brings its own", hint="drop one of them")
-    quick = not full and concurrency is None  # the levels are r1's to choose: fit them to the server
+    # The levels are r1's to choose: fit them to the server, where the outputs' length is known (a DATASET's
+    # end where the model ends: no estimate)
+    fitted = not full and concurrency is None and dataset is None
     opts = runner.BenchOptions(
         concurrency=runner.parse_levels(concurrency) if concurrency else list(runner.DEFAULT_LEVELS),
         requests=requests, runs=runs or (5 if full else 2), full=full,
-        budget=runner.QUICK_BUDGET_S if quick else None, warmup=warmup,
+        budget=runner.QUICK_BUDGET_S if fitted else None, warmup=warmup,
         input_len=input_len or 256, output_len=output_len if dataset is not None else (output_len or 512),
         dataset=dataset, seed=seed, slo=metrics.SLO(slo_ttft, slo_tpot), attainment=slo_attainment, timeout=timeout)
     opts.check()

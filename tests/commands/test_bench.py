@@ -278,6 +278,8 @@ def test_plain_bench_is_a_quick_set_scaled_to_the_server(demo_server):
 @pytest.mark.parametrize("args, plan", [
     (["--full"], "r1: bench (the full set): concurrency 1,16,64 x 5 runs of 32/64/256 requests, 4 warm-up: 1,764 requests"),
     (["-c", "1,64"], "r1: bench (quick set): concurrency 1,64 x 2 runs of 4/64 requests, 4 warm-up: 140 requests"),
+    # a DATASET's outputs end where the model ends: no estimate, so no level is left out and no time promised
+    (["demo"], "r1: bench (quick set): concurrency 1,16,64 x 2 runs of 4/16/64 requests, 4 warm-up: 172 requests (dataset demo)"),
     (["-c", "8", "--full", "-r", "2"], "r1: bench (the full set): concurrency 8 x 2 runs of 32 requests, 4 warm-up: 68 requests"),
 ])
 def test_the_plan_line_says_the_set(args, plan):
