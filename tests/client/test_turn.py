@@ -175,7 +175,8 @@ def test_a_dead_r1_server_is_named_with_its_url(tmp_path):
     proc = run_r1("ask", "What is 2+3?", env={"R1_HOME": str(home)})
     assert proc.returncode == 3
     assert proc.stderr.splitlines()[0] == "r1: error: the r1 server at http://127.0.0.1:8693/v1 is no longer running (it died)"
-    assert "r1 logs --port 8693" in proc.stderr
+    assert proc.stderr.splitlines()[1] == ("  fix: `r1 logs --port 8693` shows why; start it again with "
+                                           "`r1 serve demo --port 8693`")  # its model and port (issue 32, item 10)
     assert os.environ["R1_HOME"] != str(home)
 
 
