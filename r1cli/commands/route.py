@@ -118,7 +118,8 @@ def start(env: Environment, names: list[str], *, port: int, host: str, policy: s
         with process.signals_held():
             freed = process.stop_server(record)
         with contextlib.suppress(OSError):
-            env.note(f"\nr1: stopped the router on port {port} ({len(freed.pids)} processes); the workers run on")
+            many = "es" if len(freed.pids) != 1 else ""
+            env.note(f"\nr1: stopped the router on port {port} ({len(freed.pids)} process{many}); the workers run on")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     process.stop_server(record, timeout=5)
     raise StartFailedError(f"vllm-router exited with status {code}",

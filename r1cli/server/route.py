@@ -256,17 +256,24 @@ def router_record(port: int | None) -> state.ServerRecord:
     return routers[0]
 
 
-def workers(root: str, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
-    """The router's workers as it reports them (GET /workers): url, is_healthy, load, among others."""
+def _listed(root: str, timeout: float) -> list[dict] | str:
+    """GET /workers, vllm-router's list of its workers (url, is_healthy, load, among others); else why not."""
     try:
         resp = http.request("GET", root + "/workers", timeout=timeout)
         items = resp.json().get("workers") if resp.status == 200 else None
     except (http.Unreachable, ValueError, AttributeError) as exc:
-        raise NoServerError(f"the router at {root} does not answer ({exc})",
-                            hint="`r1 status` shows what runs") from None
+        return f"does not answer ({exc})"
     if not isinstance(items, list):
-        raise NoServerError(f"the router at {root} did not list its workers (/workers answered {resp.status})")
+        return f"did not list its workers (/workers answered {resp.status})"
     return [w for w in items if isinstance(w, dict) and isinstance(w.get("url"), str)]
+
+
+def workers(root: str, timeout: float = CHECK_TIMEOUT_S) -> list[dict]:
+    """The router's workers as it reports them; NoServerError when it does not."""
+    listed = _listed(root, timeout)
+    if isinstance(listed, str):
+        raise NoServerError(f"the router at {root} {listed}", hint="`r1 status` shows what runs")
+    return listed
 
 
 def add(root: str, worker: str, timeout: float = 30.0) -> None:
@@ -293,12 +300,8 @@ def _change(root: str, path: str, worker: str, timeout: float) -> None:
 def worker_count(root: str, timeout: float = 3.0) -> int | None:
     """How many workers the vllm-router at ROOT routes to (its /workers), so that eval and bench can say what
     they measured; None for a server (no /workers: vLLM answers 404) or no answer."""
-    try:
-        resp = http.request("GET", root + "/workers", timeout=timeout)
-        items = resp.json().get("workers") if resp.status == 200 else None
-    except (http.Unreachable, ValueError, AttributeError):
-        return None
-    return len(items) if isinstance(items, list) else None
+    listed = _listed(root, timeout)
+    return None if isinstance(listed, str) else len(listed)
 
 
 def target_text(workers: int | None) -> str:

@@ -133,8 +133,9 @@ def test_route_checks_each_worker_then_spreads_requests_over_both(local_worker, 
         assert json.loads(graded.stdout)["provenance"]["router_workers"] == 2
         status = router.status()
         assert (status["state"], status["backend"], status["router"]["policy"]) == ("ready", "router", "round_robin")
-        assert [(w["url"], w["state"], w["models"][0]["id"], w["routed"]["healthy"])
-                for w in status["router"]["workers"]] == [(root + "/v1", "ready", "r1-demo", True) for root in names]
+        assert sorted((w["url"], w["state"], w["models"][0]["id"], w["routed"]["healthy"])
+                      for w in status["router"]["workers"]) == sorted((root + "/v1", "ready", "r1-demo", True)
+                                                                     for root in names)
         # 127.0.0.1 only, as serve: the network address finds nothing listening
         with pytest.raises(ConnectionRefusedError):
             complete(router.port, host=own_network_address())
