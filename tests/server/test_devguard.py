@@ -14,11 +14,9 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from conftest import free_port, own_network_address, run_r1
+from conftest import NETWORK_KEY, NetworkServer, own_network_address
 
 from r1cli.server import cmdline, devguard
 
@@ -102,34 +100,15 @@ def test_the_guard_is_in_every_vllm_command_line():
 
 
 # ------------------------------------------------------------------------------------------ a real vLLM
-KEY = "sk-devguard-test"
-
-
-@dataclass
-class DevModeServer:
-    port: int
-    key: str | None
-    secret: str  # from its record, as r1 reads it
-
-    def headers(self) -> dict:
-        return {"Authorization": f"Bearer {self.key}"} if self.key else {}
+KEY = NETWORK_KEY
+DevModeServer = NetworkServer
 
 
 @pytest.fixture(scope="module")
-def dev_mode_server(tmp_path_factory):
-    """`r1 serve demo --host 0.0.0.0 --api-key K` with the user's VLLM_SERVER_DEV_MODE=1 (the key does not guard
-    vLLM's dev routes); stopped also when a test fails."""
-    home = str(tmp_path_factory.mktemp("devguard-home"))
-    port = free_port()
-    env = {"R1_HOME": home, "VLLM_SERVER_DEV_MODE": "1"}
-    try:
-        proc = run_r1("serve", "demo", "--host", "0.0.0.0", "--port", str(port), "-d", "--timeout", "400",
-                      "--api-key", KEY, "--no-warmup", env=env, timeout=450)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        record = json.loads((Path(home) / "servers" / f"{port}.json").read_text())
-        yield DevModeServer(port, KEY, record["secret"])
-    finally:
-        run_r1("stop", "--port", str(port), env=env, timeout=120)
+def dev_mode_server(network_server):
+    """The suite's network server (conftest): `r1 serve demo --host 0.0.0.0 --api-key K` with the user's
+    VLLM_SERVER_DEV_MODE=1 (the key does not guard vLLM's dev routes)."""
+    return network_server
 
 
 def request(server: DevModeServer, method: str, path: str, *, source: str | None = None, body: dict | None = None,
