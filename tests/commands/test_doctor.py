@@ -285,6 +285,12 @@ def test_cached_model_ok_even_offline(monkeypatch, tmp_path):
     (snap / "config.json").write_text("{}")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # config.json alone is no model vLLM can serve offline (hub/files.missing_to_serve): doctor says so
+    assert doctor.check_model("1.5b", None).status == "fail"
+    for name in ("tokenizer.json", "model.safetensors"):  # what it lacked: a tokenizer and the weights
+        (snap / name).write_text("{}")
+    (snap.parents[1] / "refs").mkdir()
+    (snap.parents[1] / "refs" / "main").write_text("abc123")  # the snapshot main names, as a pull leaves it
     assert doctor.check_model("1.5b", None).status == "ok"
 
 
