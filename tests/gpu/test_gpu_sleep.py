@@ -197,6 +197,12 @@ def test_dev_and_control_routes_cannot_be_reached_from_another_address(server, m
         finally:
             conn.close()
         assert status == 403 and json.loads(body) == devguard.REFUSAL, (status, body[:300])
+    conn = http.client.HTTPConnection(away, server["port"], timeout=30, source_address=(away, 0))
+    try:  # this machine, at the network address, without the secret: refused too
+        conn.request(method, path, body=b"{}" if method == "POST" else None)
+        assert conn.getresponse().status == 403
+    finally:
+        conn.close()
     if method == "GET":
         req = urllib.request.Request(server["root"] + path, headers={devguard.SECRET_HEADER: secret})
         assert urllib.request.urlopen(req, timeout=30).status == 200  # r1 here: answered
