@@ -166,6 +166,8 @@ def test_stop_of_the_route_leaves_no_process_and_the_workers_run_on(local_worker
     with router:
         record = json.loads((Path(os.environ["R1_HOME"]) / "servers" / f"{router.port}.json").read_text())
         assert record["backend"] == "router" and psutil.pid_exists(record["pid"])
+        logs = run_r1("logs", "--port", str(router.port), "-n", "50")  # the router's own log, as a server's
+        assert logs.returncode == 0 and "Router ready" in logs.stdout, logs.stderr
     gone = [p for p in psutil.process_iter(["pid"]) if p.pid == record["pid"] and p.status() != psutil.STATUS_ZOMBIE]
     assert gone == []
     assert not (Path(os.environ["R1_HOME"]) / "servers" / f"{router.port}.json").exists()
