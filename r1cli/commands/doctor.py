@@ -312,20 +312,23 @@ def check_model(model: str, quant: str | None, reachable=None, has_gpu: bool = T
         return Check(name, FAIL, f"r1 knows no {family.upper()} checkpoint of {found[1].repo}",
                      "use --quant awq or --quant fp8, or give a " + family.upper() + " checkpoint as MODEL")
     repo = resolve_repo(model, quant)
-    from r1cli.hub.pull import is_complete  # the one rule for "in the cache", as serve and pull use it
+    from r1cli.hub.pull import missing_to_serve, snapshot_of  # the one rule for "in the cache", as serve's
 
-    if is_complete(repo):
+    missing = missing_to_serve(repo)
+    if not missing:
         return Check(name, OK, f"{repo} is in the Hugging Face cache ({machine.hf_hub_cache()})")
     download = f"r1 pull {repo}"
+    # A snapshot without what vLLM loads (AutoConfig's config.json alone, a pull cut short): say what it lacks.
+    lacks = f" (its snapshot lacks {', '.join(missing[:3])})" if snapshot_of(repo) is not None else ""
     if machine.hf_offline_env():
-        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}) and HF_HUB_OFFLINE is set",
+        return Check(name, FAIL, f"{repo} is not in the Hugging Face cache ({machine.hf_hub_cache()}){lacks} and HF_HUB_OFFLINE is set",
                      f"run `{download}` while online, or unset HF_HUB_OFFLINE"
                      + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
     if not (reachable or machine.hub_reachable)():
         return Check(name, FAIL, f"{repo} is not in the Hugging Face cache and huggingface.co cannot be reached",
                      f"run `{download}` on a connected network, or copy the cache to {machine.hf_hub_cache()}"
                      + ("" if has_gpu else f"; meanwhile {DEMO_TEXT}"))
-    return Check(name, OK, f"{repo} is not cached yet: `r1 pull {repo}` or the first `r1 serve` downloads it")
+    return Check(name, OK, f"{repo} is not cached yet{lacks}: `r1 pull {repo}` or the first `r1 serve` downloads it")
 
 
 # --- port and state directory -------------------------------------------------------------------
