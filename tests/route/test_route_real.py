@@ -109,6 +109,12 @@ def test_route_checks_each_worker_then_spreads_requests_over_both(local_worker, 
         # ask, unchanged, through the router (the key from R1_API_KEY, as for a server)
         asked = router.r1("ask", "--port", str(router.port), "What is 2+3?")
         assert asked.returncode == 0 and asked.stdout.strip() == "5", asked.stderr
+        # chat (piped) and the library, unchanged
+        chat = router.r1("chat", "--port", str(router.port), input="What is 7*6?\n")
+        assert chat.returncode == 0 and "42" in chat.stdout, chat.stderr
+        from r1cli import Client
+
+        assert Client(base_url=f"http://127.0.0.1:{router.port}/v1", api_key=KEY).ask("What is 2+3?").answer == "5"
         # bench and eval name what they measured: a router and its workers
         bench = router.r1("bench", "--port", str(router.port), "-c", "2", "--requests", "2", "--input-len", "16",
                           "--output-len", "8", "--warmup", "0", "-r", "1")
