@@ -67,6 +67,19 @@ def test_the_routers_command_carries_no_key_and_its_own_metrics_port():
     assert route.DEFAULT_POLICY == "cache_aware" and route.DEFAULT_POLICY in route.POLICIES
 
 
+def test_the_routers_own_parser_takes_the_whole_command_and_its_health_checks_outlast_a_wake():
+    """Every flag r1 gives vllm-router is one its parser knows (a renamed flag fails here, not at a start), and
+    its health check waits past a sleeping worker's wake (1.23 s at level 2 for the 1.5B on an H200,
+    ../shared/gpu; /health answers 200 while asleep): a worker is unhealthy only after 3 timeouts in a row."""
+    from vllm_router.launch_router import parse_router_args
+
+    argv = route.router_argv([":8000"], host="0.0.0.0", port=8080, policy="cache_aware", metrics_port=41234)
+    parsed = parse_router_args(argv[3:])
+    assert (parsed.host, parsed.port, parsed.worker_urls, parsed.policy) == ("0.0.0.0", 8080, [":8000"], "cache_aware")
+    assert parsed.health_check_timeout_secs == route.HEALTH_TIMEOUT_S >= 10 * 1.23
+    assert parsed.health_failure_threshold == 3 and parsed.prometheus_port == 41234
+
+
 def test_the_policies_offered_are_the_routers_own():
     """A policy r1 offers that vllm-router dropped would fail only when the router starts: its parser knows."""
     from vllm_router.launch_router import parse_router_args
