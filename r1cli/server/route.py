@@ -171,7 +171,7 @@ def router_argv(roots: list[str], *, host: str, port: int, policy: str, metrics_
 def check_port(host: str, port: int) -> None:
     held = state.load(port)
     if held and state.is_alive(held):
-        what = "a router" if held.backend == BACKEND else f"{held.served_name}"
+        what = "a router" if held.backend == BACKEND else held.served_name
         raise StartFailedError(f"r1 already runs {what} on port {port} (pid {held.pid})",
                                hint=f"stop it with `r1 stop --port {port}`, or pick another --port")
     reason = process.port_holder(host, port)
@@ -199,8 +199,9 @@ def start(roots: list[str], *, served: str, model: str, host: str, port: int, po
         check_port(host, port)
         argv = router_argv(roots, host=host, port=port, policy=policy, metrics_port=free_port())
         server_id = uuid.uuid4().hex
-        # NO_COLOR: its tracing output is read in a log file, not on a terminal
-        proc = process.spawn(Launch(argv, {"NO_COLOR": "1", "RUST_LOG_STYLE": "never"}), log_path, server_id=server_id)
+        # Its log keeps the ANSI colours of its tracing output: vllm-router 0.1.17 honours neither NO_COLOR nor
+        # RUST_LOG_STYLE on stdout (its --log-dir files are plain, but named by the day).
+        proc = process.spawn(Launch(argv, {}), log_path, server_id=server_id)
         import psutil
 
         record = state.ServerRecord(
