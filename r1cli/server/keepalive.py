@@ -179,12 +179,17 @@ class KeepAlive:
             else:
                 why = f"level {level}, as asked"
             started = time.monotonic()
-            # mode "wait": a request that reached the engine without this lock (none should) finishes first.
-            if "mode" in inspect.signature(self.engine.sleep).parameters:
-                await self.engine.sleep(level, mode="wait")
-            else:
-                await self.engine.sleep(level)
             note = {"level": level, "since": time.time(), "why": why}
+            try:
+                # mode "wait": a request that reached the engine without this lock (none should) finishes first.
+                if "mode" in inspect.signature(self.engine.sleep).parameters:
+                    await self.engine.sleep(level, mode="wait")
+                else:
+                    await self.engine.sleep(level)
+            except Exception:
+                if await self.engine.is_sleeping():  # asleep all the same: the next request must wake it
+                    self.clock.write(note)
+                raise
             self.clock.write(note)
             self.sleeps += 1
             return {**note, "seconds": time.monotonic() - started, "already": False}

@@ -411,6 +411,25 @@ def test_keep_alive_drives_vllm_0_25s_engine_client_too(tmp_path):
                                     ("wake_up", ["kv_cache"]), ("reset_prefix_cache",)]
 
 
+def test_a_sleep_that_fails_after_the_engine_fell_asleep_still_leaves_a_request_to_wake_it(tmp_path):
+    """The old supervisor recorded "awake" when its /sleep timed out while vLLM fell asleep: nobody woke it."""
+    class SleepsThenFails(OldEngine):
+        async def sleep(self, level=1, mode="abort"):
+            await super().sleep(level, mode)
+            raise TimeoutError("no answer from the engine in 300 s")
+
+    async def story():
+        engine = SleepsThenFails()
+        keeper = keepalive.KeepAlive(engine, keepalive.SharedClock(str(tmp_path / "clock")), None)
+        with pytest.raises(TimeoutError):
+            await keeper.sleep(1)
+        await keeper.admit()
+        keeper.done()
+        return engine.asleep, engine.calls[1:]
+
+    assert asyncio.run(story()) == (False, [("wake_up", None), ("reset_prefix_cache",)])
+
+
 # ------------------------------------------------------------------------------------------ r1's side
 @pytest.mark.parametrize("text, expected", [("10m", (True, 600.0)), ("1h30m", (True, 5400.0)), ("90", (True, 90.0)),
                                             ("2.5s", (True, 2.5)), ("1d", (True, 86400.0)), ("manual", (True, None)),
