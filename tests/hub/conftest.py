@@ -135,10 +135,18 @@ class Relay:
     # the body, ("status", CODE) answers CODE instead of the file, ("corrupt", N) flips the body's byte N.
     fault_file: str = ""
     faults: list[tuple[str, int]] = field(default_factory=list)
+    # GATHER = (N, seconds): each file's GET is held until N have come in at once (or the seconds pass) before
+    # it is passed on; MOST_OPEN: the most held at once. A client that waits for one file's answer before it asks
+    # for the next never has two held.
+    held: int = 0
+    most_open: int = 0
+    gather: tuple[int, float] | None = None
+    opened: threading.Condition = field(default_factory=threading.Condition)
 
     def reset(self) -> None:
         with self.lock:
             self.served, self.requests, self.faults = 0, [], []
+            self.most_open, self.gather = 0, None
 
     def resolve_requests(self, name: str = "") -> list[str]:
         """The GETs of files (NAME's, or every file's)."""
@@ -191,13 +199,24 @@ class Relay:
             if fault and fault[0] == "status":
                 client.sendall(f"HTTP/1.1 {fault[1]} Failing\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
                 return
-            port = self.files_port if "/resolve/" in first else self.api_port
-            head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head)
-            head = head.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
-            with socket.create_connection(("127.0.0.1", port)) as upstream:
-                upstream.sendall(head)
-                threading.Thread(target=self._pipe_up, args=(client, upstream), daemon=True).start()
-                self._pipe_down(upstream, client, fault)
+            if self.gather and "/resolve/" in first and first.startswith("get "):
+                with self.opened:
+                    self.held += 1
+                    self.most_open = max(self.most_open, self.held)
+                    self.opened.notify_all()
+                    self.opened.wait_for(lambda: self.most_open >= self.gather[0], timeout=self.gather[1])
+                    self.held -= 1
+            self._pass_on(client, head, text, first, fault)
+
+    def _pass_on(self, client: socket.socket, head: bytes, text: str, first: str, fault) -> None:
+        """The request to the olah that answers it (/resolve/: the caching one), its answer back to CLIENT."""
+        port = self.files_port if "/resolve/" in first else self.api_port
+        head = re.sub(rb"(?im)^connection:[^\r\n]*\r\n", b"", head)
+        head = head.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
+        with socket.create_connection(("127.0.0.1", port)) as upstream:
+            upstream.sendall(head)
+            threading.Thread(target=self._pipe_up, args=(client, upstream), daemon=True).start()
+            self._pipe_down(upstream, client, fault)
 
     def _pipe_up(self, client: socket.socket, upstream: socket.socket) -> None:
         try:

@@ -171,3 +171,23 @@ def test_a_xet_backed_file_goes_through_hf_hub_download_and_is_checked_after(hub
                        stop=threading.Event())
     assert not transfer.blob_path(hub_env, REPO, wrong).exists()
     assert not (hub_env / "models--r1test--demo" / "snapshots" / plan["commit"] / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------------------ parallel
+def test_files_are_fetched_at_once_and_workers_bounds_them(hub_env, mirror):
+    """The relay holds each file's GET until six are open, or 2 s have passed (config.json, read alone to plan
+    the pull, waits them out; six files are left): the pull's six GETs are seen open together."""
+    mirror.relay.gather = (6, 2.0)
+    status, _, err = r1("pull", REPO)
+    assert status == 0, err
+    assert mirror.relay.most_open == 6
+    assert_pulled_whole(hub_env)
+
+    status, _, err = r1("rm", REPO, "--yes")
+    assert status == 0, err
+    mirror.relay.reset()
+    mirror.relay.gather = (2, 0.3)  # each GET waits 0.3 s for a second that --workers 1 never opens
+    status, _, err = r1("pull", REPO, "--workers", "1")
+    assert status == 0, err
+    assert mirror.relay.most_open == 1
+    assert_pulled_whole(hub_env)
