@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from hub.conftest import DEMO, REPO
-from hub.helpers import ROOT, r1, r1_process
+from hub.helpers import ROOT, r1
 from hub.test_pull import WANTED, WEIGHTS, assert_pulled_whole, one_error_line
 from r1cli.errors import ExitStatus
 from r1cli.hub import transfer
