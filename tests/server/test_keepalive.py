@@ -453,6 +453,14 @@ def test_idle_sleep_on_vllm_cpu_is_refused_and_nothing_starts():
     assert state.load(port) is None
 
 
+def test_vllm_cpu_has_no_sleep_mode_so_the_engine_here_is_a_stand_in():
+    """Why tests/server/sleeping_vllm.py stands in for the engine: vllm-cpu's own platform says so."""
+    proc = subprocess.run([sys.executable, "-c", "from vllm.platforms import current_platform as p; "
+                           "print(type(p).__name__, p.is_sleep_mode_available())"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split()[-2:] == ["CpuPlatform", "False"], proc.stdout + proc.stderr[-2000:]
+
+
 def test_idle_sleep_on_a_network_host_is_allowed():
     sleep.check_allowed("0.0.0.0", backend_cpu=False, given="10m")  # nothing unguarded is opened any more
     sleep.check_allowed("127.0.0.1", backend_cpu=False, given="10m")
