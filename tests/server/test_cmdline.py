@@ -10,7 +10,7 @@ from conftest import free_port
 
 from r1cli import config
 from r1cli.cli import run
-from r1cli.errors import UsageError
+from r1cli.errors import ExitStatus, UsageError
 from r1cli.server import cmdline
 from r1cli.server.cmdline import ServeOptions
 
@@ -368,16 +368,23 @@ def test_env_vars_set_flags(capsys, monkeypatch, offline_empty_cache):
 
 
 def test_dry_run_of_a_cached_model_is_0_and_says_nothing_is_downloaded(capsys, monkeypatch, tmp_path):
-    """The other side of offline_empty_cache: a whole snapshot in the cache (refs/main names it, config.json is
-    there) is all a start needs, so the dry run exits 0, offline or not."""
+    """The other side of offline_empty_cache: a whole snapshot in the cache (refs/main names it; config.json, the
+    tokenizer and the weights are there: hub.files.missing_to_serve) is all a start needs, so the dry run exits 0,
+    offline or not."""
     cache = tmp_path / "hub"
     folder = cache / "models--deepseek-ai--DeepSeek-R1-Distill-Qwen-1.5B"
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text("0123abcd")
-    (folder / "snapshots" / "0123abcd").mkdir(parents=True)
-    (folder / "snapshots" / "0123abcd" / "config.json").write_text('{"model_type": "qwen2"}')
+    snapshot = folder / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text('{"model_type": "qwen2"}')
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    # config.json alone (what AutoConfig leaves) is no model: offline, the start would fail, and says so.
+    assert run(["serve", "1.5b", "--port", str(free_port()), "--dry-run"]) == ExitStatus.NO_NETWORK
+    assert "is not in the cache and HF_HUB_OFFLINE forbids downloading it" in capsys.readouterr().err
+    (snapshot / "tokenizer.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"weights")
     assert run(["serve", "1.5b", "--port", str(free_port()), "--dry-run"]) == 0
     out, err = capsys.readouterr()
     assert "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B is in the Hugging Face cache: a start downloads nothing" in err, err
