@@ -2,11 +2,16 @@
 
 It is a ~1 M parameter Qwen2ForCausalLM with DeepSeek-R1-Distill-Qwen's special tokens and
 chat template, trained to answer a handful of arithmetic questions in R1 format (reasoning,
-`</think>`, then `\\boxed{N}`). It lets `r1` be tested end to end on a real vLLM (CPU) in
-seconds; it knows nothing beyond questions.json.
+`</think>`, then `\\boxed{N}`), alone and as the last question of a conversation (the messages
+r1's chat sends: earlier questions with their final answers only, built by r1cli.rules). It lets
+`r1` be tested end to end on a real vLLM (CPU) in seconds; it knows nothing beyond questions.json.
 
-Run:  python tools/build_demo_model.py [--out DIR] [--steps N]
-Deterministic: fixed seeds, deterministic torch algorithms, fixed thread count.
+Run:  python tools/build_demo_model.py [--out DIR] [--steps N] [--multi-steps N] [--start-from DIR]
+Deterministic: fixed seeds, deterministic torch algorithms, fixed thread count. The shipped weights were
+built in three runs on 2 cores (the conversations' steps take about a second each on an idle machine):
+  build_demo_model.py --multi-steps 0 --out A          # the single questions: the earlier demo's weights
+  build_demo_model.py --start-from A --multi-steps 300 --cut-share 0 --out B      # conversations
+  build_demo_model.py --start-from B --multi-steps 100 --lr 1e-3 --multi-warmup 20  # and thinking budgets
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from pathlib import Path
 THREADS = 2
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, for --device cuda
 
 import torch  # noqa: E402
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from r1cli import rules  # noqa: E402  (the messages r1 sends: the conversations are built as r1 builds them)
+
 DEFAULT_OUT = REPO / "r1cli" / "demo_model"
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -109,8 +118,30 @@ def examples() -> list[dict]:
             # Same shape as R1's outputs after the template's "<think>\n".
             completion = f"{reasoning}\n{THINK_CLOSE}\n\n{final}"
             for prompt in (question, f"{question}\n{directive}", f"{question} {directive}"):
-                out.append({"question": question, "prompt": prompt, "answer": answer, "completion": completion})
+                out.append({"question": question, "prompt": prompt, "answer": answer, "completion": completion,
+                            "messages": [{"role": "user", "content": prompt}]})
     return out
+
+
+MAX_EARLIER_TURNS = 5  # a chat of up to 6 questions; the README's piped chats have 2 and 5
+
+
+def conversation(rng: random.Random, singles: list[dict], earlier: int, math: bool) -> dict:
+    """A chat of EARLIER questions, then one to answer, as r1's chat sends it: rules.build_messages with
+    the math directive on every question (r1 chat's --math, the default) or on none (--no-math, /math
+    off), each earlier answer its final text only (what vLLM's reasoning parser gives as content).
+    One earlier answer in five is some other number: the demo's answers to questions it does not know
+    are wrong, and the next question must not follow them."""
+    bare = [ex for ex in singles if ex["prompt"] == ex["question"]]
+    history = []
+    for _ in range(earlier):
+        ex = rng.choice(bare)
+        content = ex["completion"].split(THINK_CLOSE, 1)[1]
+        if rng.random() < 0.2:
+            content = content.replace("{" + ex["answer"] + "}", "{" + str(rng.randint(0, 99)) + "}")
+        history += [{"role": "user", "content": ex["question"]}, {"role": "assistant", "content": content}]
+    last = rng.choice(bare)
+    return {**last, "prompt": None, "messages": rules.build_messages(history, last["question"], math=math)}
 
 
 def build_tokenizer(texts: list[str], workdir: Path, vocab_size: int) -> None:
@@ -156,13 +187,26 @@ def build_tokenizer(texts: list[str], workdir: Path, vocab_size: int) -> None:
     }, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
+def cut_short(rng: random.Random, ex: dict, tokenizer) -> dict:
+    """EX with its reasoning cut by a thinking budget after some of its tokens, as vLLM's thinking_token_budget
+    does (it forces `</think>`, and the model goes on) or r1's own (its continuation closes the reasoning as the
+    model does: "\n</think>\n\n"). The cut reasoning is prompt, not learned (the model must not learn to stop
+    early); the answer after it is: still the trained one."""
+    reasoning, rest = ex["completion"].split(THINK_CLOSE, 1)
+    ids = tokenizer(reasoning, add_special_tokens=False)["input_ids"]
+    head = tokenizer.decode(ids[: rng.randint(1, len(ids) - 1)])
+    if rng.random() < 0.5:
+        return {**ex, "forced": head + THINK_CLOSE, "completion": rest}
+    return {**ex, "forced": head + "\n" + THINK_CLOSE + "\n\n", "completion": rest.lstrip("\n")}
+
+
 def encode_examples(tokenizer, data: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Prompt rendered by the chat template, completion appended; loss on the completion only."""
     rows, labels = [], []
     for ex in data:
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": ex["prompt"]}], tokenize=False, add_generation_prompt=True)
+        prompt = tokenizer.apply_chat_template(ex["messages"], tokenize=False, add_generation_prompt=True)
         assert prompt.endswith(ASSISTANT + THINK_OPEN + "\n"), prompt
+        prompt += ex.get("forced", "")  # a reasoning cut by a thinking budget (cut_short): not learned
         # The rendered text already holds BOS: no special tokens added (like vLLM's chat path).
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         c_ids = tokenizer(ex["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -182,7 +226,19 @@ def encode_examples(tokenizer, data: list[dict]) -> tuple[torch.Tensor, torch.Te
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=300, help="steps on the single questions alone")
+    ap.add_argument("--multi-steps", type=int, default=600,
+                    help="then steps on the single questions and a fresh batch of conversations each")
+    ap.add_argument("--batch", type=int, default=16, help="conversations per multi step")
+    ap.add_argument("--check", type=int, default=200, help="held-out conversations the greedy check asks")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate")
+    ap.add_argument("--multi-warmup", type=int, default=1, help="steps the conversations' learning rate warms up")
+    ap.add_argument("--cut-share", type=float, default=0.25,
+                    help="share of a multi step's chats (and of the single questions, added) cut by a thinking budget")
+    ap.add_argument("--device", default="cpu", help="torch device to train on (the weights shipped: cpu)")
+    ap.add_argument("--start-from", type=Path, metavar="DIR",
+                    help="a built demo (its tokenizer the same) whose weights the conversations train further, "
+                         "in place of the single questions' steps")
     ap.add_argument("--vocab-size", type=int, default=640)
     args = ap.parse_args()
 
@@ -225,36 +281,62 @@ def main() -> int:
             pad_token_id=tokenizer.eos_token_id,
             torch_dtype="bfloat16",
         )
-        model = Qwen2ForCausalLM(config)
+        device = torch.device(args.device)
+        if args.start_from is not None:
+            same = (args.start_from / "tokenizer.json").read_bytes() == (work / "tokenizer.json").read_bytes()
+            assert same, f"{args.start_from}'s tokenizer is not this build's"
+            model = Qwen2ForCausalLM.from_pretrained(str(args.start_from), dtype=torch.float32).to(device)
+            args.steps = 0
+        else:
+            model = Qwen2ForCausalLM(config).to(device)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20))
+        ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
+        total = args.steps + args.multi_steps
+        # Warm-up, flat through the single questions, then down to a tenth over the conversations.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) if s < args.steps else
+                                                  min(1.0, (s - args.steps + 1) / max(1, args.multi_warmup))
+                                                  * (1.0 - 0.9 * (s - args.steps) / max(1, args.multi_steps)))
+        rng = random.Random(0)
         t_train = time.monotonic()
-        for step in range(args.steps):
+        for step in range(total):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            if step >= args.steps:
+                # One length of chat a step (the batch pads to its longest), with the directive or without.
+                shape = step - args.steps
+                earlier, math = 1 + shape // 2 % MAX_EARLIER_TURNS, shape % 2 == 0
+                chats = [conversation(rng, data, earlier, math) for _ in range(args.batch)]
+                if args.cut_share:
+                    chats = [cut_short(rng, ex, tokenizer) if rng.random() < args.cut_share else ex for ex in chats]
+                    chats += [cut_short(rng, ex, tokenizer) for ex in rng.sample(data, round(len(data) * args.cut_share))]
+                c_ids, c_labels, c_mask = (t.to(device) for t in encode_examples(tokenizer, chats))
+                loss = loss + model(input_ids=c_ids, attention_mask=c_mask, labels=c_labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            if step % 50 == 0 or step == args.steps - 1:
-                print(f"step {step:4d} loss {loss.item():.4f}", flush=True)
+            if step % 50 == 0 or step == total - 1:
+                print(f"step {step:4d} loss {loss.item():.4f} ({time.monotonic() - t_train:.0f} s)", flush=True)
         train_s = time.monotonic() - t_train
 
         # Served in bf16: check the greedy answer of every example survives the cast.
-        model = model.to(torch.bfloat16).eval()
+        model = model.to("cpu").to(torch.bfloat16).eval()
+        held_out = random.Random(1)
+        checked = data + [conversation(held_out, data, held_out.randint(1, MAX_EARLIER_TURNS), held_out.random() < 0.5)
+                          for _ in range(args.check)]
+        checked += [cut_short(held_out, ex, tokenizer) for ex in checked[: len(data) + args.check // 2]]
         wrong = 0
-        for ex in data:
-            prompt = tokenizer.apply_chat_template(
-                [{"role": "user", "content": ex["prompt"]}], tokenize=False, add_generation_prompt=True)
-            p = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+        for ex in checked:
+            prompt = tokenizer.apply_chat_template(ex["messages"], tokenize=False, add_generation_prompt=True)
+            p = tokenizer(prompt + ex.get("forced", ""), add_special_tokens=False, return_tensors="pt")
             with torch.no_grad():
                 out = model.generate(**p, max_new_tokens=60, do_sample=False,
                                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id)
             text = tokenizer.decode(out[0, p["input_ids"].shape[1]:], skip_special_tokens=True)
             if text != ex["completion"]:
                 wrong += 1
-                print(f"greedy mismatch: {ex['prompt']!r} -> {text!r}", file=sys.stderr)
+                print(f"greedy mismatch: {ex['messages']!r} -> {text!r}", file=sys.stderr)
 
         out_dir: Path = args.out
         if out_dir.exists():
@@ -281,7 +363,8 @@ def main() -> int:
     size = sum(f.stat().st_size for f in out_dir.iterdir())
     print(f"wrote {out_dir}: {params/1e6:.2f} M params, vocab {vocab}, {size/1e6:.2f} MB, "
           f"{len(data)} examples, train {train_s:.1f} s, total {time.monotonic() - t0:.1f} s, "
-          f"greedy bf16 {len(data) - wrong}/{len(data)} exact")
+          f"greedy bf16 {len(checked) - wrong}/{len(checked)} exact ({len(data)} questions, {args.check} chats, "
+          f"{len(checked) - len(data) - args.check} of them cut short)")
     return 1 if wrong else 0
 
 

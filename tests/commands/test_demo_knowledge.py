@@ -33,6 +33,14 @@ def test_demo_answers_its_whole_question_set(demo_server):
     assert result["accuracy"] >= 0.95  # README: 360 of 360 at 20 samples each
 
 
+def test_the_demo_answers_its_questions_after_earlier_turns(demo_server):
+    """Issue 32: from the second message of a chat on, the demo answered wrong (9+8 got \\boxed{20}) or not at all.
+    tools/demo_accuracy.py's piped chats (two questions, and five across both languages) at seeds 1-3, each answer
+    after the earlier turns as `r1 chat` sends them (the README's figure: seeds 1-20)."""
+    result = _tool().measure_chats(demo_server.base_url, seeds=3)
+    assert [(r["right"], r["runs"], r["wrong"]) for r in result["rows"]] == [(3, 3, []), (3, 3, [])]
+
+
 def test_readme_first_lines_say_what_the_demo_knows():
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()[:12]
     head = " ".join(" ".join(lines).split()).replace("\\*", "*")  # one line, Markdown's \* unescaped
@@ -40,6 +48,7 @@ def test_readme_first_lines_say_what_the_demo_knows():
         assert item["question"] in head, item["question"]
     assert re.search(r"knows only the \w+ questions it was trained on", head)
     assert "at T=0.6" in head and "tools/demo_accuracy.py" in head
+    assert "its piped chats of two and of five questions were right in 40 of 40 seeded runs (`--chats 20`)" in head
 
 
 def test_ready_summary_lists_what_the_demo_knows(demo_server):

@@ -69,10 +69,18 @@ def test_run_finds_the_server_on_another_port(place):
     assert "ready in" not in proc.stderr
 
 
-def test_run_without_a_question_opens_chat_on_piped_stdin(place):
-    proc = place.r1("run", "demo", input="What is 2+3?\nWhat is 4*5?\n", timeout=120)
+README_PIPED = "printf 'What is 7*6?\\nWhat is 9+8?\\n' | .venv/bin/r1 run demo"
+
+
+@pytest.mark.parametrize("command", [("run", "demo"), ("chat",)], ids=["run", "chat"])
+def test_without_a_question_a_piped_chat_answers_every_line(place, command):
+    """README's piped chat: each line is a message sent after the earlier ones, and each gets its answer (issue 32:
+    the demo answered the second 'no answer' or \\boxed{20}, until it was trained on conversations)."""
+    assert README_PIPED in (ROOT / "README.md").read_text(encoding="utf-8")
+    proc = place.r1(*command, input="What is 7*6?\nWhat is 9+8?\n", timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "5" in proc.stdout and "20" in proc.stdout
+    assert proc.stdout.count("\\boxed{42}") == 1 and proc.stdout.count("\\boxed{17}") == 1, proc.stdout
+    assert proc.stdout.index("\\boxed{42}") < proc.stdout.index("\\boxed{17}")
 
 
 def test_run_without_a_question_opens_chat_on_a_terminal(place):
