@@ -347,9 +347,9 @@ def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log
     # `kill <r1>` and a closed terminal (SIGHUP) stop the server too, as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
+    log_file = server_serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
     opts = server_serve.preflight(opts, notify=lambda text: env.note(f"r1: {text}"), on_plan=lambda chosen: show_plan(env, chosen),
                                   pull=lambda model: pull_first(env, opts, model))
-    log_file = server_serve.log_path_for(log_file, opts.port)  # a symbolic link is refused before anything starts
     display = _StageDisplay(env, opts.served_name or cmdline.short_name(opts.model), log_file)
     try:
         # The server belongs to this r1 (a watchdog process stops it even when r1 is killed with -9:
