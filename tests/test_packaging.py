@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def test_the_readme_says_how_to_get_the_man_page_and_completion_after_its_instal
     page = subprocess.run(["bash", "-c", "man -l man/r1.1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert page.returncode == 0 and "EXIT STATUS" in re.sub(".\x08", "", page.stdout), page.stderr
     venv = Path(sys.prefix)
-    installed = subprocess.run(["bash", "-c", f". {venv}/bin/activate && r1 --install-completion bash"], cwd=ROOT,
+    # typer finds the shell among r1's parents (shellingham): `; exit $?` keeps bash from exec'ing r1 in its place,
+    # as a user's interactive shell never does (a run under bash -c otherwise found no shell: "Shell None")
+    installed = subprocess.run(["bash", "-c", f". {venv}/bin/activate && r1 --install-completion; exit $?"], cwd=ROOT,
                                env=env, capture_output=True, text=True, timeout=60)
     assert installed.returncode == 0, installed.stderr
     # a new interactive bash reads the startup file; the completion function is called as bash calls it
@@ -92,7 +95,9 @@ def test_the_readme_says_how_to_get_the_man_page_and_completion_after_its_instal
                            cwd=ROOT, env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60)
     assert typed.stdout.split() == ["stop", "status"], typed.stderr
     # and the reason the README gives: an editable install has no man page of its own
-    direct = json.loads(Path(metadata.distribution("r1cli")._path, "direct_url.json").read_text())
+    # the venv's own record of the install (the checkout's r1cli.egg-info, first on sys.path from ROOT, has none)
+    installed_dist = next(metadata.distributions(name="r1cli", path=[sysconfig.get_paths()["purelib"]]))
+    direct = json.loads(installed_dist.read_text("direct_url.json"))
     if direct.get("dir_info", {}).get("editable"):
         assert not (venv / "share" / "man" / "man1" / "r1.1").exists(), "the editable install has the man page now: say so"
 
