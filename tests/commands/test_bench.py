@@ -65,10 +65,12 @@ def test_issue_command_gives_every_metric_with_mean_and_std(demo_server, tmp_pat
             assert isinstance(summary["mean"], float) and isinstance(summary["std"], float) and summary["n"] == 2, key
         s = level["summary"]
         assert s["mean_ttft_ms"]["mean"] > 0 and s["mean_tpot_ms"]["mean"] > 0
-        # The demo thinks for a while, then answers, within 512 tokens: both channels have tokens.
-        assert s["reasoning_throughput"]["mean"] > 0 and s["answer_throughput"]["mean"] > 0, (
-            f"concurrency {level['concurrency']}: {s['reasoning_throughput']['mean']:.1f} reasoning and "
-            f"{s['answer_throughput']['mean']:.1f} answer tokens/s")
+        # Every output token is reasoning or answer. On random prompts the demo retrained on conversations
+        # (issue 32, item 1) thinks through all 512 (0 of 32 answered in a fresh-clone run), so an answer is
+        # not required here: test_dataset_prompts_table_records_and_plot has every request answer.
+        assert s["reasoning_throughput"]["mean"] > 0
+        assert s["reasoning_throughput"]["mean"] + s["answer_throughput"]["mean"] == pytest.approx(
+            s["output_throughput"]["mean"]), f"concurrency {level['concurrency']}: the split is not the output"
     # What the server did: every request of the runs and of the 4 warm-up ones (which no run reports), each
     # one of exactly 512 generated tokens and of the same prompt length. (The server is the tests' own:
     # nothing else sends to it meanwhile.)
