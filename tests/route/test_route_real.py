@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.stops_network_server]
 
 KEY = NETWORK_KEY
 LENGTH = 'vllm:request_success_total{finished_reason="length"}'  # requests that ran to max_tokens
+LONG = 960  # tokens: a request that runs for a while even on a quiet machine
 
 
 class Worker:
@@ -187,7 +188,9 @@ def test_a_worker_killed_mid_load_leaves_every_request_answered_once(local_worke
     wait_idle(local_worker.root + "/v1")
     with Router([local_worker.root, network_worker.root]) as router:
         answers: list = []
-        threads = [threading.Thread(target=lambda: answers.append(complete(router.port, max_tokens=200)))
+        # Long answers (960 of the demo's 1,024-token window), so the load is still running when its 4 reach the
+        # network worker: at 200 tokens a quiet machine finished all 32 before the wait below saw 4 running there.
+        threads = [threading.Thread(target=lambda: answers.append(complete(router.port, max_tokens=LONG)))
                    for _ in range(32)]
         for t in threads:
             t.start()
@@ -199,7 +202,7 @@ def test_a_worker_killed_mid_load_leaves_every_request_answered_once(local_worke
             for t in threads:
                 t.join(timeout=400)
         assert len(answers) == 32
-        assert [(status, answer["usage"]["completion_tokens"]) for status, answer in answers] == [(200, 200)] * 32
+        assert [(status, answer["usage"]["completion_tokens"]) for status, answer in answers] == [(200, LONG)] * 32
         workers = {w["url"]: w for w in router.status()["router"]["workers"]}
         dead = workers[network_worker.root + "/v1"]
         assert dead["state"] == "down" and "connection refused" in dead["error"]
