@@ -190,12 +190,22 @@ def test_a_worker_killed_mid_load_leaves_every_request_answered_once(local_worke
         answers: list = []
         # Long answers (960 of the demo's 1,024-token window), so the load is still running when its 4 reach the
         # network worker: at 200 tokens a quiet machine finished all 32 before the wait below saw 4 running there.
-        threads = [threading.Thread(target=lambda: answers.append(complete(router.port, max_tokens=LONG)))
-                   for _ in range(32)]
+        def ask() -> None:
+            try:
+                answers.append(complete(router.port, max_tokens=LONG))
+            except OSError as exc:  # said in the failure below, not lost in a thread
+                answers.append((repr(exc), {}))
+
+        threads = [threading.Thread(target=ask) for _ in range(32)]
         for t in threads:
             t.start()
         try:
-            running_at_least(network_worker.root + "/v1", 4, 120, alive=lambda: None)
+            try:
+                running_at_least(network_worker.root + "/v1", 4, 120, alive=lambda: None)
+            except AssertionError as missed:
+                log = router.r1("logs", "--port", str(router.port), "-n", "30").stdout
+                raise AssertionError(f"{missed}; answers so far: {[a[0] for a in answers]}; "
+                                     f"router status: {router.status()}; its log:\n{log}") from None
             record = json.loads((Path(network_worker.home) / "servers" / f"{network_worker.port}.json").read_text())
             os.killpg(record["pgid"], signal.SIGKILL)
         finally:
