@@ -184,36 +184,45 @@ def test_stop_of_the_route_leaves_no_process_and_the_workers_run_on(local_worker
 
 
 def test_a_worker_killed_mid_load_leaves_every_request_answered_once(local_worker, network_worker):
-    """The last test: it kills the network worker (its whole process group at once, as a machine goes)."""
-    wait_idle(local_worker.root + "/v1")
-    with Router([local_worker.root, network_worker.root]) as router:
-        answers: list = []
-        # Long answers (960 of the demo's 1,024-token window), so the load is still running when its 4 reach the
-        # network worker: at 200 tokens a quiet machine finished all 32 before the wait below saw 4 running there.
-        def ask() -> None:
-            try:
-                answers.append(complete(router.port, max_tokens=LONG))
-            except OSError as exc:  # said in the failure below, not lost in a thread
-                answers.append((repr(exc), {}))
+    """The last test: it kills the network worker (its whole process group at once, as a machine goes) once 4
+    of 32 requests run there. Two fresh-clone runs of the suite saw none of a router's 32 reach the network
+    worker in 120 s (alone, and beside test_devguard, it never happened): a router whose load misses the
+    worker is stopped after its answers and a new one tried, up to 3 times, each miss said in the failure."""
+    missed = []
+    for _ in range(3):
+        wait_idle(local_worker.root + "/v1")
+        with Router([local_worker.root, network_worker.root]) as router:
+            answers: list = []
 
-        threads = [threading.Thread(target=ask) for _ in range(32)]
-        for t in threads:
-            t.start()
-        try:
-            try:
-                running_at_least(network_worker.root + "/v1", 4, 120, alive=lambda: None)
-            except AssertionError as missed:
-                log = router.r1("logs", "--port", str(router.port), "-n", "30").stdout
-                raise AssertionError(f"{missed}; answers so far: {[a[0] for a in answers]}; "
-                                     f"router status: {router.status()}; its log:\n{log}") from None
-            record = json.loads((Path(network_worker.home) / "servers" / f"{network_worker.port}.json").read_text())
-            os.killpg(record["pgid"], signal.SIGKILL)
-        finally:
+            def ask() -> None:
+                try:
+                    answers.append(complete(router.port, max_tokens=LONG))
+                except OSError as exc:  # said in the failure below, not lost in a thread
+                    answers.append((repr(exc), {}))
+
+            threads = [threading.Thread(target=ask) for _ in range(32)]
             for t in threads:
-                t.join(timeout=400)
-        assert len(answers) == 32
-        assert [(status, answer["usage"]["completion_tokens"]) for status, answer in answers] == [(200, LONG)] * 32
-        workers = {w["url"]: w for w in router.status()["router"]["workers"]}
-        dead = workers[network_worker.root + "/v1"]
-        assert dead["state"] == "down" and "connection refused" in dead["error"]
-        assert workers[local_worker.root + "/v1"]["state"] == "ready"
+                t.start()
+            try:
+                try:
+                    running_at_least(network_worker.root + "/v1", 4, 60, alive=lambda: None)
+                except AssertionError as miss:
+                    for t in threads:
+                        t.join(timeout=400)
+                    log = router.r1("logs", "--port", str(router.port), "-n", "30").stdout
+                    missed.append(f"{miss}; the clients got {[a[0] for a in answers]}; router status: "
+                                  f"{router.status()}; its log:\n{log}")
+                    continue
+                record = json.loads((Path(network_worker.home) / "servers" / f"{network_worker.port}.json").read_text())
+                os.killpg(record["pgid"], signal.SIGKILL)
+            finally:
+                for t in threads:
+                    t.join(timeout=400)
+            assert len(answers) == 32
+            assert [(status, answer["usage"]["completion_tokens"]) for status, answer in answers] == [(200, LONG)] * 32
+            workers = {w["url"]: w for w in router.status()["router"]["workers"]}
+            dead = workers[network_worker.root + "/v1"]
+            assert dead["state"] == "down" and "connection refused" in dead["error"]
+            assert workers[local_worker.root + "/v1"]["state"] == "ready"
+            return
+    raise AssertionError("no router's load reached the network worker:\n" + "\n".join(missed))
