@@ -175,11 +175,13 @@ def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server)
     of the demo server's work on 2 cores. The Ctrl-C comes once all 96 run on the server (vLLM's own
     num_requests_running), and the server's generated-token counter, read at the Ctrl-C and again once vLLM has
     aborted them, must have grown by far less than what was left to make: requests left running make it all."""
-    from conftest import running_at_least
+    from conftest import running_at_least, wait_idle
 
     requests, output_len = 96, 900
     full = requests * output_len
+    wait_idle(demo_server.base_url)  # an earlier test's requests would count in both the gauge and the counter
     before = counters(demo_server.base_url)
+    started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "r1cli", "bench", "-c", str(requests), "--requests", str(requests),
                              "-r", "1", "--warmup", "0", "--input-len", "64", "--output-len", str(output_len),
                              "--base-url", demo_server.base_url],
@@ -191,6 +193,7 @@ def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server)
 
         running_at_least(demo_server.base_url, requests, 120, still_running)
         at_ctrl_c = counters(demo_server.base_url)
+        ramp_s = time.monotonic() - started
         assert at_ctrl_c[RUNNING] >= requests, f"bench's {requests} requests never all ran: {at_ctrl_c}"
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=STOP_WAIT_S)
@@ -206,7 +209,10 @@ def test_ctrl_c_exits_130_quietly_and_the_server_stops_its_requests(demo_server)
         time.sleep(0.2)
     left = full - (at_ctrl_c["vllm:generation_tokens_total"] - before["vllm:generation_tokens_total"])
     made_after = ended["vllm:generation_tokens_total"] - at_ctrl_c["vllm:generation_tokens_total"]
-    assert left > full / 2, f"only {left:.0f} of {full} tokens were left at the Ctrl-C: it came too late to tell"
+    # Here the 96 all ran 0.8 s after the start (600 tokens made); a CI run saw 40,763 of 86,400 left. A quarter
+    # left still tells: requests not aborted make all of it, and the check below allows a quarter of that.
+    assert left > full / 4, (f"only {left:.0f} of {full} tokens were left at the Ctrl-C, {ramp_s:.1f} s after "
+                             f"the start: it came too late to tell")
     assert made_after < left / 4, f"bench's requests made {made_after:.0f} tokens after Ctrl-C (of {left:.0f} left)"
 
 
