@@ -180,6 +180,9 @@ class KeepAlive:
                 why = f"level {level}, as asked"
             started = time.monotonic()
             note = {"level": level, "since": time.time(), "why": why}
+            # Written first: the engine says it sleeps before its sleep() returns (on an H100, `r1 status` once
+            # read "asleep" with no level in between). No request gets in meanwhile: this lock keeps them out.
+            self.clock.write(note)
             try:
                 # mode "wait": a request that reached the engine without this lock (none should) finishes first.
                 if "mode" in inspect.signature(self.engine.sleep).parameters:
@@ -187,10 +190,9 @@ class KeepAlive:
                 else:
                     await self.engine.sleep(level)
             except Exception:
-                if await self.engine.is_sleeping():  # asleep all the same: the next request must wake it
-                    self.clock.write(note)
+                if not await self.engine.is_sleeping():  # asleep all the same: the note stays for a request to wake it
+                    self.clock.write({})
                 raise
-            self.clock.write(note)
             self.sleeps += 1
             return {**note, "seconds": time.monotonic() - started, "already": False}
         finally:

@@ -432,6 +432,46 @@ def test_a_sleep_that_fails_after_the_engine_fell_asleep_still_leaves_a_request_
     assert asyncio.run(story()) == (False, [("wake_up", None), ("reset_prefix_cache",)])
 
 
+def test_the_state_read_while_the_engine_falls_asleep_has_the_level(tmp_path):
+    """On an H100, vLLM's engine said it slept before its sleep() returned, and `r1 status` read "asleep" with no
+    level (GPU tier, 2026-12-06). The engine here does the same: asleep at once, its sleep() returns later."""
+    async def story():
+        returns = asyncio.Event()
+
+        class AsleepBeforeItReturns(OldEngine):
+            async def sleep(self, level=1, mode="abort"):
+                await super().sleep(level, mode)
+                await returns.wait()
+
+        keeper = keepalive.KeepAlive(AsleepBeforeItReturns(), keepalive.SharedClock(str(tmp_path / "clock")), None)
+        sleeping = asyncio.ensure_future(keeper.sleep(1))
+        await asyncio.sleep(0.05)
+        during = await keeper.state()
+        returns.set()
+        await sleeping
+        return during
+
+    during = asyncio.run(story())
+    assert during["sleeping"] and during["level"] == 1 and during["since"]
+
+
+def test_a_sleep_that_fails_with_the_engine_awake_leaves_it_awake(tmp_path):
+    class Refuses(OldEngine):
+        async def sleep(self, level=1, mode="abort"):
+            raise RuntimeError("sleep mode is off")
+
+    async def story():
+        engine = Refuses()
+        keeper = keepalive.KeepAlive(engine, keepalive.SharedClock(str(tmp_path / "clock")), None)
+        with pytest.raises(RuntimeError):
+            await keeper.sleep(1)
+        await keeper.admit()  # nothing to wake
+        keeper.done()
+        return (await keeper.state())["sleeping"], engine.calls
+
+    assert asyncio.run(story()) == (False, [])
+
+
 # ------------------------------------------------------------------------------------------ r1's side
 @pytest.mark.parametrize("text, expected", [("10m", (True, 600.0)), ("1h30m", (True, 5400.0)), ("90", (True, 90.0)),
                                             ("2.5s", (True, 2.5)), ("1d", (True, 86400.0)), ("manual", (True, None)),
