@@ -17,6 +17,7 @@ from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
 state = lazy_import("r1cli.server.state")
+server_logs = lazy_import("r1cli.server.logs")
 
 
 def logs(
@@ -62,18 +63,20 @@ def show(env: Environment, record: "state.ServerRecord | None", *, lines: int, f
          path: Path | None = None) -> None:
     """The last LINES of the log (RECORD's, else PATH), then with FOLLOW new lines while RECORD's server runs."""
     path = Path(record.log_path) if record is not None else path
+    # A pipe, a file or NO_COLOR gets plain text: the colours are the router's (vLLM writes none to its log).
+    shown = (lambda line: line) if env.out_color else server_logs.plain
     try:
         fh = open(path, "r", errors="replace")
     except OSError as exc:
         raise R1Error(f"cannot read the log {path}: {exc.strerror}") from None
     with fh:
         for line in collections.deque(fh, maxlen=max(lines, 0)):
-            env.stdout.write(line)
+            env.stdout.write(shown(line))
         env.stdout.flush()
         while follow:
             line = fh.readline()
             if line:
-                env.stdout.write(line)
+                env.stdout.write(shown(line))
                 env.stdout.flush()
                 continue
             if record is None:

@@ -60,6 +60,13 @@ class Fatal:
 # --- cleaning ---------------------------------------------------------------------------------------------------
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
+
+
+def plain(text: str) -> str:
+    """TEXT without terminal escapes (vllm-router's log keeps its colours: it honours no NO_COLOR)."""
+    return _ANSI.sub("", text)
+
+
 _PREFIX = re.compile(
     r"^\s*(?:\([^()]*\bpid=\d+[^()]*\)\s*)?"  # (APIServer pid=1) / (EngineCore_DP0 pid=2) / (Worker_TP0 pid=3, ip=..)
     r"(?:(?:DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)\s+\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?\s+\[[^\]]*\]\s?)?"
@@ -76,7 +83,7 @@ _ENGINE = re.compile(r"^\s*\((?:DP)?EngineCore_(?:DP)?(\d+)\b|^\s*\(Worker_DP(\d
 def engine_of(line: str) -> str | None:
     """The data-parallel engine (rank) a log line names in its prefix, or None (the API server's lines,
     a lone engine's `(EngineCore pid=..)`, a tensor-parallel worker's `(Worker_TP0 pid=..)`)."""
-    m = _ENGINE.match(_ANSI.sub("", line))
+    m = _ENGINE.match(plain(line))
     return (m.group(1) or m.group(2)) if m else None
 
 
@@ -85,7 +92,7 @@ _PID = re.compile(r"^\s*\([^()]*\bpid=(\d+)")
 
 def pid_of(line: str) -> int | None:
     """The process id in a line's `(Name pid=N)` prefix, or None."""
-    m = _PID.match(_ANSI.sub("", line))
+    m = _PID.match(plain(line))
     return int(m.group(1)) if m else None
 
 
@@ -100,14 +107,14 @@ def ray_worker_pids(lines: Iterable[str]) -> list[int]:
     found: dict[int, None] = {}
     for line in lines:
         if "RayWorker" in line:
-            for m in _RAY_WORKER.finditer(_ANSI.sub("", line)):
+            for m in _RAY_WORKER.finditer(plain(line)):
                 found.setdefault(int(m.group(1)))
     return list(found)
 
 
 def _clean(line: str) -> str:
     """Drop colours, the line ending and progress-bar overwrites (keep what a terminal would show last)."""
-    line = _ANSI.sub("", line).rstrip("\r\n")
+    line = plain(line).rstrip("\r\n")
     if "\r" in line:
         parts = [p for p in line.split("\r") if p.strip()]
         line = parts[-1] if parts else ""

@@ -200,7 +200,8 @@ def start(roots: list[str], *, served: str, model: str, host: str, port: int, po
         argv = router_argv(roots, host=host, port=port, policy=policy, metrics_port=free_port())
         server_id = uuid.uuid4().hex
         # Its log keeps the ANSI colours of its tracing output: vllm-router 0.1.17 honours neither NO_COLOR nor
-        # RUST_LOG_STYLE on stdout (its --log-dir files are plain, but named by the day).
+        # RUST_LOG_STYLE on stdout (its --log-dir files are plain, but named by the day). `r1 logs` removes them
+        # where stdout is no colour terminal.
         proc = process.spawn(Launch(argv, {}), log_path, server_id=server_id)
         import psutil
 
