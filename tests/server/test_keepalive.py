@@ -413,23 +413,33 @@ def test_keep_alive_drives_vllm_0_25s_engine_client_too(tmp_path):
                                     ("wake_up", ["kv_cache"]), ("reset_prefix_cache",)]
 
 
-def test_a_sleep_that_fails_after_the_engine_fell_asleep_still_leaves_a_request_to_wake_it(tmp_path):
-    """The old supervisor recorded "awake" when its /sleep timed out while vLLM fell asleep: nobody woke it."""
-    class SleepsThenFails(OldEngine):
-        async def sleep(self, level=1, mode="abort"):
-            await super().sleep(level, mode)
-            raise TimeoutError("no answer from the engine in 300 s")
+class SleepsThenFails(OldEngine):
+    async def sleep(self, level=1, mode="abort"):
+        await super().sleep(level, mode)
+        raise TimeoutError("no answer from the engine in 300 s")
 
+
+class RefusesToSleep(OldEngine):
+    async def sleep(self, level=1, mode="abort"):
+        raise RuntimeError("sleep mode is off")
+
+
+@pytest.mark.parametrize("engine_class, woken", [(SleepsThenFails, [("wake_up", None), ("reset_prefix_cache",)]),
+                                                 (RefusesToSleep, [])])
+def test_a_failed_sleep_leaves_the_state_the_engine_is_in(tmp_path, engine_class, woken):
+    """The old supervisor recorded "awake" when its /sleep timed out while vLLM fell asleep: nobody woke it.
+    A sleep that fails with the engine asleep leaves the next request to wake it; one that fails with the
+    engine awake leaves nothing to wake."""
     async def story():
-        engine = SleepsThenFails()
+        engine = engine_class()
         keeper = keepalive.KeepAlive(engine, keepalive.SharedClock(str(tmp_path / "clock")), None)
-        with pytest.raises(TimeoutError):
+        with pytest.raises((TimeoutError, RuntimeError)):
             await keeper.sleep(1)
         await keeper.admit()
         keeper.done()
-        return engine.asleep, engine.calls[1:]
+        return engine.asleep, [call for call in engine.calls if call[0] != "sleep"]
 
-    assert asyncio.run(story()) == (False, [("wake_up", None), ("reset_prefix_cache",)])
+    assert asyncio.run(story()) == (False, woken)
 
 
 def test_the_state_read_while_the_engine_falls_asleep_has_the_level(tmp_path):
@@ -453,23 +463,6 @@ def test_the_state_read_while_the_engine_falls_asleep_has_the_level(tmp_path):
 
     during = asyncio.run(story())
     assert during["sleeping"] and during["level"] == 1 and during["since"]
-
-
-def test_a_sleep_that_fails_with_the_engine_awake_leaves_it_awake(tmp_path):
-    class Refuses(OldEngine):
-        async def sleep(self, level=1, mode="abort"):
-            raise RuntimeError("sleep mode is off")
-
-    async def story():
-        engine = Refuses()
-        keeper = keepalive.KeepAlive(engine, keepalive.SharedClock(str(tmp_path / "clock")), None)
-        with pytest.raises(RuntimeError):
-            await keeper.sleep(1)
-        await keeper.admit()  # nothing to wake
-        keeper.done()
-        return (await keeper.state())["sleeping"], engine.calls
-
-    assert asyncio.run(story()) == (False, [])
 
 
 # ------------------------------------------------------------------------------------------ r1's side
