@@ -23,6 +23,21 @@ CONFIG = "config.json"
 SAFE_INDEX = "model.safetensors.index.json"  # vLLM's SAFE_WEIGHTS_INDEX_NAME
 # vLLM's patterns in its order of preference ("hf" load format, with fall_back_to_pt).
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+# vLLM's --load-format: the weight patterns its loader globs, in its order of preference, and the index that
+# filters safetensors (DefaultModelLoader._prepare_weights; Run:ai's loader reads every *.safetensors; the
+# dummy loader no file: random weights). A format not named here reads files r1 cannot list (a tensorizer
+# URI, a sharded state saved by vLLM): r1 pulls what the default format reads.
+LOAD_FORMATS = {
+    "hf": (WEIGHT_PATTERNS, SAFE_INDEX),
+    "safetensors": (("*.safetensors",), SAFE_INDEX),
+    "fastsafetensors": (("*.safetensors",), SAFE_INDEX),
+    "instanttensor": (("*.safetensors",), SAFE_INDEX),
+    "mistral": (("consolidated*.safetensors",), "consolidated.safetensors.index.json"),
+    "pt": (("*.pt",), None),
+    "npcache": (("*.bin", "*.pt"), None),
+    "runai_streamer": (("*.safetensors",), None),
+    "dummy": ((), None),
+}
 # vLLM's filter_files_not_needed_for_inference: what a trainer saves beside .bin/.pt weights.
 TRAINING_WEIGHTS = ("training_args.bin", "optimizer.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
 # What transformers' Trainer writes beside a checkpoint as JSON: never read to serve (trainer_state.json
@@ -44,24 +59,30 @@ def top_level(names) -> list[str]:
     return [n for n in names if "/" not in n]
 
 
-def weight_pattern(names) -> str | None:
-    """The pattern vLLM loads weights by among NAMES (top level): the first of WEIGHT_PATTERNS that matches."""
+def reads(load_format: str | None) -> tuple[tuple[str, ...], str | None]:
+    """What vLLM's LOAD_FORMAT (None: its default) globs for weights, and the index it filters them by."""
+    return LOAD_FORMATS.get(load_format or "hf", LOAD_FORMATS["hf"])
+
+
+def weight_pattern(names, load_format: str | None = None) -> str | None:
+    """The pattern vLLM loads weights by among NAMES (top level): the first of the format's that matches."""
     top = top_level(names)
-    return next((p for p in WEIGHT_PATTERNS if fnmatch.filter(top, p)), None)
+    return next((p for p in reads(load_format)[0] if fnmatch.filter(top, p)), None)
 
 
-def index_name(names) -> str | None:
+def index_name(names, load_format: str | None = None) -> str | None:
     """The index whose weight_map vLLM filters by, when NAMES have one and the weights are safetensors."""
-    return SAFE_INDEX if weight_pattern(names) == "*.safetensors" and SAFE_INDEX in names else None
+    pattern, index = weight_pattern(names, load_format), reads(load_format)[1]
+    return index if pattern and pattern.endswith(".safetensors") and index in names else None
 
 
-def weight_files(names, weight_map: dict | None = None) -> list[str]:
+def weight_files(names, weight_map: dict | None = None, load_format: str | None = None) -> list[str]:
     """The weight files vLLM loads among NAMES, given the index's WEIGHT_MAP (None: no index)."""
-    pattern = weight_pattern(names)
+    pattern = weight_pattern(names, load_format)
     if pattern is None:
         return []
     matched = sorted(fnmatch.filter(top_level(names), pattern))
-    if pattern == "*.safetensors":
+    if pattern.endswith(".safetensors"):
         return sorted(set(weight_map.values())) if weight_map else matched
     return [n for n in matched if not n.endswith(TRAINING_WEIGHTS)]
 
@@ -77,18 +98,19 @@ def remote_code_files(config: dict | None) -> list[str]:
     return sorted(found)
 
 
-def vllm_files(names, config: dict | None = None, weight_map: dict | None = None) -> list[str]:
+def vllm_files(names, config: dict | None = None, weight_map: dict | None = None,
+               load_format: str | None = None) -> list[str]:
     """The files of a repo (NAMES: its paths) that vLLM loads, in the order a pull fetches them: the small
     files, the weights, config.json last. CONFIG: config.json's content (its auto_map asks for *.py files);
-    WEIGHT_MAP: the safetensors index's (index_name), None without one."""
+    WEIGHT_MAP: the safetensors index's (index_name), None without one; LOAD_FORMAT: vLLM's --load-format."""
     names = list(names)
     top = top_level(names)
-    index = index_name(names)
+    index = index_name(names, load_format)
     meta = [n for n in top if (n.endswith(METADATA_SUFFIXES) or n.startswith("tokenizer.model")) and n not in TRAINING_JSON
             and not (n.endswith(".index.json") and n != index)]  # another format's index is no use
     code = [n for n in remote_code_files(config) if n in names]
     small = sorted(set(meta + code) - {CONFIG})
-    return small + weight_files(names, weight_map) + ([CONFIG] if CONFIG in top else [])
+    return small + weight_files(names, weight_map, load_format) + ([CONFIG] if CONFIG in top else [])
 
 
 def tokenizer_files(names, config: dict | None = None) -> list[str]:
@@ -106,11 +128,11 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def missing_to_serve(folder: Path) -> list[str]:
+def missing_to_serve(folder: Path, load_format: str | None = None) -> list[str]:
     """What FOLDER (a snapshot, or a model folder) lacks for vLLM to serve it offline; [] when nothing:
     config.json, a tokenizer, every weight file of the format vLLM picks (the index's weight_map where there is
-    one; each shard of a -NNNNN-of-NNNNN set; else the single file) and the *.py files config's auto_map names.
-    A link to a blob that is gone counts as missing."""
+    one; each shard of a -NNNNN-of-NNNNN set; else the single file; none for --load-format dummy) and the *.py
+    files config's auto_map names. A link to a blob that is gone counts as missing."""
     try:
         names = [p.name for p in folder.iterdir() if p.is_file()]
     except OSError:
@@ -124,16 +146,17 @@ def missing_to_serve(folder: Path) -> list[str]:
     if not any(t in names for t in TOKENIZER_FILES):
         missing.append("a tokenizer (" + " or ".join(TOKENIZER_FILES[:2]) + ")")
     wanted: set[str] = set()
-    index = index_name(names)
+    index = index_name(names, load_format)
     if index is not None:
         weight_map = (_read_json(folder / index) or {}).get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             missing.append(f"{index} (unreadable)")
         else:
             wanted |= set(weight_map.values())
-    chosen = weight_files(names)
-    if not chosen and not wanted:
-        missing.append("weights (" + ", ".join(WEIGHT_PATTERNS) + ")")
+    chosen = weight_files(names, None, load_format)
+    patterns = reads(load_format)[0]
+    if patterns and not chosen and not wanted:
+        missing.append("weights (" + ", ".join(patterns) + ")")
     for name in chosen:
         shard = _SHARD.search(name)
         if shard and index is None:  # a set that names its count: every member

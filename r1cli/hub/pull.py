@@ -163,20 +163,21 @@ def snapshot_of(repo: str, revision: str | None = None, cache: Path | None = Non
 
 
 def missing_to_serve(repo: str, revision: str | None = None, cache: Path | None = None, *,
-                     tokenizer_only: bool = False) -> list[str]:
+                     tokenizer_only: bool = False, load_format: str | None = None) -> list[str]:
     """What the cache lacks for vLLM to serve REPO at REVISION offline ([]: ready). The one rule for "in the
     cache" (files.missing_to_serve on the snapshot the ref names): serve, its --dry-run, doctor, models and rm
-    all ask it. TOKENIZER_ONLY: REPO is vLLM's --tokenizer (files.missing_for_tokenizer)."""
+    all ask it. TOKENIZER_ONLY: REPO is vLLM's --tokenizer (files.missing_for_tokenizer); LOAD_FORMAT: vLLM's
+    --load-format (None: its default)."""
     snapshot = snapshot_of(repo, revision, cache)
     if snapshot is None:
         return ["the snapshot " + (revision or "main") + " names"]
-    return files.missing_for_tokenizer(snapshot) if tokenizer_only else files.missing_to_serve(snapshot)
+    return files.missing_for_tokenizer(snapshot) if tokenizer_only else files.missing_to_serve(snapshot, load_format)
 
 
 def is_complete(repo: str, revision: str | None = None, cache: Path | None = None, *,
-                tokenizer_only: bool = False) -> bool:
+                tokenizer_only: bool = False, load_format: str | None = None) -> bool:
     """Whether vLLM can serve REPO at REVISION offline from the cache (missing_to_serve)."""
-    return not missing_to_serve(repo, revision, cache, tokenizer_only=tokenizer_only)
+    return not missing_to_serve(repo, revision, cache, tokenizer_only=tokenizer_only, load_format=load_format)
 
 
 # ------------------------------------------------------------------------------------------ disk space
@@ -200,6 +201,10 @@ def check_space(plan: PullPlan) -> None:
                    f"(cache: {plan.cache})", status=ExitStatus.NO_SPACE,
                    hint="free some space, or move the cache to a larger disk: export HF_HOME=/larger/disk/huggingface "
                         "(r1 and vLLM both read it)")
+
+
+def files_text(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def human(n: float) -> str:
@@ -259,9 +264,9 @@ def _endpoint() -> str | None:
 
 # ------------------------------------------------------------------------------------------ asking the Hub
 def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None, *,
-              tokenizer_only: bool = False) -> PullPlan:
-    """What pulling REPO at REVISION fetches: the commit, the files vLLM loads with their sizes (the Hub's
-    metadata: nothing is downloaded), and what the cache has of them."""
+              tokenizer_only: bool = False, load_format: str | None = None) -> PullPlan:
+    """What pulling REPO at REVISION fetches: the commit, the files vLLM loads (with LOAD_FORMAT, its
+    --load-format) with their sizes (the Hub's metadata: nothing is downloaded), and what the cache has of them."""
     if machine.hf_offline_env():
         raise _offline_error(repo)
     from huggingface_hub import HfApi, constants
@@ -285,21 +290,25 @@ def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None,
     plan = PullPlan(repo, revision or "main", info.sha, [], cache or machine.hf_hub_cache())
     # What vLLM loads hangs on two small files: config.json (its auto_map asks for *.py) and the weights' index
     # (its weight_map names the shards). Read now (a dry run too), written by the pull from memory.
-    for name in (files.CONFIG, None if tokenizer_only else files.index_name(listed)):
+    index_file = files.index_name(listed, load_format)
+    for name in (files.CONFIG, None if tokenizer_only else index_file):
         if name in listed:
             blob = transfer.blob_path(plan.cache, repo, listed[name])
             plan.read[name] = blob.read_bytes() if blob.is_file() else _read(repo, info.sha, listed[name])
-    config_json, index = (_json(plan.read.get(n)) for n in (files.CONFIG, files.index_name(listed)))
+    config_json, index = (_json(plan.read.get(n)) for n in (files.CONFIG, index_file))
     if tokenizer_only:  # vLLM's --tokenizer: its files alone
         plan.files = [listed[n] for n in files.tokenizer_files(listed, config_json)]
         return with_cache_state(plan)
-    names = files.vllm_files(listed, config_json, (index or {}).get("weight_map"))
-    if not files.weight_files(names, (index or {}).get("weight_map")):
-        raise HubError(f"{repo} has no weights vLLM loads ({', '.join(files.WEIGHT_PATTERNS)} at its top level)",
+    weight_map = (index or {}).get("weight_map")
+    names = files.vllm_files(listed, config_json, weight_map, load_format)
+    patterns = files.reads(load_format)[0]
+    if patterns and not files.weight_files(names, weight_map, load_format):
+        loads = f"vLLM loads with --load-format {load_format}" if load_format else "vLLM loads"
+        raise HubError(f"{repo} has no weights {loads} ({', '.join(patterns)} at its top level)",
                        status=ExitStatus.NOT_FOUND, hint="name a model repo with safetensors weights")
     absent = [n for n in names if n not in listed]
     if absent:
-        raise HubError(f"{repo}'s {files.index_name(listed)} names files the repo does not have: {', '.join(absent[:3])}",
+        raise HubError(f"{repo}'s {index_file} names files the repo does not have: {', '.join(absent[:3])}",
                        status=ExitStatus.NOT_FOUND, hint="name another revision (--revision) or repo")
     plan.files = [listed[n] for n in names]
     return with_cache_state(plan)
@@ -391,7 +400,7 @@ class PlainDisplay:
         self.t0 = self.last = time.monotonic()
         already = f" ({human(plan.have)} already in the cache)" if plan.have else ""
         self.env.note(f"r1: {self.label} {plan.repo}@{plan.commit[:7]}: {human(plan.to_fetch)} to fetch "
-                      f"in {len(plan.missing)} files{already}")
+                      f"in {files_text(len(plan.missing))}{already}")
 
     def file(self, file: RemoteFile) -> None:
         self.env.note(f"r1: fetching {file.name} ({human(file.size)})")
@@ -552,12 +561,12 @@ def _raise_mapped(exc: BaseException, plan: PullPlan) -> None:
 
 
 def pull(env, repo: str, revision: str | None = None, *, display=None, workers: int = WORKERS,
-         tokenizer_only: bool = False) -> PullPlan:
+         tokenizer_only: bool = False, load_format: str | None = None) -> PullPlan:
     """Pull REPO (a Hub id) at REVISION into the Hugging Face cache; the plan, with what was fetched.
 
     Checks the space first, waits for another pull of the same model, and on Ctrl-C leaves what it fetched
     (a HubError with status INTERRUPTED saying how much, so the next pull resumes)."""
-    plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only)
+    plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only, load_format=load_format)
     check_space(plan)
     if not plan.needed:
         write_ref(plan)
@@ -587,7 +596,8 @@ def pull(env, repo: str, revision: str | None = None, *, display=None, workers: 
 
 
 def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: bool = False,
-                  display=None, workers: int = WORKERS, tokenizer_only: bool = False) -> PullPlan | None:
+                  display=None, workers: int = WORKERS, tokenizer_only: bool = False,
+                  load_format: str | None = None) -> PullPlan | None:
     """What `r1 serve` calls before starting vLLM: pull MODEL_ID unless the cache has it.
 
     MODEL_ID is what serve resolved (a Hub id, after --quant picked a checkpoint; a local path or the demo
@@ -596,17 +606,18 @@ def ensure_cached(env, model_id: str, revision: str | None = None, *, dry_run: b
     (with the same progress as `r1 pull`), what it fetched (`plan.fetched` bytes, `plan.snapshot`); with
     DRY_RUN, what a pull would fetch (`plan.to_fetch` bytes of `plan.total`), nothing downloaded. DISPLAY:
     the progress display (default: display_for(env), as `r1 pull`'s). TOKENIZER_ONLY: MODEL_ID is vLLM's
-    --tokenizer (its tokenizer's files alone).
+    --tokenizer (its tokenizer's files alone). LOAD_FORMAT: vLLM's --load-format (what weights it reads).
     Raises HubError (status NO_SPACE, NO_NETWORK, NOT_FOUND, GATED, BAD_TOKEN, BAD_REVISION, INTERRUPTED)
     or UsageError, each with its one line and fix."""
     if machine.is_local_path(model_id) or Path(model_id) == config.demo_model_dir():
         return None
     repo = check_repo_id(model_id)
     # By the ref vLLM reads (main unless a revision is given): a snapshot the ref does not name is no use offline.
-    if is_complete(repo, revision or "main", tokenizer_only=tokenizer_only):
+    if is_complete(repo, revision or "main", tokenizer_only=tokenizer_only, load_format=load_format):
         return None
     if dry_run:
-        plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only)
+        plan = plan_pull(repo, check_revision(revision), tokenizer_only=tokenizer_only, load_format=load_format)
         check_space(plan)
         return plan
-    return pull(env, repo, revision, display=display, workers=workers, tokenizer_only=tokenizer_only)
+    return pull(env, repo, revision, display=display, workers=workers, tokenizer_only=tokenizer_only,
+                load_format=load_format)

@@ -58,6 +58,37 @@ def test_mistral_style_repo_gets_the_indexed_shards_not_consolidated():
     assert {"params.json", "tokenizer.model", "tokenizer.model.v3"} <= set(chosen)
 
 
+# --load-format, as vLLM 0.32's loaders glob (DefaultModelLoader._prepare_weights, the Run:ai and dummy loaders)
+MISTRAL_NAMES = ["config.json", "consolidated.safetensors", "consolidated.safetensors.index.json",
+                 "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+                 "params.json", "tokenizer.json", "tekken.json", "pytorch_model.bin", "model.pt"]
+MISTRAL_INDEXES = {"model.safetensors.index.json": {"a": "model-00001-of-00002.safetensors",
+                                                    "b": "model-00002-of-00002.safetensors"},
+                   "consolidated.safetensors.index.json": {"a": "consolidated.safetensors"}}
+
+
+@pytest.mark.parametrize("load_format, index, weights", [
+    (None, "model.safetensors.index.json", ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+    ("auto", "model.safetensors.index.json", ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+    ("safetensors", "model.safetensors.index.json",
+     ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+    ("mistral", "consolidated.safetensors.index.json", ["consolidated.safetensors"]),
+    ("runai_streamer", None, ["consolidated.safetensors", "model-00001-of-00002.safetensors",
+                              "model-00002-of-00002.safetensors"]),  # every *.safetensors: no index filter
+    ("npcache", None, ["pytorch_model.bin"]),
+    ("pt", None, ["model.pt"]),
+    ("dummy", None, []),  # random weights: config and tokenizer alone
+    ("tensorizer", "model.safetensors.index.json",  # files r1 cannot list: what the default reads
+     ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]),
+])
+def test_load_format_picks_the_weights_vllm_reads(load_format, index, weights):
+    assert files.index_name(MISTRAL_NAMES, load_format) == index
+    chosen = files.vllm_files(MISTRAL_NAMES, {}, MISTRAL_INDEXES.get(index), load_format)
+    assert [n for n in chosen if n.endswith((".safetensors", ".bin", ".pt"))] == weights
+    assert {"config.json", "tokenizer.json", "tekken.json", "params.json"} <= set(chosen)
+    assert ("consolidated.safetensors.index.json" in chosen) == (load_format == "mistral")
+
+
 def test_a_bin_repo_gets_its_weights_without_the_training_files():
     names = ["config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
              "pytorch_model.bin.index.json", "optimizer.bin", "training_args.bin", "scheduler.pt",
@@ -115,6 +146,18 @@ SHARDS = {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.sa
 ])
 def test_missing_to_serve(tmp_path, layout, missing):
     assert files.missing_to_serve(_snapshot(tmp_path, layout)) == missing
+
+
+@pytest.mark.parametrize("load_format, missing", [
+    (None, ["weights (*.safetensors, *.bin, *.pt)"]),
+    ("safetensors", ["weights (*.safetensors)"]),
+    ("dummy", []),  # vLLM makes random weights: what AutoConfig and AutoTokenizer left is enough
+])
+def test_missing_to_serve_with_a_load_format(tmp_path, load_format, missing):
+    folder = _snapshot(tmp_path, {"config.json": {}, "tokenizer.json": "{}", "pytorch_model.bin": "x"})
+    if load_format != "safetensors":
+        (folder / "pytorch_model.bin").unlink()
+    assert files.missing_to_serve(folder, load_format) == missing
 
 
 def test_a_link_to_a_blob_that_is_gone_is_missing(tmp_path):

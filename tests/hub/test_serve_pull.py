@@ -157,3 +157,32 @@ def test_dry_run_says_what_the_tokenizer_flag_downloads_and_refuses_a_revision_t
     assert status == ExitStatus.NOT_FOUND, err
     assert "a start would fail: --tokenizer r1test/no-such-model: no model r1test/no-such-model" in one_error_line(err)
     assert_untouched(hub_env)
+
+
+def test_load_format_dummy_pulls_config_and_tokenizer_alone(hub_env, mirror):
+    """`-- --load-format dummy`: vLLM makes random weights and reads no weight file, so a start fetches the
+    rest of the repo but its weights; a snapshot without them is then ready for that start, and still not for
+    a plain one."""
+    from r1cli.commands import serve as serve_cmd
+    from r1cli.console import Environment
+    from r1cli.server import cmdline
+
+    dummy = ["--", "--load-format", "dummy"]
+    no_weights = TOTAL - (DEMO / "model.safetensors").stat().st_size
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS, *dummy)
+    assert status == 0, err
+    assert (f"r1: {REPO} is not in the Hugging Face cache: a start downloads {human(no_weights)} of "
+            f"{human(no_weights)} first ({len(WANTED) - 1} files;") in err
+    assert "--load-format dummy" in out  # handed to vLLM as given
+
+    opts = cmdline.options_for(REPO)
+    opts.extra = dummy[1:]
+    serve_cmd.pull_first(Environment(_stderr=Tty()), opts, REPO)
+    assert "model.safetensors" not in mirror.relay.fetched() and "tokenizer.json" in mirror.relay.fetched()
+    mirror.relay.reset()
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS, *dummy)
+    assert f"r1: {REPO} is in the Hugging Face cache: a start downloads nothing" in err
+    assert not mirror.relay.requests
+    status, out, err = r1_process("serve", REPO, "--dry-run", "--port", str(free_port()), *CPU_FLAGS)
+    assert (f"r1: {REPO} is not in the Hugging Face cache: a start downloads {human(TOTAL - no_weights)} of "
+            f"{human(TOTAL)} first (1 file;") in err
