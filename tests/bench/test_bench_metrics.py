@@ -217,17 +217,27 @@ def test_a_stream_of_textless_tokens_is_timed_as_vllm_times_it():
                 await aclient.aclose()
 
         asyncio.run(theirs())  # once first: aiohttp's first request pays for its set-up (0.3 s on busy cores)
-        vllm_out, (record, answer_ttft) = asyncio.run(theirs()), asyncio.run(ours())
+        # The two clients run one after the other: on busy cores a chunk read 30 ms late in one run shifts two
+        # of its gaps (a CI-like run beside other tests saw [.060, .009] against [.030, .030]). The counts never
+        # vary; the times are compared on up to 3 runs, and one run must agree in every figure.
+        disagreed = []
+        for _ in range(3):
+            vllm_out, (record, answer_ttft) = asyncio.run(theirs()), asyncio.run(ours())
+            assert vllm_out.success and record.success, record.error
+            assert len(record.itl) == len(vllm_out.itl) == 6  # 7 chunks with a choice: the role chunk is the first token
+            assert record.output_tokens == vllm_out.output_tokens == 6
+            times = {"ttft": (record.ttft, vllm_out.ttft),  # ~30 ms, not the ~150 ms of the first text
+                     "ask's ttft": (answer_ttft, vllm_out.ttft), "latency": (record.latency, vllm_out.latency),
+                     "itl": (record.itl, vllm_out.itl),
+                     "ttfa": (record.ttfa, record.ttft + 5 * 0.03)}  # the answer text came 5 chunks later
+            wrong = {k: v for k, v in times.items() if v[0] != pytest.approx(v[1], abs=0.015)}
+            if not wrong:
+                break
+            disagreed.append(wrong)
+        else:
+            raise AssertionError(f"r1's and vLLM's timings disagreed in 3 runs: {disagreed}")
     finally:
         srv.close()
-    assert vllm_out.success and record.success, record.error
-    assert len(record.itl) == len(vllm_out.itl) == 6  # 7 chunks with a choice: the role chunk is the first token
-    assert record.output_tokens == vllm_out.output_tokens == 6
-    assert record.ttft == pytest.approx(vllm_out.ttft, abs=0.015)  # ~30 ms, not the ~150 ms of the first text
-    assert answer_ttft == pytest.approx(vllm_out.ttft, abs=0.015)
-    assert record.latency == pytest.approx(vllm_out.latency, abs=0.015)
-    assert record.itl == pytest.approx(vllm_out.itl, abs=0.015)
-    assert record.ttfa == pytest.approx(record.ttft + 5 * 0.03, abs=0.015)  # the answer text came 5 chunks later
 
 
 def test_the_wait_for_a_connection_counts_in_ttft_as_in_vllm():

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run_r1
+from conftest import LONG_PROMPT, ROOT, run_r1
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,14 +62,14 @@ def test_stream_gives_reasoning_then_answer_then_done(r1):
 
 
 def test_breaking_out_of_a_stream_closes_it(demo_server, interrupted_in_flight):
-    """Leaving the loop early hangs up while the server still streams ("33333" at temperature 0: 900 tokens),
+    """Leaving the loop early hangs up while the server still streams (conftest.LONG_PROMPT at temperature 0: 900 tokens),
     and the server runs nothing more. The stream goes through a relay (conftest.InFlight) that sees the client
     close before the server's end of it. A client that never hung up would read on (its worker thread reads
     on): this can fail."""
     from r1cli import Client
 
     def leave_at_the_first_event(flight):
-        events = Client(base_url=flight.url).stream("33333", max_tokens=900, temperature=0, math=False)
+        events = Client(base_url=flight.url).stream(LONG_PROMPT, max_tokens=900, temperature=0, math=False)
         next(events)
         if flight.still_running():
             events.close()  # what a `break` out of the loop does

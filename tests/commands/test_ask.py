@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, STOP_WAIT_S, free_port, reap, run_r1
+from conftest import LONG_PROMPT, ROOT, STOP_WAIT_S, free_port, reap, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text())
 R1 = f"{shlex.quote(sys.executable)} -m r1cli"
@@ -147,7 +147,7 @@ def test_bad_input_is_one_line_and_exit_2(stdin, message):
 
 
 def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server, interrupted_in_flight):
-    """At temperature 0, "33333" makes the demo write 900 tokens (alone, about 1.3 s). The Ctrl-C comes once
+    """At temperature 0, conftest.LONG_PROMPT makes the demo write 900 tokens (alone, about 1.3 s). The Ctrl-C comes once
     the stream has begun, while the server still sends it; r1 exits 130 with nothing on stdout, having hung
     up before the stream's end (the relay of conftest.InFlight sees it), and the server runs nothing more."""
     import signal
@@ -157,7 +157,7 @@ def test_ctrl_c_exits_130_and_the_server_stops_generating(demo_server, interrupt
     codes, outputs = [], []
 
     def ask_then_ctrl_c(flight):
-        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", "33333", "-t", "0", "--max-tokens", "900",
+        proc = subprocess.Popen([sys.executable, "-m", "r1cli", "ask", LONG_PROMPT, "-t", "0", "--max-tokens", "900",
                                  "--show-thinking", "--base-url", flight.url],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
         try:

