@@ -15,6 +15,7 @@ import typer
 
 from r1cli import completion, config, options
 from r1cli.console import Environment
+from r1cli.english import counted
 from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
@@ -146,7 +147,7 @@ def check_nvml(report: "gpu.NvmlReport", found: dict[str, str] | None = None) ->
             fix = f"install the NVIDIA driver, or serve on CPU: {CPU_FIX}"
         return Check("nvml", WARN, report.error or "NVML unavailable", fix)
     n = len(report.gpus)
-    detail = f"driver {report.driver_version or '?'}, {n} GPU{'s' if n != 1 else ''}"
+    detail = f"driver {report.driver_version or '?'}, {counted(n, 'GPU')}"
     if report.error:
         return Check("nvml", WARN, f"{detail}; {report.error}")
     if n == 0:

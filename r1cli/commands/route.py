@@ -13,6 +13,7 @@ import typer
 
 from r1cli import config
 from r1cli.console import Environment
+from r1cli.english import counted
 from r1cli.errors import ExitStatus, StartFailedError, UsageError
 from r1cli.lazy import lazy_import
 
@@ -89,7 +90,7 @@ def start(env: Environment, names: list[str], *, port: int, host: str, policy: s
           key_source: str | None, timeout: float, detach: bool, json_out: bool) -> None:
     server_route.require_installed()
     roots = _roots(names)
-    env.note(f"r1: checking {len(roots)} worker{'s' if len(roots) != 1 else ''}")
+    env.note(f"r1: checking {counted(len(roots), 'worker')}")
     found = server_route.check_workers(roots, api_key)
     _show_workers(env, found)
     served = server_route.refuse(found, key_source)
@@ -105,7 +106,7 @@ def start(env: Environment, names: list[str], *, port: int, host: str, policy: s
     record = started.record
     try:
         env.note(f"r1: ready in {started.seconds:.1f} s, {record.url}, model {served}, "
-                 f"{len(roots)} worker{'s' if len(roots) != 1 else ''}, policy {policy}")
+                 f"{counted(len(roots), 'worker')}, policy {policy}")
         if api_key is not None:
             env.note("r1: clients send the workers' key (R1_API_KEY): the router passes it on")
         if detach:
@@ -118,8 +119,8 @@ def start(env: Environment, names: list[str], *, port: int, host: str, policy: s
         with process.signals_held():
             freed = process.stop_server(record)
         with contextlib.suppress(OSError):
-            many = "es" if len(freed.pids) != 1 else ""
-            env.note(f"\nr1: stopped the router on port {port} ({len(freed.pids)} process{many}); the workers run on")
+            env.note(f"\nr1: stopped the router on port {port} ({counted(len(freed.pids), 'process', 'processes')}); "
+                     "the workers run on")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     process.stop_server(record, timeout=5)
     raise StartFailedError(f"vllm-router exited with status {code}",
@@ -153,5 +154,5 @@ def change(env: Environment, action: str, name: str, *, port: int | None, api_ke
         server_route.remove(root, worker)
     now = [w["url"] for w in server_route.workers(root)]
     env.note(f"r1: {'added' if action == 'add' else 'removed'} {worker}; the router on port {port} now routes to "
-             f"{len(now)} worker{'s' if len(now) != 1 else ''}")
+             f"{counted(len(now), 'worker')}")
     print(json.dumps({"port": port, "workers": now}) if json_out else "\n".join(now), flush=True)

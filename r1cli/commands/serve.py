@@ -13,6 +13,7 @@ import typer
 
 from r1cli import config, options
 from r1cli.console import Environment
+from r1cli.english import counted
 from r1cli.errors import ExitStatus, R1Error, UsageError
 from r1cli.lazy import lazy_import
 
@@ -214,10 +215,10 @@ def models_to_pull(model: str, extra: list[str]) -> list[tuple[str, str | None, 
     return found
 
 
-def load_format_of(extra: list[str], tokenizer_only: bool = False) -> str | None:
+def load_format_of(extra: list[str]) -> str | None:
     """vLLM's --load-format in EXTRA (None: its default): which weight files a pull fetches for the model and
-    a speculative one (vLLM loads both with it); a --tokenizer repo's files do not hang on it."""
-    return None if tokenizer_only else _flag_values(list(extra)).get("--load-format")
+    a speculative one (vLLM loads both with it; a --tokenizer repo's pull reads no weights)."""
+    return _flag_values(list(extra)).get("--load-format")
 
 
 def _flagged(problem: R1Error, flag: str | None, name: str) -> R1Error:
@@ -233,11 +234,12 @@ def pull_planned(env: Environment, model: str, would_fail: list, extra: list[str
     that error)."""
     from r1cli.hub import pull as hub
 
+    load_format = load_format_of(extra)
     for name, revision, tokenizer_only, flag in models_to_pull(model, list(extra)):
         try:
             # A dry run reports nothing through env.
             plan = hub.ensure_cached(None, name, revision, dry_run=True, tokenizer_only=tokenizer_only,
-                                     load_format=load_format_of(extra, tokenizer_only))
+                                     load_format=load_format)
         except R1Error as problem:
             if flag is None:
                 fix_unavailable(problem, asked=name)
@@ -249,7 +251,7 @@ def pull_planned(env: Environment, model: str, would_fail: list, extra: list[str
             continue
         already = f"; {hub.human(plan.have)} of it is there already" if plan.have else ""
         env.note(f"r1: {what} is not in the Hugging Face cache: a start downloads {hub.human(plan.to_fetch)} of "
-                 f"{hub.human(plan.total)} first ({hub.files_text(len(plan.missing))}{already}; {hub.human(hub.free_bytes(plan.cache))} "
+                 f"{hub.human(plan.total)} first ({counted(len(plan.missing), 'file')}{already}; {hub.human(hub.free_bytes(plan.cache))} "
                  f"free in {plan.cache}), then starts vLLM offline on them")
 
 
@@ -261,11 +263,11 @@ def pull_first(env: Environment, opts: "cmdline.ServeOptions", model: str) -> No
     from r1cli.hub import pull as hub
 
     title = opts.served_name or cmdline.short_name(model)
+    load_format = load_format_of(opts.extra)
     for name, revision, tokenizer_only, flag in models_to_pull(model, opts.extra):
         try:
             pulled = hub.ensure_cached(env, name, revision, display=hub.display_for(env, label=f"{title}: downloading"),
-                                       tokenizer_only=tokenizer_only,
-                                       load_format=load_format_of(opts.extra, tokenizer_only))
+                                       tokenizer_only=tokenizer_only, load_format=load_format)
         except R1Error as problem:
             if flag is None:
                 fix_unavailable(problem, asked=name)

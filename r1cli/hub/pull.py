@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from r1cli import config, machine
+from r1cli.english import counted
 from r1cli.errors import ExitStatus, HubError, R1Error, UsageError
 from r1cli.hub import files, transfer
 from r1cli.hub.errors import first_line, is_network_error, status_code
@@ -201,10 +202,6 @@ def check_space(plan: PullPlan) -> None:
                    f"(cache: {plan.cache})", status=ExitStatus.NO_SPACE,
                    hint="free some space, or move the cache to a larger disk: export HF_HOME=/larger/disk/huggingface "
                         "(r1 and vLLM both read it)")
-
-
-def files_text(n: int) -> str:
-    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def human(n: float) -> str:
@@ -400,7 +397,7 @@ class PlainDisplay:
         self.t0 = self.last = time.monotonic()
         already = f" ({human(plan.have)} already in the cache)" if plan.have else ""
         self.env.note(f"r1: {self.label} {plan.repo}@{plan.commit[:7]}: {human(plan.to_fetch)} to fetch "
-                      f"in {files_text(len(plan.missing))}{already}")
+                      f"in {counted(len(plan.missing), 'file')}{already}")
 
     def file(self, file: RemoteFile) -> None:
         self.env.note(f"r1: fetching {file.name} ({human(file.size)})")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from urllib.parse import urlsplit
 
 from r1cli.client import http
+from r1cli.english import counted
 from r1cli.errors import R1Error, StartFailedError, UsageError
 from r1cli.server import state
 
@@ -477,8 +478,8 @@ def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable
             yield (f"stopped {what} on port {record.port}: {len(freed.pids)} processes, "
                    f"{mib:,.0f} MiB of memory freed{gpu_text}")
         elif freed.pids:
-            count = f"{len(freed.pids)} process" + ("es" if len(freed.pids) != 1 else "")
-            yield (f"the API server on port {record.port} was gone; stopped the {count} it "
+            yield (f"the API server on port {record.port} was gone; stopped the "
+                   f"{counted(len(freed.pids), 'process', 'processes')} it "
                    f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed{gpu_text}")
         else:
             yield f"the server on port {record.port} had already exited; its record is removed"

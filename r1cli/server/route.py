@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from r1cli.client import http
+from r1cli.english import counted
 from r1cli.errors import NoServerError, StartFailedError, UsageError
 from r1cli.server import process, state
 
@@ -308,4 +309,4 @@ def worker_count(root: str, timeout: float = 3.0) -> int | None:
 
 def target_text(workers: int | None) -> str:
     """' (a router of N workers)' after a target's URL, or nothing for a server."""
-    return "" if workers is None else f" (a router of {workers} worker{'s' if workers != 1 else ''})"
+    return "" if workers is None else f" (a router of {counted(workers, 'worker')})"

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from r1cli.english import counted
 from r1cli.errors import ExitStatus, R1Error, UsageError
 
 OFF, MANUAL = "off", "manual"
@@ -213,7 +214,7 @@ def put_to_sleep(record, level: int | None = None, *, wait_s: float = 30.0, noti
         return Transition(now.get("level") or 1, 0.0, already=True)
     if notify and now.get("in_flight"):
         n = now["in_flight"]
-        notify(f"waiting for {n} request{'s' if n != 1 else ''} in flight to finish")
+        notify(f"waiting for {counted(n, 'request')} in flight to finish")
     before = _gpu_report(record)
     query = f"?wait={wait_s:g}" + (f"&level={level}" if level is not None else "")
     done = control(record, "POST", "/sleep" + query, timeout=wait_s + 330.0)
