@@ -211,21 +211,21 @@ def test_a_worker_killed_mid_load_leaves_every_request_answered_once(local_worke
                 if not any(t.is_alive() for t in threads):
                     raise AssertionError(f"all {REQUESTS} were answered first")
 
+            miss = None
             try:
-                try:
-                    running_at_least(network_worker.root + "/v1", 4, 60, alive=loading)
-                except AssertionError as miss:
-                    for t in threads:
-                        t.join(timeout=400)
-                    log = router.r1("logs", "--port", str(router.port), "-n", "30").stdout
-                    missed.append(f"{miss}; the clients got {[a[0] for a in answers]}; router status: "
-                                  f"{router.status()}; its log:\n{log}")
-                    continue
+                running_at_least(network_worker.root + "/v1", 4, 60, alive=loading)
                 record = json.loads((Path(network_worker.home) / "servers" / f"{network_worker.port}.json").read_text())
                 os.killpg(record["pgid"], signal.SIGKILL)
+            except AssertionError as exc:
+                miss = exc
             finally:
                 for t in threads:
                     t.join(timeout=400)
+            if miss is not None:
+                log = router.r1("logs", "--port", str(router.port), "-n", "30").stdout
+                missed.append(f"{miss}; the clients got {[a[0] for a in answers]}; router status: "
+                              f"{router.status()}; its log:\n{log}")
+                continue
             assert len(answers) == REQUESTS
             assert [(status, answer["usage"]["completion_tokens"]) for status, answer in answers] == \
                 [(200, LONG)] * REQUESTS
