@@ -446,16 +446,17 @@ def test_the_state_read_while_the_engine_falls_asleep_has_the_level(tmp_path):
     """On an H100, vLLM's engine said it slept before its sleep() returned, and `r1 status` read "asleep" with no
     level (GPU tier, 2026-12-06). The engine here does the same: asleep at once, its sleep() returns later."""
     async def story():
-        returns = asyncio.Event()
+        asleep, returns = asyncio.Event(), asyncio.Event()
 
         class AsleepBeforeItReturns(OldEngine):
             async def sleep(self, level=1, mode="abort"):
                 await super().sleep(level, mode)
+                asleep.set()
                 await returns.wait()
 
         keeper = keepalive.KeepAlive(AsleepBeforeItReturns(), keepalive.SharedClock(str(tmp_path / "clock")), None)
         sleeping = asyncio.ensure_future(keeper.sleep(1))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(asleep.wait(), 10)  # the engine says it sleeps; its sleep() has not returned
         during = await keeper.state()
         returns.set()
         await sleeping
