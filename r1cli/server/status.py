@@ -69,6 +69,7 @@ from urllib.parse import urlsplit
 
 from r1cli import config
 # The `metrics` object's keys and its parser (server/metrics.py), read through this module by `r1 status`'s rendering.
+from r1cli.english import counted
 from r1cli.server.metrics import METRIC_KEYS, empty_metrics, parse_metrics  # noqa: F401
 
 CONNECT_TIMEOUT = 1.0
@@ -402,9 +403,9 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
     }
     if rec is not None and t.orphans:
         out["state"] = "orphaned"
-        many = len(t.orphans) != 1
-        out["error"] = (f"its API server (pid {rec.pid}) is gone, but {len(t.orphans)} process{'es' if many else ''} "
-                        f"of its tree run{'' if many else 's'} on "
+        orphans = counted(len(t.orphans), "process", "processes")
+        out["error"] = (f"its API server (pid {rec.pid}) is gone, but {orphans} "
+                        f"of its tree run{'s' if len(t.orphans) == 1 else ''} on "
                         f"(pids {', '.join(map(str, out['orphans']))}); `r1 stop --port {t.port}` stops them")
         return out
     if rec is not None and not t.alive:

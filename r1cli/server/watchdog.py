@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 
+from r1cli.english import counted
 from r1cli.server import state
 
 RELEASE = b"r"
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
             current = None
         if current is not None and (current.pid, current.create_time) == (record.pid, record.create_time):
             state.remove(record.port)
-    _say(f"stopped {len(freed.pids)} processes")
+    _say(f"stopped {counted(len(freed.pids), 'process', 'processes')}")
     return 0
 
 

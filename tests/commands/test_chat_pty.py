@@ -227,11 +227,11 @@ def test_save_then_load_round_trips(chat, tmp_path):
     child = chat("--seed", "1")  # the second question below: unseeded, the tiny demo misses it in ~30% of chats
     assert "\\boxed{5}" in submit(child, "What is 2+3?")
     first, second = tmp_path / "a.json", tmp_path / "b.json"
-    assert f"saved 1 turns to {first}" in command(child, f"/save {first}")
+    assert f"saved 1 turn to {first}" in command(child, f"/save {first}")
     assert "exists" in command(child, f"/save {first}")  # no overwrite without --force
     assert "new conversation" in command(child, "/clear")
     out = command(child, f"/load {first}")
-    assert "What is 2+3?" in out and "\\boxed{5}" in out and f"loaded 1 turns from {first}" in out
+    assert "What is 2+3?" in out and "\\boxed{5}" in out and f"loaded 1 turn from {first}" in out
     command(child, f"/save {second}")
     assert first.read_bytes() == second.read_bytes()
     data = json.loads(first.read_text())

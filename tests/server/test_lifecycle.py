@@ -342,7 +342,7 @@ def test_ctrl_c_of_a_foreground_serve_says_at_once_that_it_stops_vllm(tmp_path, 
         assert (True, "r1: serving; press Ctrl-C to stop") in lines, lines
         # said while the server still ran (it takes 1.5 s to stop): at once, not once the stop was done
         assert lines[-2] == (True, f"r1: stopping vLLM (pid {proc.pid})..."), lines
-        assert lines[-1] == (False, "r1: stopped m (1 processes)"), lines
+        assert lines[-1] == (False, "r1: stopped m (1 process)"), lines
         assert proc.poll() is not None and state.load(port) is None
     finally:
         for signum, handler in saved.items():
