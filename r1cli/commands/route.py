@@ -119,7 +119,7 @@ def start(env: Environment, names: list[str], *, port: int, host: str, policy: s
         with process.signals_held():
             freed = process.stop_server(record)
         with contextlib.suppress(OSError):
-            env.note(f"\nr1: stopped the router on port {port} ({counted(len(freed.pids), 'process', 'processes')}); "
+            env.note(f"\nr1: stopped the router on port {port} ({counted(len(freed.pids), 'process')}); "
                      "the workers run on")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     process.stop_server(record, timeout=5)

@@ -387,7 +387,7 @@ def start(env: Environment, opts: "cmdline.ServeOptions", *, timeout: float, log
                 env.note(f"\nr1: {server_serve.stopping(record)}")  # at once: vLLM takes seconds to stop
             freed = process.stop_server(record)
         with contextlib.suppress(OSError):
-            env.note(f"r1: stopped {record.served_name} ({counted(len(freed.pids), 'process', 'processes')})")
+            env.note(f"r1: stopped {record.served_name} ({counted(len(freed.pids), 'process')})")
         raise SystemExit(ExitStatus.INTERRUPTED) from None
     _exited(record, code)
 

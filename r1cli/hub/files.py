@@ -18,25 +18,34 @@ import fnmatch
 import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 CONFIG = "config.json"
 SAFE_INDEX = "model.safetensors.index.json"  # vLLM's SAFE_WEIGHTS_INDEX_NAME
 # vLLM's patterns in its order of preference ("hf" load format, with fall_back_to_pt).
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
+
+
+class Reads(NamedTuple):
+    """What one --load-format reads: the weight patterns, in order of preference; the index (or None)."""
+    patterns: tuple[str, ...]
+    index: str | None
+
+
 # vLLM's --load-format: the weight patterns its loader globs, in its order of preference, and the index that
 # filters safetensors (DefaultModelLoader._prepare_weights; Run:ai's loader reads every *.safetensors; the
 # dummy loader no file: random weights). A format not named here reads files r1 cannot list (a tensorizer
 # URI, a sharded state saved by vLLM): r1 pulls what the default format reads.
 LOAD_FORMATS = {
-    "hf": (WEIGHT_PATTERNS, SAFE_INDEX),
-    "safetensors": (("*.safetensors",), SAFE_INDEX),
-    "fastsafetensors": (("*.safetensors",), SAFE_INDEX),
-    "instanttensor": (("*.safetensors",), SAFE_INDEX),
-    "mistral": (("consolidated*.safetensors",), "consolidated.safetensors.index.json"),
-    "pt": (("*.pt",), None),
-    "npcache": (("*.bin", "*.pt"), None),
-    "runai_streamer": (("*.safetensors",), None),
-    "dummy": ((), None),
+    "hf": Reads(WEIGHT_PATTERNS, SAFE_INDEX),
+    "safetensors": Reads(("*.safetensors",), SAFE_INDEX),
+    "fastsafetensors": Reads(("*.safetensors",), SAFE_INDEX),
+    "instanttensor": Reads(("*.safetensors",), SAFE_INDEX),
+    "mistral": Reads(("consolidated*.safetensors",), "consolidated.safetensors.index.json"),
+    "pt": Reads(("*.pt",), None),
+    "npcache": Reads(("*.bin", "*.pt"), None),
+    "runai_streamer": Reads(("*.safetensors",), None),
+    "dummy": Reads((), None),
 }
 # vLLM's filter_files_not_needed_for_inference: what a trainer saves beside .bin/.pt weights.
 TRAINING_WEIGHTS = ("training_args.bin", "optimizer.bin", "optimizer.pt", "scheduler.pt", "scaler.pt")
@@ -59,7 +68,7 @@ def top_level(names) -> list[str]:
     return [n for n in names if "/" not in n]
 
 
-def reads(load_format: str | None) -> tuple[tuple[str, ...], str | None]:
+def reads(load_format: str | None) -> Reads:
     """What vLLM's LOAD_FORMAT (None: its default) globs for weights, and the index it filters them by."""
     return LOAD_FORMATS.get(load_format or "hf", LOAD_FORMATS["hf"])
 
@@ -67,12 +76,12 @@ def reads(load_format: str | None) -> tuple[tuple[str, ...], str | None]:
 def weight_pattern(names, load_format: str | None = None) -> str | None:
     """The pattern vLLM loads weights by among NAMES (top level): the first of the format's that matches."""
     top = top_level(names)
-    return next((p for p in reads(load_format)[0] if fnmatch.filter(top, p)), None)
+    return next((p for p in reads(load_format).patterns if fnmatch.filter(top, p)), None)
 
 
 def index_name(names, load_format: str | None = None) -> str | None:
     """The index whose weight_map vLLM filters by, when NAMES have one and the weights are safetensors."""
-    pattern, index = weight_pattern(names, load_format), reads(load_format)[1]
+    pattern, index = weight_pattern(names, load_format), reads(load_format).index
     return index if pattern and pattern.endswith(".safetensors") and index in names else None
 
 
@@ -154,7 +163,7 @@ def missing_to_serve(folder: Path, load_format: str | None = None) -> list[str]:
         else:
             wanted |= set(weight_map.values())
     chosen = weight_files(names, None, load_format)
-    patterns = reads(load_format)[0]
+    patterns = reads(load_format).patterns
     if patterns and not chosen and not wanted:
         missing.append("weights (" + ", ".join(patterns) + ")")
     for name in chosen:

@@ -298,7 +298,7 @@ def plan_pull(repo: str, revision: str | None = None, cache: Path | None = None,
         return with_cache_state(plan)
     weight_map = (index or {}).get("weight_map")
     names = files.vllm_files(listed, config_json, weight_map, load_format)
-    patterns = files.reads(load_format)[0]
+    patterns = files.reads(load_format).patterns
     if patterns and not files.weight_files(names, weight_map, load_format):
         loads = f"vLLM loads with --load-format {load_format}" if load_format else "vLLM loads"
         raise HubError(f"{repo} has no weights {loads} ({', '.join(patterns)} at its top level)",

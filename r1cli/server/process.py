@@ -475,11 +475,11 @@ def stop_servers(port: int | None, all_: bool, timeout: float, skipped: Callable
         gpu_text = f"; GPU memory freed: {on_gpus}" if on_gpus else ""
         if alive:
             what = f"the router of {record.served_name}" if record.backend == "router" else record.served_name
-            yield (f"stopped {what} on port {record.port}: {counted(len(freed.pids), 'process', 'processes')}, "
+            yield (f"stopped {what} on port {record.port}: {counted(len(freed.pids), 'process')}, "
                    f"{mib:,.0f} MiB of memory freed{gpu_text}")
         elif freed.pids:
             yield (f"the API server on port {record.port} was gone; stopped the "
-                   f"{counted(len(freed.pids), 'process', 'processes')} it "
+                   f"{counted(len(freed.pids), 'process')} it "
                    f"left ({', '.join(sorted(set(freed.names)))}), {mib:,.0f} MiB of memory freed{gpu_text}")
         else:
             yield f"the server on port {record.port} had already exited; its record is removed"

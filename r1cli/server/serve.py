@@ -521,5 +521,5 @@ def _clear_leftovers(port: int, notify: Notify | None) -> None:
         return  # none, or a live one: check_port refuses it
     freed = process.stop_server(held, timeout=5)
     if freed.pids and notify:
-        notify(f"stopped {counted(len(freed.pids), 'process', 'processes')} left by the previous server on port {port} "
+        notify(f"stopped {counted(len(freed.pids), 'process')} left by the previous server on port {port} "
                f"(pids {', '.join(map(str, freed.pids))})")

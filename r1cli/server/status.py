@@ -403,7 +403,7 @@ def _server(t: _Target, probes: dict[str, Probe], now: float, api_key: str | Non
     }
     if rec is not None and t.orphans:
         out["state"] = "orphaned"
-        orphans = counted(len(t.orphans), "process", "processes")
+        orphans = counted(len(t.orphans), "process")
         out["error"] = (f"its API server (pid {rec.pid}) is gone, but {orphans} "
                         f"of its tree run{'s' if len(t.orphans) == 1 else ''} on "
                         f"(pids {', '.join(map(str, out['orphans']))}); `r1 stop --port {t.port}` stops them")

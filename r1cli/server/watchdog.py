@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
             current = None
         if current is not None and (current.pid, current.create_time) == (record.pid, record.create_time):
             state.remove(record.port)
-    _say(f"stopped {counted(len(freed.pids), 'process', 'processes')}")
+    _say(f"stopped {counted(len(freed.pids), 'process')}")
     return 0
 
 
